@@ -1,0 +1,325 @@
+"""The ``edge`` command: a thin layer over the library that turns its errors into exit codes.
+
+Exit 0 on success, 2 on bad input (config, arguments; one line per problem, no traceback),
+1 on other failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from . import __version__
+from .errors import ConfigError, EdgelineError
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+log = logging.getLogger("edge")
+
+
+class UsageError(EdgelineError, ValueError):
+    """Command-line arguments that do not fit together."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge",
+        description="edgeline: event-driven edge runtime for Raspberry-Pi-class devices.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgeline {__version__}")
+    parser.add_argument(
+        "--log-level", default=None, choices=["debug", "info", "warning", "error"],
+        help="log verbosity (default: info for run, warning otherwise)",
+    )  # fmt: skip
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run on the device's real GPIO and I2C hardware")
+    run.add_argument("--config", required=True, metavar="FILE", help="the device's TOML config")
+    run.set_defaults(handler=cmd_run)
+
+    sim = commands.add_parser(
+        "simulate", help="run the same runtime on simulated hardware, with an embedded broker"
+    )
+    sim.add_argument("--scenario", metavar="NAME|FILE", help="built-in name or scenario file")
+    sim.add_argument("--config", metavar="FILE", help="simulate the hardware of this config")
+    sim.add_argument("--broker", metavar="URL", help="use this broker instead of an embedded one")
+    sim.add_argument("--state-dir", metavar="DIR", help="keep the outbox here (default: temp)")
+    sim.add_argument("--speed", metavar="X|max", help="times real time, or max (virtual clock)")
+    sim.add_argument("--duration", type=float, metavar="S", help="simulated seconds to run")
+    sim.add_argument("--seed", type=int, default=0, metavar="N", help="noise seed (default 0)")
+    sim.add_argument(
+        "--drain-timeout", type=float, default=10.0, metavar="S",
+        help="at the end, wait this long for the outbox to drain upstream (default 10)",
+    )  # fmt: skip
+    sim.add_argument("--quiet", action="store_true", help="print only the summary")
+    sim.set_defaults(handler=cmd_simulate)
+
+    check = commands.add_parser("check-config", help="validate a config file and summarise it")
+    check.add_argument("file", metavar="FILE")
+    check.set_defaults(handler=cmd_check_config)
+
+    outbox = commands.add_parser("outbox", help="inspect a device's outbox")
+    verbs = outbox.add_subparsers(dest="verb", required=True, metavar="VERB")
+    stats = verbs.add_parser("stats", help="stream, last seq, pending, delivered, evicted")
+    stats.add_argument("--json", action="store_true", help="one JSON object")
+    tail = verbs.add_parser("tail", help="the newest pending events, as JSON lines")
+    tail.add_argument("-n", type=int, default=10, help="how many (default 10)")
+    for verb in (stats, tail):
+        where = verb.add_mutually_exclusive_group(required=True)
+        where.add_argument("--config", metavar="FILE", help="the device's config")
+        where.add_argument("--state-dir", metavar="DIR", help="the state directory")
+    stats.set_defaults(handler=cmd_outbox_stats)
+    tail.set_defaults(handler=cmd_outbox_tail)
+
+    sink = commands.add_parser("sink", help="subscribe to a broker and print events, checking seq")
+    sink.add_argument("--broker", required=True, metavar="URL", help="mqtt://host:port")
+    sink.add_argument("--prefix", default="edgeline", help="topic prefix (default edgeline)")
+    sink.add_argument("--device", default="+", help="one device id (default: all)")
+    sink.set_defaults(handler=cmd_sink)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    default_level = "info" if args.command == "run" else "warning"
+    logging.basicConfig(
+        level=(args.log_level or default_level).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except EdgelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGINT and SIGTERM set the returned event: the command then stops cleanly."""
+    stop = threading.Event()
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    return stop
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from .config import load
+
+    print(load(args.file).summary())
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .clock import RealClock
+    from .config import load
+    from .hardware import RealHardware
+    from .runtime import Runtime
+
+    config = load(args.config)
+    clock = RealClock(assume_synced=config.device.rtc)
+    stop = _stop_on_signals()
+    with RealHardware(clock) as hardware:
+        runtime = Runtime(config, hardware=hardware.hardware, clock=clock)
+        try:
+            runtime.start()
+            log.info("running: %s", config.summary())
+            while not stop.wait(1.0) and not runtime.sampling_done(0):
+                pass
+        finally:
+            runtime.close()
+    log.info("stopped cleanly: %s", json.dumps(runtime.status()))
+    return EXIT_OK
+
+
+def _speed(text: str | None, default: float) -> float | None:
+    """The --speed value: a positive factor, or None for 'max' (virtual clock)."""
+    if text is None:
+        return default
+    if text == "max":
+        return None
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = -1.0
+    if not speed > 0:
+        raise UsageError(f"--speed: expected a positive number or 'max', found {text!r}")
+    return speed
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .broker import EmbeddedBroker
+    from .config import broker_url
+    from .simulation import load_scenario
+
+    if args.scenario and args.config:
+        raise UsageError("give --scenario or --config, not both")
+    if args.duration is not None and not args.duration > 0:
+        raise UsageError(
+            f"--duration: expected a positive number of seconds, found {args.duration}"
+        )
+    if args.broker and broker_url(args.broker):
+        raise UsageError(f"--broker: expected {broker_url(args.broker)}, found {args.broker!r}")
+    temporary = None if args.state_dir else tempfile.mkdtemp(prefix="edgeline-sim-")
+    state_dir = args.state_dir or temporary
+    stop = _stop_on_signals()
+    broker: EmbeddedBroker | None = None
+    try:
+        url = args.broker
+        if url is None:
+            broker = EmbeddedBroker().start()
+            url = broker.url
+        scenario = load_scenario(
+            args.scenario,
+            config_path=args.config,
+            overrides={"storage": {"state_dir": state_dir}, "uplink": {"broker": url}},
+        )
+        return _simulate(scenario, args, stop, embedded=broker is not None)
+    finally:
+        if broker is not None:
+            broker.close()
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _simulate(
+    scenario: Any, args: argparse.Namespace, stop: threading.Event, embedded: bool
+) -> int:
+    from .clock import Clock, ScaledClock, VirtualClock
+    from .console import Console
+    from .runtime import Runtime
+    from .simulation import SimulatedHardware
+    from .sink import Sink
+
+    config = scenario.config
+    speed = _speed(args.speed, scenario.settings.speed)
+    duration = args.duration if args.duration is not None else scenario.settings.duration
+    clock: Clock = VirtualClock(start_wall=_now()) if speed is None else ScaledClock(speed)
+    t0 = clock.monotonic()
+    console = Console(t0, quiet=args.quiet)
+    where = "embedded broker at " if embedded else "broker "
+    print(
+        f"edgeline simulate: {scenario.name}, device {config.device.id}, "
+        f"{duration:g} s at {'max' if speed is None else f'{speed:g}x'} speed, "
+        f"{where}{config.uplink.broker}, state in {config.storage.state_dir}",
+        flush=True,
+    )
+    simulated = SimulatedHardware(scenario, clock, seed=args.seed)
+    sink = Sink(
+        config.uplink.broker,
+        prefix=config.uplink.topic_prefix,
+        device=config.device.id,
+        on_event=console.upstream,
+        on_status=console.status,
+    ).start()
+    runtime = Runtime(
+        config, hardware=simulated.hardware, clock=clock, drive_clock=speed is None,
+        watcher=console,
+    )  # fmt: skip
+    drained = True
+    try:
+        simulated.schedule(scenario.presses, runtime.scheduler)
+        runtime.start(until=t0 + duration)
+        while not stop.is_set() and not runtime.sampling_done(0.2):
+            pass
+        if not stop.is_set():
+            drained = runtime.drain(args.drain_timeout)
+    finally:
+        runtime.close()
+    status = runtime.status()
+    last_seq = status["last_seq"]
+    stream = runtime.outbox.stream
+    sink.wait_for(config.device.id, stream, last_seq, timeout=5.0 if drained else 0.5)
+    received = sink.received(config.device.id, stream)
+    sink.close()
+    jitter = runtime.scheduler.jitter()
+    kinds = ", ".join(f"{n} {kind}/{sev}" for (kind, sev), n in sorted(console.events.items()))
+    missing = len(received.missing(last_seq))
+    print(
+        f"summary: {console.readings} readings; {sum(console.events.values())} events stored "
+        f"({kinds or 'none'}); stream {stream} at seq {last_seq}; upstream received "
+        f"{len(received.seqs)} distinct, {received.duplicates} duplicates, {missing} missing; "
+        f"sampling jitter p99 {jitter.p99 * 1000:.2f} ms over {jitter.polls} polls"
+        f"{'' if drained else '; outbox not drained before the timeout (events stay stored)'}",
+        flush=True,
+    )
+    return EXIT_OK
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+def _outbox_dir(args: argparse.Namespace) -> Path:
+    if args.state_dir:
+        return Path(args.state_dir)
+    from .config import load
+
+    return Path(load(args.config).storage.state_dir)
+
+
+def cmd_outbox_stats(args: argparse.Namespace) -> int:
+    from .outbox import Outbox
+
+    with Outbox.open_existing(_outbox_dir(args)) as outbox:
+        stats = outbox.stats()
+    if args.json:
+        print(json.dumps(stats.as_json()))
+    else:
+        for key, value in stats.as_json().items():
+            print(f"{key:<20} {value}")
+    return EXIT_OK
+
+
+def cmd_outbox_tail(args: argparse.Namespace) -> int:
+    from .outbox import Outbox
+
+    with Outbox.open_existing(_outbox_dir(args)) as outbox:
+        for event in outbox.tail(args.n):
+            print(event.payload)
+    return EXIT_OK
+
+
+def cmd_sink(args: argparse.Namespace) -> int:
+    from .sink import Sink
+
+    stop = _stop_on_signals()
+
+    def show(topic: str, body: dict[str, Any], duplicate: bool) -> None:
+        print(json.dumps({"topic": topic, "duplicate": duplicate, **body}), flush=True)
+
+    def status(topic: str, body: dict[str, Any]) -> None:
+        print(json.dumps({"topic": topic, **body}), flush=True)
+
+    with Sink(args.broker, prefix=args.prefix, device=args.device, on_event=show, on_status=status):
+        stop.wait()
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

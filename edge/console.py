@@ -1,0 +1,65 @@
+"""What ``edge simulate`` prints: readings, stored events, and what arrived upstream."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from sensors import Value
+
+from .events import Event
+from .runtime import Watcher
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+class Console(Watcher):
+    """Prints one line per reading, stored event and upstream arrival, from any thread."""
+
+    def __init__(self, t0: float, *, quiet: bool = False, out: TextIO = sys.stdout) -> None:
+        self.t0 = t0
+        self.quiet = quiet
+        self.out = out
+        self._lock = threading.Lock()
+        self.events: Counter[tuple[str, str]] = Counter()
+        self.readings = 0
+
+    def _print(self, line: str) -> None:
+        with self._lock:
+            print(line, file=self.out, flush=True)
+
+    def reading(self, sensor: str, value: Value, unit: str, t: float) -> None:
+        self.readings += 1
+        if not self.quiet:
+            self._print(f"{t - self.t0:8.1f}s  reading   {sensor:<14} {_value(value)} {unit}")
+
+    def committed(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self.events[(event.kind, event.body()["severity"])] += 1
+            if self.quiet or event.kind == "telemetry":
+                continue
+            body = event.body()
+            extra = " ".join(
+                f"{k}={_value(v)}" for k, v in body.items() if k in ("state", "threshold", "error")
+            )
+            self._print(
+                f"{'':10}stored    #{event.seq:<5} {event.kind}/{event.sensor} "
+                f"{body['severity']} value={_value(body['value'])} {extra}".rstrip()
+            )
+
+    def upstream(self, topic: str, body: dict[str, Any], duplicate: bool) -> None:
+        if self.quiet or body.get("kind") == "telemetry":
+            return
+        again = " (duplicate)" if duplicate else ""
+        self._print(f"{'':10}upstream  #{body.get('seq')!s:<5} {topic}{again}")
+
+    def status(self, topic: str, body: dict[str, Any]) -> None:
+        if not self.quiet:
+            self._print(f"{'':10}status    {topic} {body.get('state')}")

@@ -1,0 +1,108 @@
+"""Events: what a detection or reading becomes, and the exact payload the cloud receives.
+
+A ``Draft`` is stamped on the sampling thread (times and sync state, no I/O); the outbox
+numbers it and turns it into an ``Event`` whose ``payload`` is the DESIGN.md contract.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+SCHEMA_VERSION = 1
+
+Severity = Literal["info", "warning", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
+
+# Lower sends first. Telemetry is the most expendable: it goes last and is evicted first.
+PRIORITY_CRITICAL, PRIORITY_WARNING, PRIORITY_INFO, PRIORITY_TELEMETRY = 0, 1, 2, 3
+
+CONTRACT_FIELDS = frozenset(
+    {"v", "device", "stream", "seq", "ts", "sensor", "kind", "severity", "value", "synced"}
+)
+
+
+def priority_of(kind: str, severity: Severity) -> int:
+    if severity == "critical":
+        return PRIORITY_CRITICAL
+    if severity == "warning":
+        return PRIORITY_WARNING
+    return PRIORITY_TELEMETRY if kind == "telemetry" else PRIORITY_INFO
+
+
+def format_ts(wall: float) -> str:
+    """UTC ISO 8601 with milliseconds and a Z, e.g. 2026-11-26T23:08:14.123Z."""
+    stamp = datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def json_value(value: Any) -> Any:
+    """A reading as JSON: tuples become arrays, non-finite floats become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, tuple | list):
+        return [json_value(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Draft:
+    """An event before the outbox gives it a ``seq``."""
+
+    sensor: str
+    kind: str
+    severity: Severity
+    value: Any
+    mono: float  # the clock's monotonic time when stamped: corrects ts after a clock sync
+    wall: float
+    synced: bool
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        clash = CONTRACT_FIELDS.intersection(self.fields)
+        if clash:
+            raise ValueError(f"kind-specific fields may not replace contract fields: {clash}")
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}, not {self.severity!r}")
+
+    @property
+    def priority(self) -> int:
+        return priority_of(self.kind, self.severity)
+
+    def payload(self, device: str, stream: str, seq: int) -> str:
+        body: dict[str, Any] = {
+            "v": SCHEMA_VERSION,
+            "device": device,
+            "stream": stream,
+            "seq": seq,
+            "ts": format_ts(self.wall),
+            "sensor": self.sensor,
+            "kind": self.kind,
+            "severity": self.severity,
+            "value": json_value(self.value),
+            "synced": self.synced,
+        }
+        body.update((k, json_value(v)) for k, v in self.fields.items())
+        return json.dumps(body, separators=(",", ":"), allow_nan=False)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A stored event: numbered, with the payload exactly as it goes on the wire."""
+
+    seq: int
+    priority: int
+    sensor: str
+    kind: str
+    payload: str
+
+    def body(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.payload)
+        return result
+
+    def topic(self, prefix: str, device: str) -> str:
+        return f"{prefix}/{device}/events/{self.kind}/{self.sensor}"

@@ -1,0 +1,151 @@
+"""Moves drafts from the sampling loop into the outbox in group commits, on its own thread.
+
+``submit`` never blocks: the sampling loop hands over a draft and goes on. The recorder
+waits up to the commit window to gather more drafts (and acknowledgements to delete) into
+one transaction, which keeps SD-card writes low; a critical draft is committed at once.
+After each commit it tells the uplink what is new.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Collection, Sequence
+
+from .clock import Clock
+from .events import Draft, Event
+from .outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1000  # drafts per transaction: bounds the time the outbox lock is held
+RETRY_DELAY = 0.5  # seconds before retrying a failed commit (full disk, I/O error)
+
+Committed = Callable[[Sequence[Event], Collection[int]], None]
+
+
+class Recorder:
+    def __init__(
+        self,
+        outbox: Outbox,
+        clock: Clock,
+        *,
+        window: float,
+        on_commit: Committed | None = None,
+        max_queued: int = 1_000_000,
+    ) -> None:
+        self.outbox = outbox
+        self.clock = clock
+        self.window = window
+        self.on_commit = on_commit
+        self.max_queued = max_queued
+        self._drafts: deque[Draft] = deque()
+        self._acks: deque[int] = deque()
+        self._urgent = threading.Event()  # commit now: critical draft, acks, or stop
+        self._work = threading.Event()  # anything queued
+        self._stop = threading.Event()
+        self._idle = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._was_synced = False
+        self.dropped = 0
+        self.commits = 0
+        self.failures = 0
+
+    def start(self) -> None:
+        self._was_synced = self.clock.synced()
+        if self._was_synced:
+            self._correct_timestamps()  # events left unsynced by an earlier run this boot
+        self._thread = threading.Thread(target=self._run, name="edgeline-recorder", daemon=True)
+        self._thread.start()
+
+    def submit(self, draft: Draft) -> None:
+        """Queue a draft for the next group commit. Safe from any thread; never blocks."""
+        if len(self._drafts) >= self.max_queued:
+            # Memory is the last line: count it so it is reported, never silent.
+            self.dropped += 1
+            return
+        self._drafts.append(draft)
+        self._work.set()
+        if draft.severity == "critical":
+            self._urgent.set()
+
+    def acknowledge(self, seqs: Collection[int]) -> None:
+        """Queue delivered events for deletion. Safe from any thread."""
+        self._acks.extend(seqs)
+        self._work.set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._drafts)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait (real time) until everything submitted so far is committed."""
+        self._urgent.set()
+        self._work.set()
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._drafts and not self._acks, timeout)
+
+    def close(self) -> None:
+        """Commit everything queued, then stop. Idempotent."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._urgent.set()
+        self._work.set()
+        self._thread.join()
+        self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            self._work.wait()
+            if not self._stop.is_set() and not self._urgent.is_set() and self.window > 0:
+                # Group commit: gather what arrives within the window (real time: it is
+                # about disk writes, whatever clock the scheduler runs on).
+                self._urgent.wait(self.window)
+            self._work.clear()
+            self._urgent.clear()
+            while self._drafts or self._acks:
+                if not self._commit_batch():
+                    self._stop.wait(RETRY_DELAY)
+                    if self._stop.is_set() and self.failures > 3:
+                        log.error("giving up on %d queued events at shutdown", len(self._drafts))
+                        return
+            self._check_clock_sync()
+            with self._idle:
+                self._idle.notify_all()
+            # Checked after the commits: whatever was submitted before close() is stored.
+            if self._stop.is_set() and not self._drafts and not self._acks:
+                return
+
+    def _commit_batch(self) -> bool:
+        drafts = [self._drafts[i] for i in range(min(MAX_BATCH, len(self._drafts)))]
+        acks = [self._acks[i] for i in range(min(MAX_BATCH * 10, len(self._acks)))]
+        try:
+            events = self.outbox.commit(drafts, acks)
+        except Exception:
+            self.failures += 1
+            log.exception("outbox commit failed; %d events stay queued", len(self._drafts))
+            return False
+        for _ in drafts:
+            self._drafts.popleft()
+        for _ in acks:
+            self._acks.popleft()
+        self.commits += 1
+        if self.on_commit is not None:
+            self.on_commit(events, acks)
+        return True
+
+    def _check_clock_sync(self) -> None:
+        if not self._was_synced and self.clock.synced():
+            self._was_synced = True
+            self._correct_timestamps()
+
+    def _correct_timestamps(self) -> None:
+        try:
+            count = self.outbox.correct_timestamps(self.clock.monotonic(), self.clock.wall())
+        except Exception:
+            log.exception("could not correct timestamps after the clock synced")
+            return
+        if count:
+            log.info("clock synchronised: corrected the timestamps of %d stored events", count)

@@ -1,0 +1,349 @@
+"""The uplink: sends the outbox to an MQTT broker, QoS 1, within an in-flight window.
+
+paho-mqtt's threads and callbacks are bridged here and nowhere else; no paho type leaves
+this module. Each connection gets a fresh paho client, so nothing paho queued for a dead
+connection is ever re-sent behind our back: after every (re)connect, sending resumes from
+the outbox, whose rows leave only when the broker's PUBACK arrives. Two threads: the link
+thread connects, runs paho's network loop and backs off with jitter between attempts; the
+sender thread claims events from the outbox while the window has room.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import ssl
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+
+from .clock import Clock
+from .config import UplinkConfig
+from .errors import UplinkError
+from .events import Event, format_ts
+from .outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+LinkState = Literal["connecting", "online", "offline", "closed"]
+
+
+@dataclass
+class UplinkStats:
+    state: LinkState = "connecting"
+    connects: int = 0
+    published: int = 0
+    acked: int = 0
+    rejected: int = 0
+    last_error: str = ""
+
+
+class Backoff:
+    """Exponential backoff with jitter: each delay is drawn from [d/2, d], d doubling."""
+
+    def __init__(self, first: float, longest: float, rng: random.Random | None = None) -> None:
+        self.first = first
+        self.longest = longest
+        self.attempt = 0
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        ceiling = min(self.longest, self.first * 2**self.attempt)
+        self.attempt += 1
+        return self._rng.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class _Session:
+    """One connection: its paho client and the events it has in flight (mid -> seq)."""
+
+    def __init__(self, client: mqtt.Client) -> None:
+        self.client = client
+        self.online = False
+        self.lost = False
+        self.inflight: dict[int, int] = {}
+        self.early: set[int] = set()  # PUBACKs that beat publish() returning the mid
+        self.control: set[int] = set()  # mids of status messages, not events
+
+
+class Uplink:
+    def __init__(
+        self,
+        settings: UplinkConfig,
+        *,
+        device: str,
+        outbox: Outbox,
+        clock: Clock,
+        on_ack: Callable[[Sequence[int]], None],
+        birth: Mapping[str, Any] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.device = device
+        self.outbox = outbox
+        self.clock = clock
+        self.on_ack = on_ack
+        self.birth = dict(birth or {})
+        self.prefix = f"{settings.topic_prefix}/{device}"
+        self.status_topic = f"{self.prefix}/status"
+        self.stats = UplinkStats()
+        self._backoff = Backoff(settings.backoff_min, settings.backoff_max, rng)
+        self._password = self._read_password()
+        self._lock = threading.Condition()
+        self._session: _Session | None = None
+        self._delivered: set[int] = set()  # acked, deletion not yet committed
+        # Bumped whenever the outbox may hold unclaimed events (commit, reconnect); the
+        # sender sleeps only when a claim came up short at the current generation.
+        self._wanted = 1
+        self._claimed = 0
+        self._stop = threading.Event()
+        self._closing = False
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        for name, target in (("link", self._link), ("sender", self._send)):
+            thread = threading.Thread(target=target, name=f"edgeline-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Publish ``offline`` (retained) if connected, disconnect cleanly, stop. Idempotent."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            session = self._session
+            self._lock.notify_all()
+        if session is not None and session.online:
+            info = session.client.publish(
+                self.status_topic, self._status("offline"), qos=1, retain=True
+            )
+            info.wait_for_publish(timeout)
+            session.client.disconnect()
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+        self.stats.state = "closed"
+
+    @property
+    def online(self) -> bool:
+        session = self._session
+        return session is not None and session.online
+
+    def notify(self) -> None:
+        """New events are in the outbox."""
+        with self._lock:
+            self._wanted += 1
+            self._lock.notify_all()
+
+    def committed(self, events: Sequence[Event], deleted: Collection[int]) -> None:
+        """The recorder's commit callback: new events stored, delivered ones deleted."""
+        with self._lock:
+            self._delivered.difference_update(deleted)
+            if events:
+                self._wanted += 1
+                self._lock.notify_all()
+
+    def in_flight(self) -> int:
+        session = self._session
+        return len(session.inflight) if session else 0
+
+    # -- link thread -------------------------------------------------------------------
+
+    def _link(self) -> None:
+        while not self._stop.is_set() and not self._closing:
+            session = _Session(self._client())
+            self.stats.state = "connecting"
+            try:
+                session.client.connect(
+                    self.settings.host, self.settings.port, self.settings.keepalive
+                )
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                self._offline(f"cannot connect to {self.settings.broker}: {exc}")
+                continue
+            with self._lock:
+                self._session = session
+            try:
+                while not self._stop.is_set() and not session.lost:  # close() disconnects
+                    rc = session.client.loop(timeout=1.0)
+                    if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        session.lost = True
+                        if not self._stop.is_set():
+                            self.stats.last_error = mqtt.error_string(rc)
+            finally:
+                with self._lock:
+                    self._session = None
+                    self._wanted += 1  # whatever was in flight is claimed again next time
+            if session.online:
+                self._backoff.reset()
+            if not self._stop.is_set() and not self._closing:
+                self._offline(f"connection lost: {self.stats.last_error or 'closed'}")
+
+    def _offline(self, reason: str) -> None:
+        self.stats.state = "offline"
+        self.stats.last_error = reason
+        delay = self._backoff.next_delay()
+        log.warning("%s; retrying in %.1f s", reason, delay)
+        self.clock.wait(self._stop, self.clock.monotonic() + delay)
+
+    def _client(self) -> mqtt.Client:
+        s = self.settings
+        v5 = s.protocol == "5"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.client_id or f"edgeline-{self.device}",
+            clean_session=None if v5 else True,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+        )
+        # Our window is the limit; paho must never hold messages back on its own.
+        client.max_inflight_messages_set(s.inflight + 2)  # + status messages
+        client.max_queued_messages_set(0)
+        if s.username is not None:
+            client.username_pw_set(s.username, self._password)
+        if s.tls:
+            try:
+                client.tls_set(ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise UplinkError(f"cannot load TLS files for {s.broker}: {exc}") from exc
+        client.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        return client
+
+    def _read_password(self) -> str | None:
+        try:
+            return self.settings.password()
+        except OSError as exc:
+            raise UplinkError(f"cannot read the broker password: {exc}") from exc
+
+    def _status(self, state: str) -> str:
+        body = {"state": state, "device": self.device, "ts": format_ts(self.clock.wall())}
+        if state == "online":
+            body.update(self.birth)
+        return json.dumps(body, separators=(",", ":"))
+
+    # -- paho callbacks (run on the link thread) ----------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        with self._lock:
+            session = self._session
+            if session is None or session.client is not client:
+                return
+            if reason.is_failure:
+                session.lost = True
+                self.stats.last_error = f"broker refused the connection: {reason}"
+                return
+            info = client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
+            session.control.add(info.mid)
+            session.online = True
+            self.stats.connects += 1
+            self.stats.state = "online"
+            self._wanted += 1
+            self._lock.notify_all()
+        log.info("connected to %s", self.settings.broker)
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        with self._lock:
+            session = self._session
+            if session is not None and session.client is client:
+                session.online = False
+                session.lost = True
+                if not self._stop.is_set() and not self._closing:
+                    self.stats.last_error = f"disconnected: {reason}"
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any
+    ) -> None:
+        with self._lock:
+            session = self._session
+            if session is None or session.client is not client:
+                return
+            if mid in session.control:
+                session.control.discard(mid)
+                return
+            seq = session.inflight.pop(mid, None)
+            if seq is None:
+                session.early.add(mid)
+                return
+            accepted = self._settle(seq, reason)
+        if accepted:
+            self.on_ack([seq])
+
+    def _settle(self, seq: int, reason: Any) -> bool:
+        """Book a PUBACK for ``seq`` (lock held). False when the broker refused it."""
+        self._lock.notify_all()
+        if reason is not None and reason.is_failure:
+            # MQTT 5 brokers may refuse a publish (quota, authorisation): keep the event.
+            self.stats.rejected += 1
+            self.stats.last_error = f"broker refused event {seq}: {reason}"
+            return False
+        self._delivered.add(seq)
+        self.stats.acked += 1
+        return True
+
+    # -- sender thread -----------------------------------------------------------------
+
+    def _send(self) -> None:
+        window = self.settings.inflight
+        while True:
+            with self._lock:
+                self._lock.wait_for(self._ready, timeout=1.0)
+                if self._stop.is_set() or self._closing:
+                    return
+                session = self._session
+                if not self._ready() or session is None:
+                    continue
+                room = window - len(session.inflight)
+                exclude = set(session.inflight.values()) | self._delivered
+                generation = self._wanted
+            batch = self.outbox.claim(room, exclude)
+            if len(batch) < room:
+                with self._lock:
+                    self._claimed = generation  # all claimed, as of that generation
+            for event in batch:
+                if not self._publish(session, event):
+                    break
+
+    def _ready(self) -> bool:
+        if self._stop.is_set() or self._closing:
+            return True
+        session = self._session
+        return (
+            session is not None
+            and session.online
+            and self._wanted != self._claimed
+            and len(session.inflight) < self.settings.inflight
+        )
+
+    def _publish(self, session: _Session, event: Event) -> bool:
+        topic = event.topic(self.settings.topic_prefix, self.device)
+        info = session.client.publish(topic, event.payload, qos=self.settings.qos)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            # Connection gone: the event stays in the outbox and goes again after reconnect.
+            return False
+        with self._lock:
+            self.stats.published += 1
+            if info.mid in session.early:
+                session.early.discard(info.mid)
+                accepted = self._settle(event.seq, None)
+            else:
+                session.inflight[info.mid] = event.seq
+                return True
+        if accepted:
+            self.on_ack([event.seq])
+        return True

@@ -1,0 +1,191 @@
+"""Validate TOML tables into frozen dataclasses, collecting every problem with its key path.
+
+A section or a sensor type declares its parameters as a frozen dataclass; this module reads
+the field annotations (int, float, bool, str, Literal[...], X | None) and the field metadata
+("min", "max", "doc", "check") and coerces a table into an instance, or records problems of
+the form ``file: key.path: expected ..., found ...``. Cross-field rules live in the
+dataclass's ``__post_init__`` and raise ValueError; they are reported against the table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+T = TypeVar("T")
+
+# A field's "check" metadata: returns an error text ("expected ...") or None when fine.
+Check = Callable[[Any], str | None]
+
+
+@dataclass
+class Problems:
+    """Every problem found in one file, in the order found."""
+
+    source: str
+    items: list[str] = field(default_factory=list)
+
+    def add(self, path: str, message: str) -> None:
+        where = f"{self.source}: {path}" if path else self.source
+        self.items.append(f"{where}: {message}")
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+def describe(value: Any) -> str:
+    """How a found value reads in an error message: its TOML type and, if short, its value."""
+    kind = {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        dict: "table",
+        list: "array",
+    }.get(type(value), type(value).__name__)
+    text = repr(value)
+    return f"{kind} {text}" if len(text) <= 40 else kind
+
+
+def unknown_key(problems: Problems, path: str, key: str, known: typing.Iterable[str]) -> None:
+    known = sorted(known)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else f" (known keys: {', '.join(known)})"
+    problems.add(join(path, key), f"unknown key{hint}")
+
+
+def join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _expected(annotation: Any, meta: Mapping[str, Any]) -> str:
+    """Human text for what a field accepts."""
+    origin = get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in get_args(annotation) if a is not type(None)]
+        return " or ".join(_expected(a, meta) for a in options)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(annotation))
+    low, high = meta.get("min"), meta.get("max")
+    name = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        annotation, str(annotation)
+    )
+    if low is not None and high is not None:
+        return f"{name} from {low} to {high}"
+    if low is not None:
+        return f"{name} >= {low}"
+    if high is not None:
+        return f"{name} <= {high}"
+    return name
+
+
+def _coerce(value: Any, annotation: Any, meta: Mapping[str, Any]) -> tuple[bool, Any]:
+    """(ok, coerced value) for one field's annotation."""
+    origin = get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for option in get_args(annotation):
+            if option is type(None):
+                continue
+            ok, coerced = _coerce(value, option, meta)
+            if ok:
+                return True, coerced
+        return False, None
+    if origin is Literal:
+        return (value in get_args(annotation) and type(value) is not bool), value
+    if annotation is bool:
+        return isinstance(value, bool), value
+    if annotation is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return ok and _in_range(value, meta), value
+    if annotation is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return ok and value == value and _in_range(value, meta), float(value) if ok else None
+    if annotation is str:
+        return isinstance(value, str), value
+    raise TypeError(f"validation does not support the annotation {annotation!r}")
+
+
+def _in_range(value: float, meta: Mapping[str, Any]) -> bool:
+    low, high = meta.get("min"), meta.get("max")
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def build(
+    cls: type[T],
+    table: Any,
+    path: str,
+    problems: Problems,
+    *,
+    skip: typing.Collection[str] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> T | None:
+    """Validate ``table`` into ``cls``; None (and problems recorded) when it does not fit.
+
+    ``skip`` names keys of the table that the caller handles itself; ``extra`` supplies
+    field values that do not come from the table.
+    """
+    if not isinstance(table, dict):
+        problems.add(path, f"expected a table, found {describe(table)}")
+        return None
+    hints = typing.get_type_hints(cls, include_extras=False)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    supplied = dict(extra or {})
+    values: dict[str, Any] = {}
+    count = len(problems.items)
+    for key, value in table.items():
+        if key in skip:
+            continue
+        if key not in fields or key in supplied:
+            unknown_key(problems, path, key, [*(k for k in fields if k not in supplied), *skip])
+            continue
+        meta = fields[key].metadata
+        ok, coerced = _coerce(value, hints[key], meta)
+        if not ok:
+            found = describe(value)
+            problems.add(join(path, key), f"expected {_expected(hints[key], meta)}, found {found}")
+            continue
+        check: Check | None = meta.get("check")
+        message = check(coerced) if check and coerced is not None else None
+        if message:
+            problems.add(join(path, key), f"expected {message}, found {describe(value)}")
+            continue
+        values[key] = coerced
+    for name, f in fields.items():
+        if name in values or name in supplied:
+            continue
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required:
+            problems.add(
+                join(path, name), f"missing; expected {_expected(hints[name], f.metadata)}"
+            )
+    if len(problems.items) > count:
+        return None
+    try:
+        return cls(**values, **supplied)
+    except ValueError as exc:
+        problems.add(path, str(exc))
+        return None
+
+
+def field_docs(cls: type) -> list[tuple[str, str, str, str]]:
+    """(name, expected, default, doc) for each field: the README's reference tables."""
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "required"
+        rows.append(
+            (f.name, _expected(hints[f.name], f.metadata), default, f.metadata.get("doc", ""))
+        )
+    return rows

@@ -1,0 +1,22 @@
+"""Detectors: turn a series of readings into significant detections.
+
+Importing this package is cheap (no numpy, no onnxruntime); heavy backends load only when a
+detector that needs them is built.
+"""
+
+from models.detection import Detection, Detector, DetectorType, Severity
+from models.errors import ModelError, ParamsError
+from models.registry import DETECTOR_TYPES
+from models.threshold import ThresholdDetector, ThresholdParams
+
+__all__ = [
+    "DETECTOR_TYPES",
+    "Detection",
+    "Detector",
+    "DetectorType",
+    "ModelError",
+    "ParamsError",
+    "Severity",
+    "ThresholdDetector",
+    "ThresholdParams",
+]

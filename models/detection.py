@@ -1,0 +1,56 @@
+"""What a detector emits, the one-method contract every detector follows, and its registry entry.
+
+A detector is a small state machine fed one reading at a time, in time order. It returns a
+:class:`Detection` when something significant happens (an alarm starts or clears, an anomaly is
+scored) and ``None`` otherwise; the runtime turns each detection into an event whose ``kind``,
+``severity`` and ``value`` come from here and whose kind-specific payload fields are ``fields``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Severity = Literal["info", "warning", "critical"]
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One significant finding about a sensor's series.
+
+    ``kind`` becomes the event kind (``threshold``, ``anomaly``, ...), ``value`` is the reading
+    that caused it, and ``fields`` holds kind-specific, JSON-serialisable payload fields.
+    """
+
+    kind: str
+    severity: Severity
+    value: float
+    fields: Mapping[str, object]
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Anything that watches one series of readings and reports what is significant."""
+
+    def observe(self, t: float, value: float) -> Detection | None:
+        """Take one reading; return a detection or ``None``.
+
+        ``t`` is in monotonic seconds from the runtime's clock (real or virtual). The runtime
+        calls this once per reading, with ``t`` never decreasing.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class DetectorType:
+    """A registry entry: how a config table of this ``name`` becomes a running detector.
+
+    ``params`` is a frozen dataclass describing the config table (see :mod:`models.params` for
+    the rules its fields follow); ``build`` takes an instance of it and returns a fresh detector.
+    """
+
+    name: str
+    params: type
+    build: Callable[[Any], Detector]
+    summary: str

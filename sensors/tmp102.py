@@ -1,0 +1,132 @@
+"""TI TMP102 digital temperature sensor: the driver and its register-level model.
+
+Datasheet: TI SBOS397. Registers are 16 bits wide, sent most significant byte
+first, selected by a 2-bit pointer: 0x00 temperature (read-only), 0x01
+configuration, 0x02 T_LOW, 0x03 T_HIGH. Temperature is two's complement at
+0.0625 degC per LSB, left-aligned: 12 bits in normal mode, 13 bits in extended
+mode (EM), where bit 0 of the low byte reads 1 to tell the two formats apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from sensors.errors import SensorConfigError
+from sensors.ports import I2CBus
+from sensors.simbus import SimulatedChip
+
+TEMPERATURE = 0x00
+CONFIG = 0x01
+T_LOW = 0x02
+T_HIGH = 0x03
+
+#: The four addresses the ADD0 pin can select (GND, V+, SDA, SCL).
+ADDRESSES = range(0x48, 0x4C)
+LSB_DEGC = 0.0625
+CONFIG_EM = 0x0010  # extended mode: bit 4 of the configuration register's low byte
+CONFIG_POWER_UP = 0x60A0  # 12-bit, 4 Hz conversions, comparator mode, AL = 1
+_FORMAT_FLAG = 0x0001  # bit 0 of the temperature register: 1 in the 13-bit format
+
+
+def decode_temperature(msb: int, lsb: int) -> float:
+    """Temperature register bytes -> degC, in whichever format bit 0 announces."""
+    raw = msb << 8 | lsb
+    bits = 13 if raw & _FORMAT_FLAG else 12
+    counts = raw >> (16 - bits)
+    if counts >= 1 << (bits - 1):
+        counts -= 1 << bits
+    return counts * LSB_DEGC
+
+
+def encode_temperature(celsius: float, *, extended: bool = False) -> tuple[int, int]:
+    """degC -> temperature register bytes, clamped to the chip's range and rounded to 1 LSB."""
+    if not math.isfinite(celsius):
+        raise ValueError(f"temperature must be finite, got {celsius!r}")
+    # Specified range is -55..+128 degC in 12-bit mode (the top code is 127.9375)
+    # and -55..+150 degC in extended mode.
+    high = 150.0 if extended else 127.9375
+    counts = round(min(max(celsius, -55.0), high) / LSB_DEGC)
+    bits = 13 if extended else 12
+    raw = (counts & ((1 << bits) - 1)) << (16 - bits)
+    if extended:
+        raw |= _FORMAT_FLAG
+    return raw >> 8, raw & 0xFF
+
+
+class TMP102:
+    """Driver: ``TMP102(smbus2.SMBus(1)).read()`` -> ``{"temperature": 23.5}``.
+
+    Bus faults (a NACK when the chip is missing) propagate as ``OSError``.
+    """
+
+    def __init__(self, bus: I2CBus, address: int = 0x48) -> None:
+        if address not in ADDRESSES:
+            raise SensorConfigError(
+                f"TMP102 address must be 0x48..0x4B (set by the ADD0 pin), got {address:#04x}"
+            )
+        self._bus = bus
+        self.address = address
+
+    def read(self) -> dict[str, float]:
+        """One reading: ``{"temperature": degC}``."""
+        # A 2-byte block read keeps the chip's big-endian order; SMBus words are little-endian.
+        msb, lsb = self._bus.read_i2c_block_data(self.address, TEMPERATURE, 2)
+        return {"temperature": decode_temperature(msb, lsb)}
+
+    @property
+    def extended_mode(self) -> bool:
+        """Whether the chip reports 13-bit temperatures (range up to +150 degC)."""
+        return bool(self._read_config() & CONFIG_EM)
+
+    @extended_mode.setter
+    def extended_mode(self, enabled: bool) -> None:
+        config = self._read_config()
+        config = config | CONFIG_EM if enabled else config & ~CONFIG_EM
+        self._bus.write_i2c_block_data(self.address, CONFIG, [config >> 8, config & 0xFF])
+
+    def _read_config(self) -> int:
+        msb, lsb = self._bus.read_i2c_block_data(self.address, CONFIG, 2)
+        return msb << 8 | lsb
+
+
+class SimulatedTMP102(SimulatedChip):
+    """Register model of a TMP102 for :class:`~sensors.simbus.SimulatedBus`.
+
+    ``signal()`` gives the true temperature in degC; each read of the temperature
+    register converts it afresh. Not modelled: the 4 Hz conversion cadence,
+    shutdown and one-shot, the alert output.
+    """
+
+    # Bits a write can change: OS, F1, F0, POL, TM, SD, CR1, CR0, EM. R1/R0 always
+    # read 1 and AL is the chip's own output.
+    _CONFIG_WRITABLE = 0x9FD0
+
+    def __init__(self, signal: Callable[[], float]) -> None:
+        super().__init__()
+        self._signal = signal
+        self.words = {TEMPERATURE: 0x0000, CONFIG: CONFIG_POWER_UP, T_LOW: 0x4B00, T_HIGH: 0x5000}
+
+    def read(self, register: int, length: int) -> list[int]:
+        # Only P1/P0 of the pointer select a register, and it does not auto-increment:
+        # bytes past the second repeat the register (a model choice; drivers read 2).
+        pointer = register & 0x03
+        self.pointer = pointer
+        if pointer == TEMPERATURE:
+            extended = bool(self.words[CONFIG] & CONFIG_EM)
+            msb, lsb = encode_temperature(self._signal(), extended=extended)
+            self.words[TEMPERATURE] = msb << 8 | lsb
+        word = self.words[pointer]
+        return [(word >> 8, word & 0xFF)[i % 2] for i in range(length)]
+
+    def write(self, register: int, data: bytes) -> None:
+        pointer = register & 0x03
+        self.pointer = pointer
+        if pointer == TEMPERATURE or not data:
+            return  # read-only register, or a pointer-only write
+        old = self.words[pointer]
+        # A one-byte write changes only the most significant byte.
+        new = data[0] << 8 | (data[1] if len(data) > 1 else old & 0xFF)
+        if pointer == CONFIG:
+            new = (new & self._CONFIG_WRITABLE) | 0x6000 | (old & 0x0020)
+        self.words[pointer] = new

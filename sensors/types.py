@@ -1,0 +1,164 @@
+"""The sensor registry the runtime's config is built from.
+
+Each :class:`SensorType` names a frozen params dataclass that ``edge/config.py``
+validates generically, so params fields use only ``int``, ``float``, ``bool``,
+``str``, ``Literal`` of strings or ``X | None``; ``metadata`` carries ``min``,
+``max`` and a one-line ``doc``; cross-field checks raise ``ValueError`` from
+``__post_init__``. This module deliberately has no ``from __future__ import
+annotations``: the config validator reads real types from ``dataclasses.fields``.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from sensors.ports import I2CBus, Monotonic
+from sensors.tmp102 import TMP102
+
+Value = float | int | bool | tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """The ports a sensor is built on; the runtime owns them and closes them."""
+
+    pin_factory: object | None  # a gpiozero Factory; None = gpiozero's default (auto-detect)
+    i2c: Callable[[int], I2CBus]  # open, or reuse, bus number N
+    now: Monotonic
+
+
+class PolledSensor(Protocol):
+    """A sensor the runtime samples on its schedule."""
+
+    unit: str
+
+    def read(self) -> Value: ...
+
+    def close(self) -> None: ...
+
+
+class EdgeSensor(Protocol):
+    """A sensor that reports changes itself, from another thread, through ``emit``."""
+
+    unit: str
+
+    def start(self, emit: Callable[[Value], None]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SensorType:
+    name: str
+    params: type
+    build: Callable[[Any, Hardware], PolledSensor | EdgeSensor]
+    polled: bool
+    summary: str
+
+
+@dataclass(frozen=True)
+class TMP102Params:
+    bus: int = field(default=1, metadata={"min": 0, "doc": "I2C bus number (/dev/i2c-N)"})
+    address: int = field(
+        default=0x48,
+        metadata={"min": 0x48, "max": 0x4B, "doc": "I2C address, set by the ADD0 pin"},
+    )
+
+
+@dataclass(frozen=True)
+class GpioInputParams:
+    pin: int = field(metadata={"min": 0, "max": 27, "doc": "BCM GPIO number"})
+    pull: Literal["up", "down", "none"] = field(
+        default="up", metadata={"doc": "internal resistor: pull up, pull down, or none"}
+    )
+    active_low: bool = field(
+        default=True, metadata={"doc": "the input is active (true) when the pin is low"}
+    )
+
+    def __post_init__(self) -> None:
+        # BCM 2 and 3 (I2C SDA/SCL) carry fixed 1.8 kOhm pull-ups on every Pi board.
+        if self.pin in (2, 3) and self.pull != "up":
+            raise ValueError(
+                f"pull must be 'up' for pin {self.pin}: BCM 2 and 3 have fixed pull-up resistors"
+            )
+
+
+@dataclass(frozen=True)
+class GpioEdgeParams(GpioInputParams):
+    debounce: float = field(
+        default=0.05,
+        metadata={
+            "min": 0.0,
+            "max": 10.0,
+            "doc": "seconds to ignore changes after one is reported",
+        },
+    )
+
+
+class TMP102Sensor:
+    """A TMP102 as a polled sensor; its value is the temperature in degC."""
+
+    unit = "degC"
+
+    def __init__(self, driver: TMP102) -> None:
+        self.driver = driver
+
+    def read(self) -> float:
+        return self.driver.read()["temperature"]
+
+    def close(self) -> None:
+        """Nothing to release: the bus belongs to :class:`Hardware`, shared with other chips."""
+
+
+def _build_tmp102(params: TMP102Params, hw: Hardware) -> PolledSensor:
+    return TMP102Sensor(TMP102(hw.i2c(params.bus), params.address))
+
+
+# gpiozero is imported only when a config actually uses a GPIO sensor.
+def _build_gpio_input(params: GpioInputParams, hw: Hardware) -> PolledSensor:
+    from sensors.gpio import GpioInput
+
+    return GpioInput(
+        params.pin, pull=params.pull, active_low=params.active_low, pin_factory=hw.pin_factory
+    )
+
+
+def _build_gpio_edge(params: GpioEdgeParams, hw: Hardware) -> EdgeSensor:
+    from sensors.gpio import GpioEdge
+
+    return GpioEdge(
+        params.pin,
+        now=hw.now,
+        pull=params.pull,
+        active_low=params.active_low,
+        debounce=params.debounce,
+        pin_factory=hw.pin_factory,
+    )
+
+
+SENSOR_TYPES: dict[str, SensorType] = {
+    t.name: t
+    for t in (
+        SensorType(
+            name="i2c.tmp102",
+            params=TMP102Params,
+            build=_build_tmp102,
+            polled=True,
+            summary="TI TMP102 temperature sensor on I2C, degC",
+        ),
+        SensorType(
+            name="gpio.input",
+            params=GpioInputParams,
+            build=_build_gpio_input,
+            polled=True,
+            summary="level of a GPIO pin, read on each sample (true = active)",
+        ),
+        SensorType(
+            name="gpio.edge",
+            params=GpioEdgeParams,
+            build=_build_gpio_edge,
+            polled=False,
+            summary="debounced changes of a GPIO pin, reported as they happen (true = active)",
+        ),
+    )
+}
