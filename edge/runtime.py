@@ -18,7 +18,7 @@ from models import DETECTOR_TYPES, Detector
 from sensors import SENSOR_TYPES, EdgeSensor, Hardware, PolledSensor, Value
 
 from . import __version__
-from .clock import Clock
+from .clock import Clock, VirtualClock
 from .config import Config, SensorConfig
 from .events import Draft, Event, Severity, format_ts
 from .outbox import Outbox
@@ -123,6 +123,12 @@ class Runtime:
             else:
                 device: Any = sensor.device
                 device.start(self._edge_handler(sensor))
+        self.sample(until)
+
+    def sample(self, until: float | None = None) -> None:
+        """(Re)start the sampling thread, until ``stop()`` or the clock reaches ``until``."""
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("the sampling loop is already running")
         self._thread = threading.Thread(
             target=self.scheduler.run, kwargs={"until": until}, name="edgeline-sampler", daemon=True
         )
@@ -136,7 +142,11 @@ class Runtime:
         return not self._thread.is_alive()
 
     def drain(self, timeout: float) -> bool:
-        """Wait (real time) until every stored event has been acknowledged by the broker."""
+        """Wait (real time) until every stored event has been acknowledged by the broker.
+
+        A clock the scheduler drives stands still once sampling ends; here it moves at
+        real speed, so the uplink's backoff and keepalive still run out.
+        """
         deadline = threading.Event()
         timer = threading.Timer(timeout, deadline.set)
         timer.start()
@@ -146,6 +156,8 @@ class Runtime:
                 if self.outbox.stats().pending == 0 and not self.recorder.queued:
                     return True
                 deadline.wait(0.05)
+                if self.scheduler.drive_clock and isinstance(self.clock, VirtualClock):
+                    self.clock.advance(0.05)
             return False
         finally:
             timer.cancel()

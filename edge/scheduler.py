@@ -10,6 +10,7 @@ drains between polls. Nothing here touches the network or the disk.
 from __future__ import annotations
 
 import heapq
+import math
 import itertools
 import logging
 import threading
@@ -30,6 +31,8 @@ class Task:
     interval: float  # 0 for a one-shot task
     action: Callable[[float], None]  # called with the due time
     due: float
+    start: float = 0.0  # due times are start + k * interval: no drift from summing
+    k: int = 0
     runs: int = 0
     skipped: int = 0
 
@@ -85,7 +88,8 @@ class Scheduler:
         """Run ``action(due)`` every ``interval`` seconds, first after ``first`` seconds."""
         if interval <= 0:
             raise ValueError(f"interval of {name} must be positive, not {interval}")
-        task = Task(name, interval, action, self.clock.monotonic() + first)
+        begin = self.clock.monotonic() + first
+        task = Task(name, interval, action, begin, start=begin)
         self.tasks.append(task)
         heapq.heappush(self._heap, (task.due, next(self._order), task))
         return task
@@ -153,9 +157,12 @@ class Scheduler:
         task.runs += 1
         if task.interval == 0:  # one-shot
             return
-        missed = int(late // task.interval)
-        task.skipped += missed
-        task.due = due + (missed + 1) * task.interval
+        # An overrun skips whole slots (counted) instead of bursting to catch up.
+        behind = (self.clock.monotonic() - task.start) / task.interval
+        k = max(task.k + 1, math.ceil(behind - 1e-9))
+        task.skipped += k - task.k - 1
+        task.k = k
+        task.due = task.start + k * task.interval
         heapq.heappush(self._heap, (task.due, next(self._order), task))
 
     def _drain_posted(self) -> None:

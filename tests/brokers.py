@@ -76,7 +76,9 @@ class Mosquitto:
         port: int | None = None,
         start_timeout: float = 10.0,
         stop_timeout: float = 5.0,
+        persistence: bool = False,
     ) -> None:
+        self.persistence = persistence
         exe = executable or find_mosquitto()
         if exe is None:
             raise FileNotFoundError("mosquitto not installed: sudo apt-get install mosquitto")
@@ -105,7 +107,9 @@ class Mosquitto:
         lines = [
             f"listener {self.port} {self.host}",
             "allow_anonymous true",
-            "persistence false",
+            # With persistence, sessions and queued messages survive stop()/start().
+            f"persistence {'true' if self.persistence else 'false'}",
+            f"persistence_location {self.workdir}/",
             # The default (1000) silently drops QoS 1 messages queued for a slow subscriber;
             # 0 means no limit. In-flight stays at its default (20): it only paces delivery.
             "max_queued_messages 0",
