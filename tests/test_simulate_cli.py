@@ -1,0 +1,116 @@
+"""`edge simulate` and `edge run` as a user runs them: real processes, real brokers."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.brokers import Mosquitto
+
+EDGE = [sys.executable, "-m", "edge.cli"]
+SUMMARY = re.compile(
+    r"stream (?P<stream>[0-9a-f]+) at seq (?P<seq>\d+); upstream received (?P<got>\d+) distinct,"
+    r" (?P<dups>\d+) duplicates, (?P<missing>\d+) missing"
+)
+
+
+def simulate(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*EDGE, "simulate", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def summary(output: str) -> dict[str, Any]:
+    match = SUMMARY.search(output)
+    assert match, output
+    return {k: (v if k == "stream" else int(v)) for k, v in match.groupdict().items()}
+
+
+def test_default_scenario_with_the_embedded_broker_arrives_wholly_upstream() -> None:
+    result = simulate("--speed", "max")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    figures = summary(result.stdout)
+    assert figures["seq"] > 100
+    assert figures["got"] == figures["seq"] and figures["missing"] == 0
+    assert "threshold/temperature warning" in result.stdout
+    assert "upstream  #" in result.stdout
+    assert "status    edgeline/sim-01/status online" in result.stdout
+
+
+def test_restart_on_the_same_state_dir_continues_stream_and_seq(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    common = ["--speed", "max", "--duration", "30", "--quiet", "--broker", mosquitto.url]
+    first = simulate(*common, "--state-dir", str(tmp_path / "state"))
+    second = simulate(*common, "--state-dir", str(tmp_path / "state"))
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    one, two = summary(first.stdout), summary(second.stdout)
+    assert one["stream"] == two["stream"]
+    assert two["seq"] > one["seq"] > 0
+    stats = subprocess.run(
+        [*EDGE, "outbox", "stats", "--json", "--state-dir", str(tmp_path / "state")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    body = json.loads(stats.stdout)
+    assert body["stream"] == one["stream"] and body["last_seq"] == two["seq"]
+    assert body["pending"] == 0 and body["evicted"] == 0
+
+
+def test_sigterm_stops_cleanly_commits_and_publishes_offline(
+    tmp_path: Path, mosquitto: Mosquitto, mqtt_subscriber: Any
+) -> None:
+    state = tmp_path / "state"
+    process = subprocess.Popen(
+        [*EDGE, "simulate", "--speed", "20", "--duration", "3600", "--broker", mosquitto.url,
+         "--state-dir", str(state)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        status = mqtt_subscriber(mosquitto.url, "edgeline/sim-01/status")
+        status.wait_for(lambda ms: any(b'"online"' in m.payload for m in ms), timeout=30)
+        assert process.stdout is not None
+        for line in process.stdout:  # wait for a few readings, then stop it
+            if "reading" in line and "temperature" in line and "10." in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    status.wait_for(lambda ms: any(b'"offline"' in m.payload for m in ms), timeout=10)
+    stats = subprocess.run(
+        [*EDGE, "outbox", "stats", "--json", "--state-dir", str(state)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert json.loads(stats.stdout)["last_seq"] > 0
+
+
+def test_bad_arguments_exit_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:
+    for args, needle in [
+        (["--speed", "fast"], "--speed"),
+        (["--duration", "-1"], "--duration"),
+        (["--broker", "http://x"], "--broker"),
+        (["--scenario", str(tmp_path / "missing.toml")], "no such scenario"),
+    ]:
+        result = simulate(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_run_refuses_a_broken_config_with_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "edge.toml"
+    config.write_text('[device]\nid = "a/b"\n[uplink]\nbroker = "mqtt://localhost"\n')
+    result = subprocess.run(
+        [*EDGE, "run", "--config", str(config)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert f"{config}: device.id: expected" in result.stderr
+    assert "Traceback" not in result.stderr
