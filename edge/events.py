@@ -46,6 +46,8 @@ def json_value(value: Any) -> Any:
         return None
     if isinstance(value, tuple | list):
         return [json_value(v) for v in value]
+    if isinstance(value, Mapping):  # else a NaN inside makes json.dumps(allow_nan=False) raise
+        return {k: json_value(v) for k, v in value.items()}
     return value
 
 

@@ -10,9 +10,9 @@ drains between polls. Nothing here touches the network or the disk.
 from __future__ import annotations
 
 import heapq
-import math
 import itertools
 import logging
+import math
 import threading
 from collections import deque
 from collections.abc import Callable

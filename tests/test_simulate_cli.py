@@ -79,7 +79,7 @@ def test_sigterm_stops_cleanly_commits_and_publishes_offline(
             if "reading" in line and "temperature" in line and "10." in line:
                 break
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
+        _out, err = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
