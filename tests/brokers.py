@@ -14,7 +14,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -77,8 +77,10 @@ class Mosquitto:
         start_timeout: float = 10.0,
         stop_timeout: float = 5.0,
         persistence: bool = False,
+        extra: Sequence[str] = (),
     ) -> None:
         self.persistence = persistence
+        self.extra = list(extra)  # more config lines, e.g. a second (TLS) listener
         exe = executable or find_mosquitto()
         if exe is None:
             raise FileNotFoundError("mosquitto not installed: sudo apt-get install mosquitto")
@@ -124,6 +126,7 @@ class Mosquitto:
         if os.geteuid() == 0:
             # As root, mosquitto would switch to the 'mosquitto' user, which cannot write here.
             lines.append(f"user {pwd.getpwuid(os.geteuid()).pw_name}")
+        lines.extend(self.extra)
         self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def start(self) -> Mosquitto:
