@@ -80,11 +80,24 @@ class Runtime:
         self.recorder = Recorder(
             self.outbox, clock, window=storage.commit_window_ms / 1000, on_commit=self._committed
         )
-        self.uplink = Uplink(
+        self.sensors: dict[str, _Sensor] = {}
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        try:
+            self.uplink = self._uplink()
+            self._build_sensors()
+        except BaseException:
+            self._close_sensors()
+            self.outbox.close()
+            raise
+
+    def _uplink(self) -> Uplink:
+        config = self.config
+        return Uplink(
             config.uplink,
             device=self.device,
             outbox=self.outbox,
-            clock=clock,
+            clock=self.clock,
             on_ack=self.recorder.acknowledge,
             birth={
                 "stream": self.outbox.stream,
@@ -92,15 +105,6 @@ class Runtime:
                 "sensors": [s.id for s in config.sensors],
             },
         )
-        self.sensors: dict[str, _Sensor] = {}
-        self._thread: threading.Thread | None = None
-        self._closed = False
-        try:
-            self._build_sensors()
-        except BaseException:
-            self._close_sensors()
-            self.outbox.close()
-            raise
 
     def _build_sensors(self) -> None:
         for cfg in self.config.sensors:
@@ -174,6 +178,12 @@ class Runtime:
         self.uplink.close(timeout)
         self.recorder.flush(timeout=1.0)
         self.outbox.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _close_sensors(self) -> None:
         for sensor in self.sensors.values():

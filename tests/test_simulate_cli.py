@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -114,3 +115,42 @@ def test_run_refuses_a_broken_config_with_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"{config}: device.id: expected" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_run_on_gpiozero_mock_pins_reports_state_and_stops_on_sigterm(
+    tmp_path: Path, mosquitto: Mosquitto, mqtt_subscriber: Any
+) -> None:
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        f"""
+        [device]
+        id = "pi-01"
+        [storage]
+        state_dir = "{tmp_path / "state"}"
+        [uplink]
+        broker = "{mosquitto.url}"
+        [[sensors]]
+        id = "door"
+        type = "gpio.input"
+        pin = 27
+        interval = 0.1
+        """
+    )
+    events = mqtt_subscriber(mosquitto.url, "edgeline/pi-01/#")
+    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}  # gpiozero's own fake pins
+    process = subprocess.Popen(
+        [*EDGE, "run", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        first = events.wait_for(lambda ms: any("/events/state/door" in m.topic for m in ms))
+        state = next(json.loads(m.payload) for m in first if "/events/" in m.topic)
+        assert state["value"] is False and state["seq"] == 1  # pulled up, inactive
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    offline = events.wait_for(lambda ms: any(b'"offline"' in m.payload for m in ms), timeout=10)
+    assert offline[-1].topic == "edgeline/pi-01/status"
