@@ -165,7 +165,7 @@ class Outbox:
                 cur = self._conn.execute(f"DELETE FROM events WHERE seq IN ({marks})", list(acked))
                 if cur.rowcount:
                     self._conn.execute(
-                        "UPDATE meta SET value = value + ? WHERE key = 'delivered'", (len(acked),)
+                        "UPDATE meta SET value = value + ? WHERE key = 'delivered'", (cur.rowcount,)
                     )
         return seq
 

@@ -46,6 +46,9 @@ class Recorder:
         self._work = threading.Event()  # anything queued
         self._stop = threading.Event()
         self._idle = threading.Condition()
+        self._flushes = 0  # flush() calls so far (under _idle)
+        self._flushed = 0  # how many of them a full pass of the thread has served
+        self._running = False
         self._thread: threading.Thread | None = None
         self._was_synced = False
         self.dropped = 0
@@ -56,6 +59,7 @@ class Recorder:
         self._was_synced = self.clock.synced()
         if self._was_synced:
             self._correct_timestamps()  # events left unsynced by an earlier run this boot
+        self._running = True
         self._thread = threading.Thread(target=self._run, name="edgeline-recorder", daemon=True)
         self._thread.start()
 
@@ -80,11 +84,20 @@ class Recorder:
         return len(self._drafts)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait (real time) until everything submitted so far is committed."""
+        """Wait (real time) until everything submitted so far is committed, handed to
+        ``on_commit`` and, if the clock has synced, its timestamps corrected."""
+        with self._idle:
+            self._flushes += 1
+            ticket = self._flushes
         self._urgent.set()
         self._work.set()
         with self._idle:
-            return self._idle.wait_for(lambda: not self._drafts and not self._acks, timeout)
+            # A pass that began after the ticket was taken serves it; with no thread running,
+            # nothing will change, so answer at once.
+            self._idle.wait_for(lambda: self._flushed >= ticket or not self._running, timeout)
+            if self._flushed >= ticket:
+                return True
+            return not self._running and not self._drafts and not self._acks
 
     def close(self) -> None:
         """Commit everything queued, then stop. Idempotent."""
@@ -97,6 +110,14 @@ class Recorder:
         self._thread = None
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            with self._idle:
+                self._running = False
+                self._idle.notify_all()
+
+    def _loop(self) -> None:
         while True:
             self._work.wait()
             if not self._stop.is_set() and not self._urgent.is_set() and self.window > 0:
@@ -105,6 +126,8 @@ class Recorder:
                 self._urgent.wait(self.window)
             self._work.clear()
             self._urgent.clear()
+            with self._idle:
+                serving = self._flushes  # flushes asked before this pass began
             while self._drafts or self._acks:
                 if not self._commit_batch():
                     self._stop.wait(RETRY_DELAY)
@@ -113,6 +136,7 @@ class Recorder:
                         return
             self._check_clock_sync()
             with self._idle:
+                self._flushed = serving
                 self._idle.notify_all()
             # Checked after the commits: whatever was submitted before close() is stored.
             if self._stop.is_set() and not self._drafts and not self._acks:

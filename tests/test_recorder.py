@@ -1,0 +1,237 @@
+"""The recorder's group-commit thread over a real outbox file, timed by a virtual clock.
+
+Waits are on threading events with real-time bounds; the commit window itself is real time
+(it is about disk writes), so windows here are either short (0.05 s) or long enough (30 s)
+that a test passing proves the window was not waited out.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.clock import VirtualClock
+from edge.events import Draft, Event, Severity, format_ts
+from edge.outbox import Outbox
+from edge.recorder import Recorder
+
+DEVICE = "pi-1"
+WAIT = 10.0  # real-time bound on anything that should happen promptly
+
+
+class Commits:
+    """An ``on_commit`` that records every commit and can be waited on."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.acks: list[int] = []
+        self.count = 0
+        self._cond = threading.Condition()
+
+    def __call__(self, events: Sequence[Event], acks: Collection[int]) -> None:
+        with self._cond:
+            self.events.extend(events)
+            self.acks.extend(acks)
+            self.count += 1
+            self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[Commits], bool], timeout: float = WAIT) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self), timeout)
+
+
+def stamp(clock: VirtualClock, value: Any, severity: Severity = "info") -> Draft:
+    return Draft(
+        sensor="t",
+        kind="telemetry" if severity == "info" else "threshold",
+        severity=severity,
+        value=value,
+        mono=clock.monotonic(),
+        wall=clock.wall(),
+        synced=clock.synced(),
+    )
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock(synced=True)
+
+
+@pytest.fixture
+def outbox(tmp_path: Path, clock: VirtualClock) -> Iterator[Outbox]:
+    with Outbox.open(tmp_path, DEVICE, epoch=clock.epoch) as box:
+        yield box
+
+
+@pytest.fixture
+def commits() -> Commits:
+    return Commits()
+
+
+@pytest.fixture
+def start(outbox: Outbox, clock: VirtualClock, commits: Commits) -> Iterator[Any]:
+    started: list[Recorder] = []
+
+    def make(window: float = 0.05, **options: Any) -> Recorder:
+        recorder = Recorder(outbox, clock, window=window, on_commit=commits, **options)
+        recorder.start()
+        started.append(recorder)
+        return recorder
+
+    try:
+        yield make
+    finally:
+        for recorder in started:
+            recorder.close()
+
+
+def stored(outbox: Outbox) -> list[dict[str, Any]]:
+    return [e.body() for e in sorted(outbox.claim(limit=-1), key=lambda e: e.seq)]
+
+
+def test_drafts_land_in_submission_order_with_consecutive_seqs(
+    start: Any, outbox: Outbox, clock: VirtualClock, commits: Commits
+) -> None:
+    recorder = start(window=0.05)
+    for i in range(300):
+        recorder.submit(stamp(clock, i))
+        clock.advance(0.01)
+    assert recorder.flush(timeout=WAIT)
+    rows = stored(outbox)
+    assert [r["value"] for r in rows] == list(range(300))
+    assert [r["seq"] for r in rows] == list(range(1, 301))
+    assert [e.seq for e in commits.events] == list(range(1, 301))
+    assert recorder.queued == 0
+    assert recorder.dropped == 0
+
+
+def test_many_quick_drafts_share_few_commits(
+    start: Any, outbox: Outbox, clock: VirtualClock
+) -> None:
+    recorder = start(window=0.05)
+    for i in range(500):
+        recorder.submit(stamp(clock, i))
+    assert recorder.flush(timeout=WAIT)
+    assert outbox.stats().pending == 500
+    assert 1 <= recorder.commits <= 25  # one per window, not one per draft
+
+
+def test_a_critical_draft_does_not_wait_for_the_window(
+    start: Any, outbox: Outbox, clock: VirtualClock, commits: Commits
+) -> None:
+    recorder = start(window=30.0)
+    recorder.submit(stamp(clock, 1.0))
+    # The window really is long: the info draft is still waiting for it.
+    assert not commits.wait_for(lambda c: c.count > 0, timeout=0.2)
+    assert outbox.stats().pending == 0
+    recorder.submit(stamp(clock, 99.0, "critical"))
+    assert commits.wait_for(lambda c: len(c.events) == 2)  # well before 30 s
+    assert {e.body()["severity"] for e in commits.events} == {"info", "critical"}
+    assert outbox.stats().pending_by_priority == {0: 1, 3: 1}
+
+
+def test_acknowledge_deletes(
+    start: Any, outbox: Outbox, clock: VirtualClock, commits: Commits
+) -> None:
+    recorder = start(window=0.05)
+    for i in range(5):
+        recorder.submit(stamp(clock, i))
+    assert recorder.flush(timeout=WAIT)
+    recorder.acknowledge([1, 3, 5])
+    assert recorder.flush(timeout=WAIT)
+    assert [r["seq"] for r in stored(outbox)] == [2, 4]
+    assert sorted(commits.acks) == [1, 3, 5]
+    assert outbox.stats().delivered == 3
+
+
+def test_close_commits_everything_queued(tmp_path: Path, clock: VirtualClock) -> None:
+    with Outbox.open(tmp_path, DEVICE, epoch=clock.epoch) as box:
+        recorder = Recorder(box, clock, window=30.0)
+        recorder.start()
+        for i in range(200):
+            recorder.submit(stamp(clock, i))
+        recorder.close()
+        recorder.close()  # idempotent
+    with Outbox.open(tmp_path, DEVICE) as box:
+        assert box.stats().pending == 200
+        assert box.last_seq == 200
+        assert [r["value"] for r in stored(box)] == list(range(200))
+
+
+def test_earlier_rows_are_corrected_once_the_clock_syncs(tmp_path: Path, commits: Commits) -> None:
+    clock = VirtualClock(synced=False, start_wall=0.0, start_monotonic=10.0)  # no RTC: 1970
+    with Outbox.open(tmp_path, DEVICE, epoch=clock.epoch) as box:
+        recorder = Recorder(box, clock, window=0.05, on_commit=commits)
+        recorder.start()
+        try:
+            early = []
+            for i in range(3):
+                d = stamp(clock, i)
+                assert d.synced is False
+                early.append(d)
+                recorder.submit(d)
+                clock.advance(1.5)
+            ntp_wall = 1_767_225_600.0
+            clock.set_synced(True, wall_step=ntp_wall - clock.wall())  # NTP: now is 2026
+            last = stamp(clock, 3)
+            recorder.submit(last)
+            assert recorder.flush(timeout=WAIT)
+            rows = stored(box)
+            assert [r["synced"] for r in rows] == [True] * 4
+            for row, d in zip(rows[:3], early, strict=True):
+                assert row["ts_corrected"] is True
+                assert row["ts"] == format_ts(ntp_wall - (clock.monotonic() - d.mono))
+            assert rows[0]["ts"] == "2025-12-31T23:59:55.500Z"  # 4.5 s before the sync
+            assert "ts_corrected" not in rows[3]
+            assert rows[3]["ts"] == format_ts(ntp_wall)
+        finally:
+            recorder.close()
+
+
+def test_flush_waits_for_the_commit_callback_and_the_clock_correction(
+    tmp_path: Path,
+) -> None:
+    """flush() must not return while the last batch is still being handed on."""
+    clock = VirtualClock(synced=False)
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_callback(events: Sequence[Event], acks: Collection[int]) -> None:
+        entered.set()
+        assert release.wait(WAIT)
+
+    with Outbox.open(tmp_path, DEVICE, epoch=clock.epoch) as box:
+        recorder = Recorder(box, clock, window=30.0, on_commit=slow_callback)
+        recorder.start()
+        try:
+            recorder.submit(stamp(clock, 1))
+            clock.set_synced(True)
+            recorder.submit(stamp(clock, 2, "critical"))  # commits at once
+            assert entered.wait(WAIT)
+            # Both drafts are in the file, but the callback has not finished and the
+            # unsynced row has not been corrected: flush must say "not yet".
+            assert recorder.queued == 0
+            assert not recorder.flush(timeout=0.2)
+            release.set()
+            assert recorder.flush(timeout=WAIT)
+            assert [r["synced"] for r in stored(box)] == [True, True]
+        finally:
+            release.set()
+            recorder.close()
+
+
+def test_flush_after_close_answers_at_once(outbox: Outbox, clock: VirtualClock) -> None:
+    recorder = Recorder(outbox, clock, window=0.05)
+    recorder.start()
+    recorder.submit(stamp(clock, 1))
+    recorder.close()
+    began = time.monotonic()
+    assert recorder.flush(timeout=WAIT)  # everything was committed by close()
+    recorder.acknowledge([1])  # too late: no thread will delete it
+    assert not recorder.flush(timeout=WAIT)
+    assert time.monotonic() - began < WAIT / 2  # answered, not timed out
+    assert outbox.stats().pending == 1
