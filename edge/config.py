@@ -210,6 +210,8 @@ def load(path: str | Path, *, overrides: Mapping[str, Mapping[str, Any]] | None 
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{source}: cannot read: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{source}: cannot read: not UTF-8 text ({exc.reason})"]) from exc
     return parse(text, source, overrides=overrides)
 
 
@@ -218,7 +220,7 @@ def parse(
 ) -> Config:
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, or an integer too long for int()
         raise ConfigError([f"{source}: invalid TOML: {exc}"]) from exc
     for section, values in (overrides or {}).items():
         table = data.setdefault(section, {})
@@ -235,8 +237,9 @@ def validate(data: dict[str, Any], source: str) -> Config:
     device = build(DeviceConfig, data.get("device", {}), "device", problems)
     storage = build(StorageConfig, data.get("storage", {}), "storage", problems)
     uplink = build(UplinkConfig, data.get("uplink", {}), "uplink", problems)
-    sensors = _sensors(data.get("sensors", []), problems)
-    detectors = _detectors(data.get("detectors", []), sensors, problems)
+    declared: set[str] = set()  # every sensor id given, valid sensor or not
+    sensors = _sensors(data.get("sensors", []), problems, declared)
+    detectors = _detectors(data.get("detectors", []), sensors, declared, problems)
     if problems or device is None or storage is None or uplink is None:
         raise ConfigError(problems.items)
     return Config(source, device, storage, uplink, tuple(sensors.values()), tuple(detectors))
@@ -249,7 +252,7 @@ def _array(value: Any, path: str, problems: Problems) -> list[Any]:
     return value
 
 
-def _sensors(value: Any, problems: Problems) -> dict[str, SensorConfig]:
+def _sensors(value: Any, problems: Problems, declared: set[str]) -> dict[str, SensorConfig]:
     sensors: dict[str, SensorConfig] = {}
     for i, table in enumerate(_array(value, "sensors", problems)):
         path = join("sensors", i)
@@ -261,7 +264,13 @@ def _sensors(value: Any, problems: Problems) -> dict[str, SensorConfig]:
             SensorCommon, {k: v for k, v in table.items() if k in common_keys}, path, problems
         )
         if common is None:
+            if isinstance(table.get("id"), str):  # its detectors get no second problem
+                declared.add(table["id"])
             continue
+        if common.id in declared:
+            problems.add(join(path, "id"), f"expected a unique id, found '{common.id}' again")
+            continue
+        declared.add(common.id)
         kind = SENSOR_TYPES.get(common.type)
         if kind is None:
             unknown_type(problems, join(path, "type"), common.type, SENSOR_TYPES)
@@ -273,9 +282,6 @@ def _sensors(value: Any, problems: Problems) -> dict[str, SensorConfig]:
                 join(path, "interval"), f"not used by {kind.name} (it is interrupt-driven)"
             )
         params = build(kind.params, table, path, problems, skip=common_keys)
-        if common.id in sensors:
-            problems.add(join(path, "id"), f"expected a unique id, found '{common.id}' again")
-            continue
         if params is not None:
             sensors[common.id] = SensorConfig(
                 common.id, common.type, common.interval, common.telemetry, params
@@ -284,7 +290,7 @@ def _sensors(value: Any, problems: Problems) -> dict[str, SensorConfig]:
 
 
 def _detectors(
-    value: Any, sensors: Mapping[str, SensorConfig], problems: Problems
+    value: Any, sensors: Mapping[str, SensorConfig], declared: set[str], problems: Problems
 ) -> list[DetectorConfig]:
     detectors: list[DetectorConfig] = []
     seen: set[str] = set()
@@ -299,8 +305,9 @@ def _detectors(
         )
         if common is None:
             continue
-        if common.sensor not in sensors:
-            unknown_type(problems, join(path, "sensor"), common.sensor, sensors, what="a sensor id")
+        if common.sensor not in declared:  # a declared but invalid sensor is reported already
+            known = dict.fromkeys(sorted(declared))
+            unknown_type(problems, join(path, "sensor"), common.sensor, known, what="a sensor id")
         kind = DETECTOR_TYPES.get(common.type)
         if kind is None:
             unknown_type(problems, join(path, "type"), common.type, DETECTOR_TYPES)

@@ -20,6 +20,7 @@ SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
 
 # Lower sends first. Telemetry is the most expendable: it goes last and is evicted first.
 PRIORITY_CRITICAL, PRIORITY_WARNING, PRIORITY_INFO, PRIORITY_TELEMETRY = 0, 1, 2, 3
+PRIORITIES = (PRIORITY_CRITICAL, PRIORITY_WARNING, PRIORITY_INFO, PRIORITY_TELEMETRY)
 
 CONTRACT_FIELDS = frozenset(
     {"v", "device", "stream", "seq", "ts", "sensor", "kind", "severity", "value", "synced"}

@@ -14,7 +14,7 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -23,7 +23,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from .errors import OutboxError
-from .events import Draft, Event, format_ts
+from .events import PRIORITIES, Draft, Event, format_ts
 
 FILENAME = "outbox.sqlite3"
 
@@ -169,18 +169,33 @@ class Outbox:
                     )
         return seq
 
-    def claim(self, limit: int, exclude: Collection[int] = ()) -> list[Event]:
-        """The next ``limit`` events to send, by priority then seq, skipping ``exclude``."""
-        query = "SELECT seq, priority, sensor, kind, payload FROM events"
+    def claim(
+        self,
+        limit: int,
+        exclude: Collection[int] = (),
+        after: Mapping[int, int] | None = None,
+    ) -> list[Event]:
+        """The next ``limit`` events to send, by priority then seq.
+
+        ``after`` maps a priority to the last seq already claimed at that priority, so a
+        sender walks each priority with an index range scan: the cost does not grow with
+        the backlog. ``exclude`` skips seqs (acknowledged, deletion not yet committed).
+        """
+        cursors = after or {}
+        take = limit + len(exclude) if limit >= 0 else -1
+        scans = " UNION ALL ".join(
+            "SELECT * FROM (SELECT seq, priority, sensor, kind, payload FROM events"
+            " WHERE priority = ? AND seq > ? ORDER BY seq LIMIT ?)"
+            for _ in PRIORITIES
+        )
         params: list[Any] = []
-        if exclude:
-            query += f" WHERE seq NOT IN ({','.join('?' * len(exclude))})"
-            params.extend(exclude)
-        query += " ORDER BY priority, seq LIMIT ?"
-        params.append(limit)
+        for priority in PRIORITIES:
+            params += [priority, cursors.get(priority, 0), take]
         with self._lock:
-            rows = self._conn.execute(query, params).fetchall()
-        return [Event(*row) for row in rows]
+            rows = self._conn.execute(f"{scans} ORDER BY priority, seq", params).fetchall()
+        skip = set(exclude)
+        events = [Event(*row) for row in rows if row[0] not in skip]
+        return events if limit < 0 else events[:limit]
 
     def correct_timestamps(self, mono_now: float, wall_now: float) -> int:
         """Re-stamp events taken before the clock synced, from the monotonic clock.

@@ -71,6 +71,7 @@ class _Session:
         self.inflight: dict[int, int] = {}
         self.early: set[int] = set()  # PUBACKs that beat publish() returning the mid
         self.control: set[int] = set()  # mids of status messages, not events
+        self.cursor: dict[int, int] = {}  # priority -> last seq claimed in this session
 
 
 class Uplink:
@@ -309,9 +310,13 @@ class Uplink:
                 if not self._ready() or session is None:
                     continue
                 room = window - len(session.inflight)
-                exclude = set(session.inflight.values()) | self._delivered
+                # Within a session the cursor skips what was sent; a new session starts
+                # over from the outbox, minus what was acked but not yet deleted.
+                exclude = () if session.cursor else set(self._delivered)
                 generation = self._wanted
-            batch = self.outbox.claim(room, exclude)
+            batch = self.outbox.claim(room, exclude, after=session.cursor)
+            for event in batch:
+                session.cursor[event.priority] = event.seq
             if len(batch) < room:
                 with self._lock:
                     self._claimed = generation  # all claimed, as of that generation

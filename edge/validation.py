@@ -48,7 +48,10 @@ def describe(value: Any) -> str:
         dict: "table",
         list: "array",
     }.get(type(value), type(value).__name__)
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an integer past Python's int-to-str digit limit
+        return kind
     return f"{kind} {text}" if len(text) <= 40 else kind
 
 
@@ -106,7 +109,11 @@ def _coerce(value: Any, annotation: Any, meta: Mapping[str, Any]) -> tuple[bool,
         return ok and _in_range(value, meta), value
     if annotation is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return ok and value == value and _in_range(value, meta), float(value) if ok else None
+        try:
+            number = float(value) if ok else None
+        except OverflowError:  # an integer too large for a float
+            return False, None
+        return ok and value == value and _in_range(value, meta), number
     if annotation is str:
         return isinstance(value, str), value
     raise TypeError(f"validation does not support the annotation {annotation!r}")
@@ -158,7 +165,7 @@ def build(
             continue
         values[key] = coerced
     for name, f in fields.items():
-        if name in values or name in supplied:
+        if name in table or name in supplied:  # present: valid, or reported above
             continue
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if required:
