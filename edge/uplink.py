@@ -15,6 +15,7 @@ import logging
 import random
 import ssl
 import threading
+from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -29,6 +30,8 @@ from .events import Event, format_ts
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
+
+PREFETCH = 256  # events claimed from the outbox at a time
 
 LinkState = Literal["connecting", "online", "offline", "closed"]
 
@@ -72,6 +75,8 @@ class _Session:
         self.early: set[int] = set()  # PUBACKs that beat publish() returning the mid
         self.control: set[int] = set()  # mids of status messages, not events
         self.cursor: dict[int, int] = {}  # priority -> last seq claimed in this session
+        self.buffer: deque[Event] = deque()  # claimed, not yet published (sending order)
+        self.preempt = False  # a more urgent event than the buffer's tail was stored
 
 
 class Uplink:
@@ -107,6 +112,7 @@ class Uplink:
         self._stop = threading.Event()
         self._closing = False
         self._threads: list[threading.Thread] = []
+        self._publishing = threading.Lock()  # one publisher at a time: seq order
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -153,6 +159,10 @@ class Uplink:
             self._delivered.difference_update(deleted)
             if events:
                 self._wanted += 1
+                session = self._session
+                if session and session.buffer:
+                    urgent = min(event.priority for event in events)
+                    session.preempt |= urgent < session.buffer[-1].priority
                 self._lock.notify_all()
 
     def in_flight(self) -> int:
@@ -281,13 +291,15 @@ class Uplink:
             if seq is None:
                 session.early.add(mid)
                 return
-            accepted = self._settle(seq, reason)
+            accepted = self._settle(session, seq, reason)
         if accepted:
             self.on_ack([seq])
+        self._pump(session, wait=False)
 
-    def _settle(self, seq: int, reason: Any) -> bool:
+    def _settle(self, session: _Session, seq: int, reason: Any) -> bool:
         """Book a PUBACK for ``seq`` (lock held). False when the broker refused it."""
-        self._lock.notify_all()
+        if not session.buffer or self._closing:
+            self._lock.notify_all()  # the sender refills; otherwise paho's thread pumps
         if reason is not None and reason.is_failure:
             # MQTT 5 brokers may refuse a publish (quota, authorisation): keep the event.
             self.stats.rejected += 1
@@ -300,7 +312,6 @@ class Uplink:
     # -- sender thread -----------------------------------------------------------------
 
     def _send(self) -> None:
-        window = self.settings.inflight
         while True:
             with self._lock:
                 self._lock.wait_for(self._ready, timeout=1.0)
@@ -309,20 +320,58 @@ class Uplink:
                 session = self._session
                 if not self._ready() or session is None:
                     continue
-                room = window - len(session.inflight)
-                # Within a session the cursor skips what was sent; a new session starts
+                if session.preempt:
+                    self._rewind(session)
+                refill = not session.buffer
+                # Within a session the cursor skips what was claimed; a new session starts
                 # over from the outbox, minus what was acked but not yet deleted.
                 exclude = () if session.cursor else set(self._delivered)
                 generation = self._wanted
-            batch = self.outbox.claim(room, exclude, after=session.cursor)
-            for event in batch:
-                session.cursor[event.priority] = event.seq
-            if len(batch) < room:
+            if refill:
+                # Claiming ahead of the window keeps SQLite off the per-event path.
+                batch = self.outbox.claim(PREFETCH, exclude, after=session.cursor)
                 with self._lock:
-                    self._claimed = generation  # all claimed, as of that generation
-            for event in batch:
+                    for event in batch:
+                        session.cursor[event.priority] = event.seq
+                    session.buffer.extend(batch)
+                    if len(batch) < PREFETCH:
+                        self._claimed = generation  # all claimed, as of that generation
+            self._pump(session, wait=True)
+
+    def _pump(self, session: _Session, *, wait: bool) -> None:
+        """Publish buffered events while the window has room.
+
+        Called by the sender after a claim and by paho's thread on each PUBACK, which keeps
+        thread switches off the per-event path. One pump at a time keeps seq order; paho's
+        thread never waits for it (it holds paho's callback lock, which publish() may need).
+        """
+        if not self._publishing.acquire(blocking=wait):
+            return
+        try:
+            while True:
+                with self._lock:
+                    if (
+                        self._closing
+                        or session.preempt
+                        or not session.online
+                        or not session.buffer
+                        or len(session.inflight) >= self.settings.inflight
+                    ):
+                        return
+                    event = session.buffer.popleft()
                 if not self._publish(session, event):
-                    break
+                    return
+        finally:
+            self._publishing.release()
+
+    @staticmethod
+    def _rewind(session: _Session) -> None:
+        """Put buffered events back (lock held), so a more urgent one goes first."""
+        for event in session.buffer:
+            if session.cursor.get(event.priority, 0) >= event.seq:
+                session.cursor[event.priority] = event.seq - 1
+        session.buffer.clear()
+        session.preempt = False
 
     def _ready(self) -> bool:
         if self._stop.is_set() or self._closing:
@@ -331,7 +380,7 @@ class Uplink:
         return (
             session is not None
             and session.online
-            and self._wanted != self._claimed
+            and (self._wanted != self._claimed or bool(session.buffer))
             and len(session.inflight) < self.settings.inflight
         )
 
@@ -345,7 +394,7 @@ class Uplink:
             self.stats.published += 1
             if info.mid in session.early:
                 session.early.discard(info.mid)
-                accepted = self._settle(event.seq, None)
+                accepted = self._settle(session, event.seq, None)
             else:
                 session.inflight[info.mid] = event.seq
                 return True
