@@ -42,14 +42,24 @@ def format_ts(wall: float) -> str:
 
 
 def json_value(value: Any) -> Any:
-    """A reading as JSON: tuples become arrays, non-finite floats become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    """Any reading or field as JSON, never failing: a bad value must not jam the outbox.
+
+    Non-finite floats become null, tuples and arrays become lists, numpy scalars their
+    Python value; anything else unknown becomes its text.
+    """
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     if isinstance(value, tuple | list):
         return [json_value(v) for v in value]
     if isinstance(value, Mapping):  # else a NaN inside makes json.dumps(allow_nan=False) raise
-        return {k: json_value(v) for k, v in value.items()}
-    return value
+        return {str(k): json_value(v) for k, v in value.items()}
+    for convert in ("tolist", "item"):  # numpy arrays and scalars, without importing numpy
+        method = getattr(value, convert, None)
+        if callable(method):
+            return json_value(method())
+    return str(value)
 
 
 @dataclass(frozen=True)

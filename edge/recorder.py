@@ -157,7 +157,10 @@ class Recorder:
             self._acks.popleft()
         self.commits += 1
         if self.on_commit is not None:
-            self.on_commit(events, acks)
+            try:
+                self.on_commit(events, acks)
+            except Exception:  # a listener's bug must not stop the recorder
+                log.exception("on_commit listener failed")
         return True
 
     def _check_clock_sync(self) -> None:

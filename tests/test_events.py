@@ -161,3 +161,14 @@ def test_event_topic_and_body() -> None:
     event = Event(3, d.priority, d.sensor, d.kind, d.payload("pi-1", "s", 3))
     assert event.topic("edgeline", "pi-1") == "edgeline/pi-1/events/anomaly/pump"
     assert event.body()["seq"] == 3
+
+
+def test_values_json_cannot_encode_natively_still_make_a_payload() -> None:
+    import numpy as np
+
+    fields = {"score": np.float32(0.5), "window": np.arange(3), "when": object}
+    draft = Draft("s", "anomaly", "warning", np.float64("nan"), 1.0, 1.0, True, fields)
+    body = json.loads(draft.payload("dev", "stream", 1))
+    assert body["value"] is None
+    assert body["score"] == 0.5 and body["window"] == [0, 1, 2]
+    assert body["when"] == str(object)
