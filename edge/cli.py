@@ -23,6 +23,7 @@ from . import __version__
 from .errors import ConfigError, EdgelineError
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+STATUS_EVERY = 60  # seconds between status lines in the log of `edge run`
 
 log = logging.getLogger("edge")
 
@@ -147,8 +148,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             runtime.start()
             log.info("running: %s", config.summary())
+            beats = 0
             while not stop.wait(1.0) and not runtime.sampling_done(0):
-                pass
+                beats += 1
+                if beats % STATUS_EVERY == 0:  # readings, seq, backlog, link, jitter
+                    log.info("status: %s", json.dumps(runtime.status()))
         finally:
             runtime.close()
     log.info("stopped cleanly: %s", json.dumps(runtime.status()))
