@@ -129,8 +129,18 @@ def _stop_on_signals() -> threading.Event:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from .config import load
+    from .simulation import is_scenario, load_scenario
 
-    print(load(args.file).summary())
+    if is_scenario(args.file):  # a config plus a [simulation] table
+        scenario = load_scenario(args.file, overrides={})
+        settings = scenario.settings
+        print(
+            f"{scenario.config.summary()} As a scenario: {settings.duration:g} simulated"
+            f" seconds at {settings.speed:g}x, {len(scenario.signals)} signal(s),"
+            f" {len(scenario.presses)} GPIO press(es)."
+        )
+    else:
+        print(load(args.file).summary())
     return EXIT_OK
 
 

@@ -54,6 +54,11 @@ def broker_url(value: str) -> str | None:
     return None
 
 
+def hide_password(value: Any) -> Any:
+    """A URL as errors show it: never echo a password into a terminal or a log."""
+    return re.sub(r"//([^:@/]*):[^@/]*@", r"//\1:***@", value) if isinstance(value, str) else value
+
+
 @dataclass(frozen=True)
 class DeviceConfig:
     id: str = field(metadata={"check": topic_level, "doc": "device id; an MQTT topic level"})
@@ -83,7 +88,13 @@ class StorageConfig:
 
 @dataclass(frozen=True)
 class UplinkConfig:
-    broker: str = field(metadata={"check": broker_url, "doc": "mqtt://host[:port] or mqtts://"})
+    broker: str = field(
+        metadata={
+            "check": broker_url,
+            "redact": hide_password,
+            "doc": "mqtt://host[:port] or mqtts://",
+        }
+    )
     client_id: str | None = field(default=None, metadata={"doc": "default: edgeline-<device>"})
     topic_prefix: str = field(
         default="edgeline", metadata={"check": topic_prefix, "doc": "first topic level(s)"}

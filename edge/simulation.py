@@ -65,6 +65,14 @@ def builtin_names() -> list[str]:
     )
 
 
+def is_scenario(path: str) -> bool:
+    """Whether a TOML file has a [simulation] table (unreadable files are not scenarios)."""
+    try:
+        return "simulation" in tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
 def load_scenario(
     name_or_path: str | None, *, config_path: str | None = None, overrides: dict[str, Any]
 ) -> Scenario:

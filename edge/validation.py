@@ -119,6 +119,12 @@ def _coerce(value: Any, annotation: Any, meta: Mapping[str, Any]) -> tuple[bool,
     raise TypeError(f"validation does not support the annotation {annotation!r}")
 
 
+def _shown(value: Any, meta: Mapping[str, Any]) -> Any:
+    """The value as an error message may show it: a field's "redact" hides secrets."""
+    redact: Callable[[Any], Any] | None = meta.get("redact")
+    return redact(value) if redact is not None else value
+
+
 def _in_range(value: float, meta: Mapping[str, Any]) -> bool:
     low, high = meta.get("min"), meta.get("max")
     return (low is None or value >= low) and (high is None or value <= high)
@@ -155,13 +161,14 @@ def build(
         meta = fields[key].metadata
         ok, coerced = _coerce(value, hints[key], meta)
         if not ok:
-            found = describe(value)
+            found = describe(_shown(value, meta))
             problems.add(join(path, key), f"expected {_expected(hints[key], meta)}, found {found}")
             continue
         check: Check | None = meta.get("check")
         message = check(coerced) if check and coerced is not None else None
         if message:
-            problems.add(join(path, key), f"expected {message}, found {describe(value)}")
+            found = describe(_shown(value, meta))
+            problems.add(join(path, key), f"expected {message}, found {found}")
             continue
         values[key] = coerced
     for name, f in fields.items():

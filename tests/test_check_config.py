@@ -194,3 +194,25 @@ def test_each_command_has_help(tmp_path: Path, command: str) -> None:
     result = edge(command, "--help", cwd=tmp_path)
     assert result.returncode == 0
     assert result.stdout.startswith(f"usage: edge {command}")
+
+
+def test_a_scenario_file_is_checked_as_config_plus_simulation(tmp_path: Path) -> None:
+    from importlib import resources
+
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text((resources.files("edge") / "scenarios" / "default.toml").read_text())
+    result = edge("check-config", str(scenario), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "sim-01" in result.stdout and "As a scenario: 300 simulated seconds" in result.stdout
+    scenario.write_text(scenario.read_text().replace("duration = 300.0", "duration = -1"))
+    result = edge("check-config", str(scenario), cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{scenario}: simulation.duration: expected a number from 0.001" in result.stderr
+
+
+def test_a_password_in_the_broker_url_is_never_echoed(tmp_path: Path) -> None:
+    config = tmp_path / "edge.toml"
+    config.write_text('[device]\nid = "d"\n[uplink]\nbroker = "mqtt://dev:hunter2@host"\n')
+    result = edge("check-config", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "uplink.broker" in result.stderr and "hunter2" not in result.stderr
