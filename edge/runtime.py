@@ -174,9 +174,9 @@ class Runtime:
         self.scheduler.stop()
         self.sampling_done(timeout)
         self._close_sensors()
-        self.recorder.close()  # commits every queued draft and acknowledgement
-        self.uplink.close(timeout)
-        self.recorder.flush(timeout=1.0)
+        self.recorder.flush(timeout)  # every event sampled so far is on disk
+        self.uplink.close(timeout)  # offline published; in-flight PUBACKs came before it
+        self.recorder.close()  # and their deletions are committed too
         self.outbox.close()
 
     def __enter__(self) -> Runtime:
