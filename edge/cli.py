@@ -269,6 +269,7 @@ def _simulate(
     sink.wait_for(config.device.id, stream, last_seq, timeout=5.0 if drained else 0.5)
     received = sink.received(config.device.id, stream)
     sink.close()
+    console.close()  # every line printed before the summary
     jitter = runtime.scheduler.jitter()
     kinds = ", ".join(f"{n} {kind}/{sev}" for (kind, sev), n in sorted(console.events.items()))
     missing = len(received.missing(last_seq))

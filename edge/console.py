@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 from collections import Counter
@@ -21,19 +22,35 @@ def _value(value: Any) -> str:
 
 
 class Console(Watcher):
-    """Prints one line per reading, stored event and upstream arrival, from any thread."""
+    """Prints one line per reading, stored event and upstream arrival, from any thread.
+
+    Lines go through a queue to a printer thread: a slow terminal or pipe must not slow
+    the sampling loop, which calls ``reading``.
+    """
 
     def __init__(self, t0: float, *, quiet: bool = False, out: TextIO = sys.stdout) -> None:
         self.t0 = t0
         self.quiet = quiet
         self.out = out
-        self._lock = threading.Lock()
         self.events: Counter[tuple[str, str]] = Counter()
         self.readings = 0
+        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._printer = threading.Thread(target=self._print_lines, name="edgeline-console")
+        self._printer.daemon = True
+        self._printer.start()
 
     def _print(self, line: str) -> None:
-        with self._lock:
+        self._lines.put(line)
+
+    def _print_lines(self) -> None:
+        while (line := self._lines.get()) is not None:
             print(line, file=self.out, flush=True)
+
+    def close(self) -> None:
+        """Print what is queued, then stop the printer. Idempotent."""
+        if self._printer.is_alive():
+            self._lines.put(None)
+            self._printer.join()
 
     def reading(self, sensor: str, value: Value, unit: str, t: float) -> None:
         self.readings += 1
