@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000  # drafts per transaction: bounds the time the outbox lock is held
 RETRY_DELAY = 0.5  # seconds before retrying a failed commit (full disk, I/O error)
+# Drafts held in memory while the disk fails: ~50 MB at worst, what a Pi Zero can spare.
+MAX_QUEUED = 100_000
+RUNTIME_SENSOR = "runtime"  # the sensor id of the runtime's own health events
 
 Committed = Callable[[Sequence[Event], Collection[int]], None]
 
@@ -33,7 +36,7 @@ class Recorder:
         *,
         window: float,
         on_commit: Committed | None = None,
-        max_queued: int = 1_000_000,
+        max_queued: int = MAX_QUEUED,
     ) -> None:
         self.outbox = outbox
         self.clock = clock
@@ -52,6 +55,8 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._was_synced = False
         self.dropped = 0
+        self._reported_dropped = 0
+        self._failing = 0  # consecutive failed commits
         self.commits = 0
         self.failures = 0
 
@@ -131,10 +136,11 @@ class Recorder:
             while self._drafts or self._acks:
                 if not self._commit_batch():
                     self._stop.wait(RETRY_DELAY)
-                    if self._stop.is_set() and self.failures > 3:
+                    if self._stop.is_set() and self._failing > 3:
                         log.error("giving up on %d queued events at shutdown", len(self._drafts))
                         return
             self._check_clock_sync()
+            self._report_drops()
             with self._idle:
                 self._flushed = serving
                 self._idle.notify_all()
@@ -149,6 +155,7 @@ class Recorder:
             events = self.outbox.commit(drafts, acks)
         except Exception:
             self.failures += 1
+            self._failing += 1
             log.exception("outbox commit failed; %d events stay queued", len(self._drafts))
             return False
         for _ in drafts:
@@ -156,12 +163,27 @@ class Recorder:
         for _ in acks:
             self._acks.popleft()
         self.commits += 1
+        self._failing = 0
         if self.on_commit is not None:
             try:
                 self.on_commit(events, acks)
             except Exception:  # a listener's bug must not stop the recorder
                 log.exception("on_commit listener failed")
         return True
+
+    def _report_drops(self) -> None:
+        """Once the queue has room again, say upstream how many drafts were dropped."""
+        dropped = self.dropped - self._reported_dropped
+        if not dropped or len(self._drafts) >= self.max_queued:
+            return
+        self._reported_dropped += dropped
+        log.error("%d events were dropped: the outbox could not keep up", dropped)
+        mono, wall, synced = self.clock.monotonic(), self.clock.wall(), self.clock.synced()
+        fields = {"state": "dropped", "dropped": dropped, "total_dropped": self.dropped}
+        draft = Draft(RUNTIME_SENSOR, "health", "critical", dropped, mono, wall, synced, fields)
+        self._drafts.append(draft)
+        self._work.set()
+        self._urgent.set()
 
     def _check_clock_sync(self) -> None:
         if not self._was_synced and self.clock.synced():

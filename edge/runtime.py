@@ -171,13 +171,15 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
-        self.scheduler.stop()
-        self.sampling_done(timeout)
-        self._close_sensors()
-        self.recorder.flush(timeout)  # every event sampled so far is on disk
-        self.uplink.close(timeout)  # offline published; in-flight PUBACKs came before it
-        self.recorder.close()  # and their deletions are committed too
-        self.outbox.close()
+        try:
+            self.scheduler.stop()
+            self.sampling_done(timeout)
+            self._close_sensors()
+            self.recorder.flush(timeout)  # every event sampled so far is on disk
+            self.uplink.close(timeout)  # offline published; in-flight PUBACKs came before it
+        finally:
+            self.recorder.close()  # and their deletions are committed too
+            self.outbox.close()
 
     def __enter__(self) -> Runtime:
         return self

@@ -5,7 +5,9 @@ this module. Each connection gets a fresh paho client, so nothing paho queued fo
 connection is ever re-sent behind our back: after every (re)connect, sending resumes from
 the outbox, whose rows leave only when the broker's PUBACK arrives. Two threads: the link
 thread connects, runs paho's network loop and backs off with jitter between attempts; the
-sender thread claims events from the outbox while the window has room.
+sender thread claims events from the outbox while the window has room. Only the link thread
+touches the socket: publish() from other threads queues the packet and wakes its loop
+(two writers on one TLS connection corrupt it).
 """
 
 from __future__ import annotations
@@ -64,12 +66,17 @@ class Backoff:
         self.attempt = 0
 
 
+def _write_on_link_thread(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """paho's write hook: nothing to do, the link thread's loop() writes queued packets."""
+
+
 class _Session:
     """One connection: its paho client and the events it has in flight (mid -> seq)."""
 
     def __init__(self, client: mqtt.Client) -> None:
         self.client = client
-        self.online = False
+        self.online = False  # CONNACK received and not yet lost
+        self.connected = False  # CONNACK was received at some point (backoff resets)
         self.lost = False
         self.inflight: dict[int, int] = {}
         self.early: set[int] = set()  # PUBACKs that beat publish() returning the mid
@@ -77,6 +84,7 @@ class _Session:
         self.cursor: dict[int, int] = {}  # priority -> last seq claimed in this session
         self.buffer: deque[Event] = deque()  # claimed, not yet published (sending order)
         self.preempt = False  # a more urgent event than the buffer's tail was stored
+        self.refused = False  # the broker refused an event in this session
 
 
 class Uplink:
@@ -100,7 +108,7 @@ class Uplink:
         self.prefix = f"{settings.topic_prefix}/{device}"
         self.status_topic = f"{self.prefix}/status"
         self.stats = UplinkStats()
-        self._backoff = Backoff(settings.backoff_min, settings.backoff_max, rng)
+        self.backoff = Backoff(settings.backoff_min, settings.backoff_max, rng)
         self._password = self._read_password()
         self._lock = threading.Condition()
         self._session: _Session | None = None
@@ -109,6 +117,7 @@ class Uplink:
         # sender sleeps only when a claim came up short at the current generation.
         self._wanted = 1
         self._claimed = 0
+        self._urgent: int | None = None  # most urgent priority committed since a claim began
         self._stop = threading.Event()
         self._closing = False
         self._threads: list[threading.Thread] = []
@@ -130,17 +139,22 @@ class Uplink:
             self._closing = True
             session = self._session
             self._lock.notify_all()
-        if session is not None and session.online:
-            info = session.client.publish(
-                self.status_topic, self._status("offline"), qos=1, retain=True
-            )
-            info.wait_for_publish(timeout)
-            session.client.disconnect()
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout)
-        self._threads.clear()
-        self.stats.state = "closed"
+        try:
+            if session is not None and session.online:
+                info = session.client.publish(
+                    self.status_topic, self._status("offline"), qos=1, retain=True
+                )
+                info.wait_for_publish(timeout)
+                session.client.disconnect()  # the link thread writes it and ends the session
+                self._threads[0].join(timeout)
+        except (RuntimeError, ValueError) as exc:  # the connection died under us
+            log.warning("could not publish offline on close: %s", exc)
+        finally:
+            self._stop.set()
+            for thread in self._threads:
+                thread.join(timeout)
+            self._threads.clear()
+            self.stats.state = "closed"
 
     @property
     def online(self) -> bool:
@@ -159,9 +173,10 @@ class Uplink:
             self._delivered.difference_update(deleted)
             if events:
                 self._wanted += 1
+                urgent = min(event.priority for event in events)
+                self._urgent = urgent if self._urgent is None else min(self._urgent, urgent)
                 session = self._session
                 if session and session.buffer:
-                    urgent = min(event.priority for event in events)
                     session.preempt |= urgent < session.buffer[-1].priority
                 self._lock.notify_all()
 
@@ -173,37 +188,45 @@ class Uplink:
 
     def _link(self) -> None:
         while not self._stop.is_set() and not self._closing:
-            session = _Session(self._client())
-            self.stats.state = "connecting"
             try:
-                session.client.connect(
-                    self.settings.host, self.settings.port, self.settings.keepalive
-                )
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                self._offline(f"cannot connect to {self.settings.broker}: {exc}")
-                continue
-            with self._lock:
-                self._session = session
-            try:
-                while not self._stop.is_set() and not session.lost:  # close() disconnects
-                    rc = session.client.loop(timeout=1.0)
-                    if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                        session.lost = True
-                        if not self._stop.is_set():
-                            self.stats.last_error = mqtt.error_string(rc)
-            finally:
-                with self._lock:
-                    self._session = None
-                    self._wanted += 1  # whatever was in flight is claimed again next time
-            if session.online:
-                self._backoff.reset()
+                self._connection()
+            except Exception as exc:  # e.g. unreadable TLS files at a reconnect
+                log.exception("uplink connection failed")
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
             if not self._stop.is_set() and not self._closing:
                 self._offline(f"connection lost: {self.stats.last_error or 'closed'}")
 
+    def _connection(self) -> None:
+        """One connection, from connect to loss (or close)."""
+        session = _Session(self._client())
+        self.stats.state = "connecting"
+        try:
+            session.client.connect(self.settings.host, self.settings.port, self.settings.keepalive)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            self.stats.last_error = f"cannot connect to {self.settings.broker}: {exc}"
+            return
+        with self._lock:
+            self._session = session
+        try:
+            while not session.lost and not self._stop.is_set():  # close() disconnects
+                rc = session.client.loop(timeout=1.0)
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    session.lost = True
+                    if not self._closing:
+                        self.stats.last_error = mqtt.error_string(rc)
+        finally:
+            with self._lock:
+                self._session = None
+                self._wanted += 1  # whatever was in flight is claimed again next time
+            if not session.lost:  # stopped mid-connection: do not leak the socket
+                session.client.disconnect()
+                session.client.loop(timeout=0.1)
+        if session.connected and not session.refused:
+            self.backoff.reset()
+
     def _offline(self, reason: str) -> None:
         self.stats.state = "offline"
-        self.stats.last_error = reason
-        delay = self._backoff.next_delay()
+        delay = self.backoff.next_delay()
         log.warning("%s; retrying in %.1f s", reason, delay)
         self.clock.wait(self._stop, self.clock.monotonic() + delay)
 
@@ -230,6 +253,11 @@ class Uplink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        # With a socket-write hook set, publish() on another thread only queues the packet
+        # and wakes the link thread's loop(), which does all the writing.
+        client.on_socket_register_write = _write_on_link_thread
+        client.suppress_exceptions = True  # a callback bug is logged, not a dead link thread
+        client.enable_logger(log)
         return client
 
     def _read_password(self) -> str | None:
@@ -251,7 +279,7 @@ class Uplink:
     ) -> None:
         with self._lock:
             session = self._session
-            if session is None or session.client is not client:
+            if session is None or session.client is not client or self._closing:
                 return
             if reason.is_failure:
                 session.lost = True
@@ -259,7 +287,7 @@ class Uplink:
                 return
             info = client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
             session.control.add(info.mid)
-            session.online = True
+            session.online = session.connected = True
             self.stats.connects += 1
             self.stats.state = "online"
             self._wanted += 1
@@ -298,12 +326,15 @@ class Uplink:
 
     def _settle(self, session: _Session, seq: int, reason: Any) -> bool:
         """Book a PUBACK for ``seq`` (lock held). False when the broker refused it."""
-        if not session.buffer or self._closing:
-            self._lock.notify_all()  # the sender refills; otherwise paho's thread pumps
+        if not session.buffer or session.preempt or self._closing:
+            self._lock.notify_all()  # the sender refills or rewinds; else paho's thread pumps
         if reason is not None and reason.is_failure:
-            # MQTT 5 brokers may refuse a publish (quota, authorisation): keep the event.
+            # An MQTT 5 broker refused it (quota, authorisation): the event stays in the
+            # outbox and goes again on the next connection; the others carry on meanwhile.
             self.stats.rejected += 1
             self.stats.last_error = f"broker refused event {seq}: {reason}"
+            log.warning("%s; it stays in the outbox", self.stats.last_error)
+            session.refused = True  # brokers often drop the link too: back off, not hammer
             return False
         self._delivered.add(seq)
         self.stats.acked += 1
@@ -312,31 +343,40 @@ class Uplink:
     # -- sender thread -----------------------------------------------------------------
 
     def _send(self) -> None:
-        while True:
+        while not self._stop.is_set() and not self._closing:
+            try:
+                self._send_some()
+            except Exception as exc:  # e.g. an I/O error reading the outbox
+                log.exception("uplink sender failed; retrying")
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                self._stop.wait(1.0)
+
+    def _send_some(self) -> None:
+        with self._lock:
+            self._lock.wait_for(self._ready, timeout=1.0)
+            session = self._session
+            if self._stop.is_set() or self._closing or not self._ready() or session is None:
+                return
+            if session.preempt:
+                self._rewind(session)
+            refill = not session.buffer
+            # Acked but not yet deleted: never send again (the set is one commit's worth).
+            exclude = set(self._delivered)
+            generation = self._wanted
+            self._urgent = None
+        if refill:
+            # Claiming ahead of the window keeps SQLite off the per-event path.
+            batch = self.outbox.claim(PREFETCH, exclude, after=session.cursor)
             with self._lock:
-                self._lock.wait_for(self._ready, timeout=1.0)
-                if self._stop.is_set() or self._closing:
-                    return
-                session = self._session
-                if not self._ready() or session is None:
-                    continue
-                if session.preempt:
-                    self._rewind(session)
-                refill = not session.buffer
-                # Within a session the cursor skips what was claimed; a new session starts
-                # over from the outbox, minus what was acked but not yet deleted.
-                exclude = () if session.cursor else set(self._delivered)
-                generation = self._wanted
-            if refill:
-                # Claiming ahead of the window keeps SQLite off the per-event path.
-                batch = self.outbox.claim(PREFETCH, exclude, after=session.cursor)
-                with self._lock:
-                    for event in batch:
-                        session.cursor[event.priority] = event.seq
-                    session.buffer.extend(batch)
-                    if len(batch) < PREFETCH:
-                        self._claimed = generation  # all claimed, as of that generation
-            self._pump(session, wait=True)
+                for event in batch:
+                    session.cursor[event.priority] = event.seq
+                session.buffer.extend(batch)
+                if len(batch) < PREFETCH:
+                    self._claimed = generation  # all claimed, as of that generation
+                # Something more urgent was stored while claiming: it goes first.
+                if self._urgent is not None and batch and self._urgent < batch[-1].priority:
+                    session.preempt = True
+        self._pump(session, wait=True)
 
     def _pump(self, session: _Session, *, wait: bool) -> None:
         """Publish buffered events while the window has room.

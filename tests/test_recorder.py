@@ -235,3 +235,21 @@ def test_flush_after_close_answers_at_once(outbox: Outbox, clock: VirtualClock) 
     assert not recorder.flush(timeout=WAIT)
     assert time.monotonic() - began < WAIT / 2  # answered, not timed out
     assert outbox.stats().pending == 1
+
+
+def test_drafts_dropped_for_lack_of_memory_are_reported_upstream(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    with Outbox.open(tmp_path, "dev") as outbox:
+        recorder = Recorder(outbox, clock, window=30.0, max_queued=5)
+        for i in range(8):  # the thread is not running yet: 3 of these do not fit
+            recorder.submit(Draft("s", "telemetry", "info", i, 1.0, 1.0, True))
+        assert recorder.dropped == 3
+        recorder.start()
+        assert recorder.flush(timeout=10)
+        assert recorder.flush(timeout=10)  # the report is committed on the next pass
+        recorder.close()
+        bodies = [e.body() for e in outbox.claim(limit=-1)]
+    health = [b for b in bodies if b["kind"] == "health"]
+    assert len(bodies) == 6 and len(health) == 1
+    assert health[0]["sensor"] == "runtime" and health[0]["severity"] == "critical"
+    assert health[0]["dropped"] == 3 and health[0]["state"] == "dropped"

@@ -158,13 +158,7 @@ def test_events_wait_while_the_broker_is_unreachable(tmp_path: Path) -> None:
     try:
         link.store(5)
         link.uplink.start()
-        refused = threading.Event()
-        for _ in range(200):
-            if "refused" in link.uplink.stats.last_error:
-                refused.set()
-                break
-            threading.Event().wait(0.01)
-        assert refused.is_set(), link.uplink.stats.last_error
+        wait_until(lambda: "refused" in link.uplink.stats.last_error)
         assert link.uplink.stats.state in ("offline", "connecting")
         assert link.outbox.stats().pending == 5
     finally:
@@ -193,3 +187,39 @@ def test_backoff_doubles_with_jitter_up_to_the_ceiling(
 def test_backoff_jitter_spreads_a_fleet() -> None:
     delays = {round(Backoff(1.0, 60.0, random.Random(seed)).next_delay(), 6) for seed in range(50)}
     assert len(delays) == 50  # fifty devices do not reconnect in lockstep
+
+
+def test_acked_events_awaiting_deletion_are_not_sent_again_after_a_reconnect(
+    link: Link, mosquitto: Mosquitto
+) -> None:
+    link.recorder.window = 30.0  # deletions lag far behind the PUBACKs
+    link.store(2000)
+    link.uplink.start()
+    wait_until(lambda: link.uplink.stats.acked == 2000)
+    assert link.outbox.stats().pending == 2000  # acked, not yet deleted
+    mosquitto.restart()
+    link.store(300, severity="info", kind="state")  # more urgent than the telemetry
+    wait_until(lambda: link.uplink.stats.acked == 2300, timeout=60)
+    # Only what was in flight at the cut (at most the window, 8) may go twice.
+    assert link.uplink.stats.published <= 2300 + 8, link.uplink.stats
+
+
+def test_backoff_starts_over_after_every_healthy_session(link: Link, mosquitto: Mosquitto) -> None:
+    link.uplink.start()
+    for round_ in range(1, 5):
+        wait_until(lambda: link.uplink.online)
+        mosquitto.restart()
+        wait_until(lambda r=round_: link.uplink.stats.connects > r, timeout=30)
+        assert link.uplink.backoff.attempt <= 2, (round_, link.uplink.backoff.attempt)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll a condition that has no event to wait on, with a deadline."""
+    deadline = threading.Event()
+    timer = threading.Timer(timeout, deadline.set)
+    timer.start()
+    try:
+        while not condition():
+            assert not deadline.wait(0.01), "condition not met in time"
+    finally:
+        timer.cancel()
