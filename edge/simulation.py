@@ -15,7 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sensors import Hardware, Noisy, Piecewise, SimulatedBus, SimulatedTMP102
+from sensors import SENSOR_TYPES, Hardware, Noisy, Piecewise, Signal, SimulatedBus
+from sensors.base import SignalFor
 
 from . import config as configuration
 from .clock import Clock
@@ -117,9 +118,10 @@ def parse_scenario(text: str, source: str, overrides: dict[str, Any]) -> Scenari
         raise ConfigError([*exc.problems, *problems.items]) from None
     if problems or settings is None:
         raise ConfigError(problems.items)
-    for sensor in signals:
-        if sensor not in {s.id for s in config.sensors}:
-            problems.add(f"simulation.signals.{sensor}", "expected the id of a sensor")
+    ids = {s.id for s in config.sensors}
+    for key in signals:
+        if key not in ids and key.rsplit(".", 1)[0] not in ids:
+            problems.add(f"simulation.signals.{key}", "expected a sensor id or <sensor>.<quantity>")
     if problems:
         raise ConfigError(problems.items)
     return Scenario(source, config, settings, signals, presses)
@@ -174,8 +176,8 @@ def _signal(spec: Any, path: str, problems: Problems) -> SignalSpec | None:
     return SignalSpec(tuple((float(t), float(v)) for t, v in points), float(noise))
 
 
-# The signal a simulated chip measures when the scenario gives none.
-_ROOM = SignalSpec(((0.0, 21.0),), noise=0.05)
+# A quantity the scenario gives no signal for holds its typical value, with a little noise.
+_NOISE_OF_TYPICAL = 0.002
 
 
 class SimulatedHardware:
@@ -187,16 +189,27 @@ class SimulatedHardware:
         self.clock = clock
         self.pins = MockFactory()
         self.buses: dict[int, SimulatedBus] = {}
-        t0 = clock.monotonic()
-        for index, sensor in enumerate(scenario.config.sensors):
-            if sensor.type != "i2c.tmp102":
-                continue
-            spec = scenario.signals.get(sensor.id, _ROOM)
-            signal = Piecewise(spec.points, clock.monotonic, t0=t0)
-            source = Noisy(signal, spec.noise, seed + index) if spec.noise else signal
-            bus = self.buses.setdefault(sensor.params.bus, SimulatedBus())
-            bus.attach(sensor.params.address, SimulatedTMP102(source))
+        self._t0 = clock.monotonic()
+        self._seed = seed
+        self._signals = scenario.signals
+        for sensor in scenario.config.sensors:
+            simulate = SENSOR_TYPES[sensor.type].simulate
+            if simulate is None:
+                continue  # GPIO types: gpiozero's MockFactory pins
+            part = simulate(sensor.params, self._signal_for(sensor.id))
+            self._bus(part.bus).attach(part.address, part.chip)
         self.hardware = Hardware(pin_factory=self.pins, i2c=self._bus, now=clock.monotonic)
+
+    def _signal_for(self, sensor: str) -> SignalFor:
+        def signal(quantity: str, typical: float) -> Signal:
+            spec = self._signals.get(f"{sensor}.{quantity}") or self._signals.get(sensor)
+            if spec is None:
+                spec = SignalSpec(((0.0, typical),), noise=abs(typical) * _NOISE_OF_TYPICAL)
+            self._seed += 1  # each quantity its own noise stream, the same on every run
+            source: Signal = Piecewise(spec.points, self.clock.monotonic, t0=self._t0)
+            return Noisy(source, spec.noise, self._seed) if spec.noise else source
+
+        return signal
 
     def _bus(self, number: int) -> SimulatedBus:
         return self.buses.setdefault(number, SimulatedBus())

@@ -1,4 +1,4 @@
-"""The sensor registry the runtime's config is built from.
+"""The sensor registry the runtime's config is built from, and the built-in simple types.
 
 Each :class:`SensorType` names a frozen params dataclass that ``edge/config.py``
 validates generically, so params fields use only ``int``, ``float``, ``bool``,
@@ -8,52 +8,21 @@ validates generically, so params fields use only ``int``, ``float``, ``bool``,
 annotations``: the config validator reads real types from ``dataclasses.fields``.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal
 
-from sensors.ports import I2CBus, Monotonic
-from sensors.tmp102 import TMP102
+from sensors.base import (
+    EdgeSensor,
+    Hardware,
+    PolledSensor,
+    SensorType,
+    SignalFor,
+    SimulatedPart,
+    Value,
+)
+from sensors.tmp102 import TMP102, SimulatedTMP102
 
-Value = float | int | bool | tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class Hardware:
-    """The ports a sensor is built on; the runtime owns them and closes them."""
-
-    pin_factory: object | None  # a gpiozero Factory; None = gpiozero's default (auto-detect)
-    i2c: Callable[[int], I2CBus]  # open, or reuse, bus number N
-    now: Monotonic
-
-
-class PolledSensor(Protocol):
-    """A sensor the runtime samples on its schedule."""
-
-    unit: str
-
-    def read(self) -> Value: ...
-
-    def close(self) -> None: ...
-
-
-class EdgeSensor(Protocol):
-    """A sensor that reports changes itself, from another thread, through ``emit``."""
-
-    unit: str
-
-    def start(self, emit: Callable[[Value], None]) -> None: ...
-
-    def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class SensorType:
-    name: str
-    params: type
-    build: Callable[[Any, Hardware], PolledSensor | EdgeSensor]
-    polled: bool
-    summary: str
+__all__ = ["SENSOR_TYPES", "EdgeSensor", "Hardware", "PolledSensor", "SensorType", "Value"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +83,10 @@ def _build_tmp102(params: TMP102Params, hw: Hardware) -> PolledSensor:
     return TMP102Sensor(TMP102(hw.i2c(params.bus), params.address))
 
 
+def _simulate_tmp102(params: TMP102Params, signal: SignalFor) -> SimulatedPart:
+    return SimulatedPart(params.bus, params.address, SimulatedTMP102(signal("temperature", 21.0)))
+
+
 # gpiozero is imported only when a config actually uses a GPIO sensor.
 def _build_gpio_input(params: GpioInputParams, hw: Hardware) -> PolledSensor:
     from sensors.gpio import GpioInput
@@ -145,6 +118,7 @@ SENSOR_TYPES: dict[str, SensorType] = {
             build=_build_tmp102,
             polled=True,
             summary="TI TMP102 temperature sensor on I2C, degC",
+            simulate=_simulate_tmp102,
         ),
         SensorType(
             name="gpio.input",

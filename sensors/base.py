@@ -1,0 +1,79 @@
+"""What every sensor type is made of: the ports it is built on, the two shapes of sensor
+the runtime drives, and the registry entry that ties a config table to a driver.
+
+This module deliberately has no ``from __future__ import annotations``: the config
+validator reads real types from ``dataclasses.fields`` of the params classes.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sensors.ports import I2CBus, Monotonic
+from sensors.signals import Signal
+from sensors.simbus import SimulatedChip
+
+Scalar = float | int | bool | tuple[float, ...]
+# A reading: one scalar or vector, or several named quantities read together from one chip
+# (a BME280's temperature, pressure and humidity).
+Value = Scalar | Mapping[str, Scalar]
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """The ports a sensor is built on; the runtime owns them and closes them."""
+
+    pin_factory: object | None  # a gpiozero Factory; None = gpiozero's default (auto-detect)
+    i2c: Callable[[int], I2CBus]  # open, or reuse, bus number N
+    now: Monotonic
+
+
+class PolledSensor(Protocol):
+    """A sensor the runtime samples on its schedule."""
+
+    unit: str
+
+    def read(self) -> Value: ...
+
+    def close(self) -> None: ...
+
+
+class EdgeSensor(Protocol):
+    """A sensor that reports changes itself, from another thread, through ``emit``."""
+
+    unit: str
+
+    def start(self, emit: Callable[[Value], None]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# The simulator's signal for one quantity of a sensor: (quantity, typical value) -> signal.
+SignalFor = Callable[[str, float], Signal]
+
+
+@dataclass(frozen=True)
+class SimulatedPart:
+    """Where a simulated chip sits and the register model that answers there."""
+
+    bus: int
+    address: int
+    chip: SimulatedChip
+
+
+@dataclass(frozen=True)
+class SensorType:
+    """A registry entry: how a ``[[sensors]]`` table of this ``name`` becomes a sensor.
+
+    ``units`` names the quantities of a sensor whose ``read()`` returns a mapping, with
+    their units. ``simulate`` builds the register-level model the simulator attaches for
+    an I2C type, fed by the scenario's signals; GPIO types use gpiozero's MockFactory.
+    """
+
+    name: str
+    params: type
+    build: Callable[[Any, Hardware], PolledSensor | EdgeSensor]
+    polled: bool
+    summary: str
+    units: Mapping[str, str] = field(default_factory=dict)
+    simulate: Callable[[Any, SignalFor], SimulatedPart] | None = None
