@@ -16,20 +16,19 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from models import DETECTOR_TYPES
-from sensors import SENSOR_TYPES
-
 from .errors import ConfigError
-from .validation import Problems, build, describe, join, unknown_key
-
-_FORBIDDEN_IN_TOPIC = re.compile(r"[/+#\s\x00]")
-
-
-def topic_level(value: str) -> str | None:
-    """An id that becomes one MQTT topic level: no '/', '+', '#', spaces; not empty."""
-    if not value or _FORBIDDEN_IN_TOPIC.search(value) or len(value) > 64:
-        return "1-64 characters without '/', '+', '#' or spaces (it becomes an MQTT topic level)"
-    return None
+from .pipeline import (
+    ActionConfig,
+    DetectorCommon,
+    DetectorConfig,
+    FilterConfig,
+    SensorCommon,
+    SensorConfig,
+    parse_actions,
+    parse_detectors,
+    parse_sensors,
+)
+from .validation import Problems, build, topic_level, unknown_key
 
 
 def topic_prefix(value: str) -> str | None:
@@ -148,47 +147,6 @@ class UplinkConfig:
 
 
 @dataclass(frozen=True)
-class SensorCommon:
-    """Keys every sensor has; the rest of its table belongs to its type."""
-
-    id: str = field(metadata={"check": topic_level, "doc": "sensor id; an MQTT topic level"})
-    type: str = field(metadata={"doc": "sensor type (see Sensor types)"})
-    interval: float | None = field(
-        default=None,
-        metadata={"min": 0.001, "max": 86_400, "doc": "seconds between polls (polled types)"},
-    )
-    telemetry: bool = field(
-        default=False, metadata={"doc": "send every reading upstream as a telemetry event"}
-    )
-
-
-@dataclass(frozen=True)
-class SensorConfig:
-    id: str
-    type: str
-    interval: float | None
-    telemetry: bool
-    params: Any  # the sensor type's frozen params dataclass
-
-
-@dataclass(frozen=True)
-class DetectorCommon:
-    sensor: str = field(metadata={"doc": "id of the sensor it watches"})
-    type: str = field(metadata={"doc": "detector type (see Detectors)"})
-    id: str | None = field(
-        default=None, metadata={"check": topic_level, "doc": "default: <sensor>-<type>"}
-    )
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    id: str
-    sensor: str
-    type: str
-    params: Any  # the detector type's frozen params dataclass
-
-
-@dataclass(frozen=True)
 class Config:
     source: str
     device: DeviceConfig
@@ -196,6 +154,7 @@ class Config:
     uplink: UplinkConfig
     sensors: tuple[SensorConfig, ...]
     detectors: tuple[DetectorConfig, ...]
+    actions: tuple[ActionConfig, ...] = ()
 
     def summary(self) -> str:
         """One paragraph saying what this config will do."""
@@ -211,7 +170,7 @@ class Config:
         )
 
 
-_SECTIONS = ("device", "storage", "uplink", "sensors", "detectors")
+_SECTIONS = ("device", "storage", "uplink", "sensors", "detectors", "actions")
 
 
 def load(path: str | Path, *, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Config:
@@ -249,97 +208,28 @@ def validate(data: dict[str, Any], source: str) -> Config:
     storage = build(StorageConfig, data.get("storage", {}), "storage", problems)
     uplink = build(UplinkConfig, data.get("uplink", {}), "uplink", problems)
     declared: set[str] = set()  # every sensor id given, valid sensor or not
-    sensors = _sensors(data.get("sensors", []), problems, declared)
-    detectors = _detectors(data.get("detectors", []), sensors, declared, problems)
+    sensors = parse_sensors(data.get("sensors", []), problems, declared)
+    detectors = parse_detectors(data.get("detectors", []), sensors, declared, problems)
+    actions = parse_actions(data.get("actions", []), sensors, detectors, problems)
     if problems or device is None or storage is None or uplink is None:
         raise ConfigError(problems.items)
-    return Config(source, device, storage, uplink, tuple(sensors.values()), tuple(detectors))
+    return Config(
+        source, device, storage, uplink, tuple(sensors.values()), tuple(detectors), actions
+    )
 
 
-def _array(value: Any, path: str, problems: Problems) -> list[Any]:
-    if not isinstance(value, list):
-        problems.add(path, f"expected an array of tables ([[{path}]]), found {describe(value)}")
-        return []
-    return value
-
-
-def _sensors(value: Any, problems: Problems, declared: set[str]) -> dict[str, SensorConfig]:
-    sensors: dict[str, SensorConfig] = {}
-    for i, table in enumerate(_array(value, "sensors", problems)):
-        path = join("sensors", i)
-        if not isinstance(table, dict):
-            problems.add(path, f"expected a table, found {describe(table)}")
-            continue
-        common_keys = {"id", "type", "interval", "telemetry"}
-        common = build(
-            SensorCommon, {k: v for k, v in table.items() if k in common_keys}, path, problems
-        )
-        if common is None:
-            if isinstance(table.get("id"), str):  # its detectors get no second problem
-                declared.add(table["id"])
-            continue
-        if common.id in declared:
-            problems.add(join(path, "id"), f"expected a unique id, found '{common.id}' again")
-            continue
-        declared.add(common.id)
-        kind = SENSOR_TYPES.get(common.type)
-        if kind is None:
-            unknown_type(problems, join(path, "type"), common.type, SENSOR_TYPES)
-            continue
-        if kind.polled and common.interval is None:
-            problems.add(join(path, "interval"), "missing; expected seconds between polls")
-        if not kind.polled and common.interval is not None:
-            problems.add(
-                join(path, "interval"), f"not used by {kind.name} (it is interrupt-driven)"
-            )
-        params = build(kind.params, table, path, problems, skip=common_keys)
-        if params is not None:
-            sensors[common.id] = SensorConfig(
-                common.id, common.type, common.interval, common.telemetry, params
-            )
-    return sensors
-
-
-def _detectors(
-    value: Any, sensors: Mapping[str, SensorConfig], declared: set[str], problems: Problems
-) -> list[DetectorConfig]:
-    detectors: list[DetectorConfig] = []
-    seen: set[str] = set()
-    for i, table in enumerate(_array(value, "detectors", problems)):
-        path = join("detectors", i)
-        if not isinstance(table, dict):
-            problems.add(path, f"expected a table, found {describe(table)}")
-            continue
-        common_keys = {"id", "sensor", "type"}
-        common = build(
-            DetectorCommon, {k: v for k, v in table.items() if k in common_keys}, path, problems
-        )
-        if common is None:
-            continue
-        if common.sensor not in declared:  # a declared but invalid sensor is reported already
-            known = dict.fromkeys(sorted(declared))
-            unknown_type(problems, join(path, "sensor"), common.sensor, known, what="a sensor id")
-        kind = DETECTOR_TYPES.get(common.type)
-        if kind is None:
-            unknown_type(problems, join(path, "type"), common.type, DETECTOR_TYPES)
-            continue
-        params = build(kind.params, table, path, problems, skip=common_keys)
-        ident = common.id or f"{common.sensor}-{common.type}"
-        if ident in seen:
-            problems.add(join(path, "id"), f"expected a unique id, found '{ident}' again")
-            continue
-        seen.add(ident)
-        if params is not None and common.sensor in sensors:
-            detectors.append(DetectorConfig(ident, common.sensor, common.type, params))
-    return detectors
-
-
-def unknown_type(
-    problems: Problems, path: str, found: str, known: Mapping[str, Any], what: str = "one of"
-) -> None:
-    import difflib
-
-    close = difflib.get_close_matches(found, list(known), n=1, cutoff=0.5)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    choices = ", ".join(sorted(known)) or "none defined"
-    problems.add(path, f"expected {what} ({choices}), found '{found}'{hint}")
+__all__ = [
+    "ActionConfig",
+    "Config",
+    "DetectorCommon",
+    "DetectorConfig",
+    "DeviceConfig",
+    "FilterConfig",
+    "SensorCommon",
+    "SensorConfig",
+    "StorageConfig",
+    "UplinkConfig",
+    "load",
+    "parse",
+    "validate",
+]

@@ -63,6 +63,15 @@ def json_value(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class Stamp:
+    """When something happened: monotonic and wall time, and whether the wall was synced."""
+
+    mono: float
+    wall: float
+    synced: bool
+
+
+@dataclass(frozen=True)
 class Draft:
     """An event before the outbox gives it a ``seq``."""
 

@@ -8,22 +8,22 @@ sampling loop only stamps and queues; it never waits on the network or the disk.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from models import DETECTOR_TYPES, Detector
-from sensors import SENSOR_TYPES, EdgeSensor, Hardware, PolledSensor, Value
+from sensors import SENSOR_TYPES, Hardware, Value
 
 from . import __version__
+from .actions import Actions
 from .clock import Clock, VirtualClock
-from .config import Config, SensorConfig
-from .events import Draft, Event, Severity, format_ts
+from .config import Config, DetectorConfig
+from .events import Draft, Event, Severity, Stamp, format_ts
 from .outbox import Outbox
 from .recorder import Recorder
 from .scheduler import Scheduler
+from .sensing import SensorRunner
 from .uplink import Uplink
 
 log = logging.getLogger(__name__)
@@ -37,24 +37,6 @@ class Watcher:
 
     def committed(self, events: Sequence[Event]) -> None:
         """Events reached the outbox (recorder thread)."""
-
-
-@dataclass
-class _Sensor:
-    config: SensorConfig
-    device: PolledSensor | EdgeSensor
-    detectors: list[tuple[str, Detector]] = field(default_factory=list)
-    last_state: Any = None
-    degraded: bool = False
-    readings: int = 0
-    faults: int = 0
-
-
-@dataclass(frozen=True)
-class Stamp:
-    mono: float
-    wall: float
-    synced: bool
 
 
 class Runtime:
@@ -80,7 +62,8 @@ class Runtime:
         self.recorder = Recorder(
             self.outbox, clock, window=storage.commit_window_ms / 1000, on_commit=self._committed
         )
-        self.sensors: dict[str, _Sensor] = {}
+        self.sensors: dict[str, SensorRunner] = {}
+        self.actions = Actions(config.actions, self.scheduler)
         self._thread: threading.Thread | None = None
         self._closed = False
         try:
@@ -107,12 +90,23 @@ class Runtime:
         )
 
     def _build_sensors(self) -> None:
-        for cfg in self.config.sensors:
-            kind = SENSOR_TYPES[cfg.type]
-            self.sensors[cfg.id] = _Sensor(cfg, kind.build(cfg.params, self.hardware))
+        detectors: dict[str, list[tuple[DetectorConfig, Detector]]] = {}
         for det in self.config.detectors:
             detector = DETECTOR_TYPES[det.type].build(det.params)
-            self.sensors[det.sensor].detectors.append((det.id, detector))
+            detectors.setdefault(det.sensor, []).append((det, detector))
+        for cfg in self.config.sensors:
+            kind = SENSOR_TYPES[cfg.type]
+            device = kind.build(cfg.params, self.hardware)
+            self.sensors[cfg.id] = SensorRunner(
+                cfg,
+                kind,
+                device,
+                detectors.get(cfg.id, []),
+                emit=self._emit,
+                on_detection=self.actions.detected,
+            )
+            if cfg.type == "gpio.output":
+                self.actions.outputs[cfg.id] = device
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -196,61 +190,38 @@ class Runtime:
 
     # -- the sampling path (scheduler thread) ---------------------------------------------
 
-    def stamp(self) -> Stamp:
+    def stamp(self) -> Stamp:  # any thread: clock reads only
         return Stamp(self.clock.monotonic(), self.clock.wall(), self.clock.synced())
 
-    def _poller(self, sensor: _Sensor) -> Callable[[float], None]:
+    def _poller(self, sensor: SensorRunner) -> Callable[[float], None]:
         device: Any = sensor.device
 
         def poll(due: float) -> None:
+            if not sensor.due(due):
+                return  # a failing sensor waits out its retry delay; the others go on
             try:
                 value = device.read()
             except Exception as exc:  # a bus fault is transient: report, go on sampling
-                self._fault(sensor, exc)
+                log.warning("sensor %s failed: %s", sensor.config.id, exc)
+                sensor.fault(exc, self.stamp())
                 return
-            self._reading(sensor, value, self.stamp())
+            stamp = self.stamp()
+            self.watcher.reading(sensor.config.id, value, sensor.unit, stamp.mono)
+            sensor.reading(value, stamp)
 
         return poll
 
-    def _edge_handler(self, sensor: _Sensor) -> Callable[[Value], None]:
+    def _edge_handler(self, sensor: SensorRunner) -> Callable[[Value], None]:
         def emit(value: Value) -> None:  # gpiozero's thread: stamp now, handle on the loop
             stamp = self.stamp()
-            self.scheduler.post(lambda: self._reading(sensor, value, stamp))
+
+            def handle() -> None:
+                self.watcher.reading(sensor.config.id, value, sensor.unit, stamp.mono)
+                sensor.reading(value, stamp)
+
+            self.scheduler.post(handle)
 
         return emit
-
-    def _reading(self, sensor: _Sensor, value: Value, stamp: Stamp) -> None:
-        cfg = sensor.config
-        sensor.readings += 1
-        if sensor.degraded:
-            sensor.degraded = False
-            self._emit(cfg.id, "health", "info", None, stamp, {"state": "recovered"})
-        self.watcher.reading(cfg.id, value, sensor.device.unit, stamp.mono)
-        if isinstance(value, bool):
-            if value != sensor.last_state:
-                sensor.last_state = value
-                self._emit(cfg.id, "state", "info", value, stamp, {})
-        elif cfg.telemetry:
-            self._emit(cfg.id, "telemetry", "info", value, stamp, {"unit": sensor.device.unit})
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            number = float(value)
-            if math.isnan(number):
-                return
-            for detector_id, detector in sensor.detectors:
-                found = detector.observe(stamp.mono, number)
-                if found is not None:
-                    fields = {"detector": detector_id, **found.fields}
-                    self._emit(cfg.id, found.kind, found.severity, found.value, stamp, fields)
-
-    def _fault(self, sensor: _Sensor, exc: Exception) -> None:
-        sensor.faults += 1
-        if sensor.degraded:
-            return
-        sensor.degraded = True
-        log.warning("sensor %s failed: %s", sensor.config.id, exc)
-        error = f"{type(exc).__name__}: {exc}"
-        self._emit(sensor.config.id, "health", "warning", None, self.stamp(),
-                   {"state": "degraded", "error": error})  # fmt: skip
 
     def _emit(
         self,

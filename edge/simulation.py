@@ -198,18 +198,12 @@ class SimulatedHardware:
                 continue  # GPIO types: gpiozero's MockFactory pins
             part = simulate(sensor.params, self._signal_for(sensor.id))
             self._bus(part.bus).attach(part.address, part.chip)
-        self.hardware = Hardware(pin_factory=self.pins, i2c=self._bus, now=clock.monotonic)
+        self.hardware = Hardware(
+            pin_factory=self.pins, i2c=self._bus, now=clock.monotonic, sleep=_no_wait
+        )
 
     def _signal_for(self, sensor: str) -> SignalFor:
-        def signal(quantity: str, typical: float) -> Signal:
-            spec = self._signals.get(f"{sensor}.{quantity}") or self._signals.get(sensor)
-            if spec is None:
-                spec = SignalSpec(((0.0, typical),), noise=abs(typical) * _NOISE_OF_TYPICAL)
-            self._seed += 1  # each quantity its own noise stream, the same on every run
-            source: Signal = Piecewise(spec.points, self.clock.monotonic, t0=self._t0)
-            return Noisy(source, spec.noise, self._seed) if spec.noise else source
-
-        return signal
+        return _Signals(self, sensor)
 
     def _bus(self, number: int) -> SimulatedBus:
         return self.buses.setdefault(number, SimulatedBus())
@@ -221,6 +215,28 @@ class SimulatedHardware:
             pin: Any = self.pins.pin(press.pin)
             scheduler.at(f"press-{press.pin}", t0 + press.at, _drive(pin, low=True))
             scheduler.at(f"release-{press.pin}", t0 + press.at + press.hold, _drive(pin, low=False))
+
+
+def _no_wait(seconds: float) -> None:
+    """Simulated chips convert at once; a driver's conversion wait costs nothing."""
+
+
+class _Signals:
+    """A sensor's signals from the scenario, with the simulation's clock."""
+
+    def __init__(self, hardware: SimulatedHardware, sensor: str) -> None:
+        self.hardware = hardware
+        self.sensor = sensor
+        self.clock = hardware.clock.monotonic
+
+    def __call__(self, quantity: str, typical: float, /) -> Signal:
+        hw = self.hardware
+        spec = hw._signals.get(f"{self.sensor}.{quantity}") or hw._signals.get(self.sensor)
+        if spec is None:
+            spec = SignalSpec(((0.0, typical),), noise=abs(typical) * _NOISE_OF_TYPICAL)
+        hw._seed += 1  # each quantity its own noise stream, the same on every run
+        source: Signal = Piecewise(spec.points, self.clock, t0=hw._t0)
+        return Noisy(source, spec.noise, hw._seed) if spec.noise else source
 
 
 def _drive(pin: Any, *, low: bool) -> Callable[[float], None]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 T = TypeVar("T")
+
+_FORBIDDEN_IN_TOPIC = re.compile(r"[/+#\s\x00]")
 
 # A field's "check" metadata: returns an error text ("expected ...") or None when fine.
 Check = Callable[[Any], str | None]
@@ -203,3 +206,10 @@ def field_docs(cls: type) -> list[tuple[str, str, str, str]]:
             (f.name, _expected(hints[f.name], f.metadata), default, f.metadata.get("doc", ""))
         )
     return rows
+
+
+def topic_level(value: str) -> str | None:
+    """An id that becomes one MQTT topic level: no '/', '+', '#', spaces; not empty."""
+    if not value or _FORBIDDEN_IN_TOPIC.search(value) or len(value) > 64:
+        return "1-64 characters without '/', '+', '#' or spaces (it becomes an MQTT topic level)"
+    return None

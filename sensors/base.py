@@ -5,6 +5,7 @@ This module deliberately has no ``from __future__ import annotations``: the conf
 validator reads real types from ``dataclasses.fields`` of the params classes.
 """
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,6 +27,9 @@ class Hardware:
     pin_factory: object | None  # a gpiozero Factory; None = gpiozero's default (auto-detect)
     i2c: Callable[[int], I2CBus]  # open, or reuse, bus number N
     now: Monotonic
+    # Waits a driver makes for a conversion: real on a device; none in the simulator,
+    # whose chip models answer at once and whose clock is virtual.
+    sleep: Callable[[float], None] = time.sleep
 
 
 class PolledSensor(Protocol):
@@ -48,8 +52,14 @@ class EdgeSensor(Protocol):
     def close(self) -> None: ...
 
 
-# The simulator's signal for one quantity of a sensor: (quantity, typical value) -> signal.
-SignalFor = Callable[[str, float], Signal]
+class SignalFor(Protocol):
+    """The simulator's signals for one sensor: ``signal(quantity, typical)`` is the signal
+    that quantity follows; ``clock`` is the simulation's clock, for models (a FIFO) that
+    produce samples at their own rate in simulated time."""
+
+    clock: Monotonic
+
+    def __call__(self, quantity: str, typical: float, /) -> Signal: ...
 
 
 @dataclass(frozen=True)
@@ -66,8 +76,9 @@ class SensorType:
     """A registry entry: how a ``[[sensors]]`` table of this ``name`` becomes a sensor.
 
     ``units`` names the quantities of a sensor whose ``read()`` returns a mapping, with
-    their units. ``simulate`` builds the register-level model the simulator attaches for
-    an I2C type, fed by the scenario's signals; GPIO types use gpiozero's MockFactory.
+    their units; ``limits`` gives each quantity's measurable range. ``simulate`` builds
+    the register-level model the simulator attaches for an I2C type, fed by the
+    scenario's signals; GPIO types use gpiozero's MockFactory.
     """
 
     name: str
@@ -77,3 +88,6 @@ class SensorType:
     summary: str
     units: Mapping[str, str] = field(default_factory=dict)
     simulate: Callable[[Any, SignalFor], SimulatedPart] | None = None
+    # What the chip can measure (datasheet), per quantity ("" for a single value): a
+    # reading outside is a fault, reported as a health event and not acted on.
+    limits: Mapping[str, tuple[float, float]] = field(default_factory=dict)

@@ -12,3 +12,7 @@ class SensorError(Exception):
 
 class SensorConfigError(SensorError, ValueError):
     """A driver or signal was given a value it cannot accept (address, pin, pull...)."""
+
+
+class CRCError(SensorError, OSError):
+    """A chip's checksum did not match its data: a corrupted transfer, transient like a NACK."""

@@ -8,7 +8,7 @@ Drivers take these as arguments so that the same driver code runs on a Pi
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 #: A clock function returning seconds. The runtime passes its own clock, real or
 #: virtual, so sensors never call ``time.*`` for logic (debounce, signals).
@@ -39,6 +39,11 @@ class I2CBus(Protocol):
     def read_i2c_block_data(self, i2c_addr: int, register: int, length: int) -> list[int]: ...
 
     def write_i2c_block_data(self, i2c_addr: int, register: int, data: Sequence[int]) -> None: ...
+
+    def i2c_rdwr(self, *i2c_msgs: Any) -> None:
+        """Combined transfers with smbus2's ``i2c_msg``: a bare read (no register byte),
+        as command-driven chips (SHT3x, BH1750) need."""
+        ...
 
     def close(self) -> None: ...
 

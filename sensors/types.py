@@ -11,6 +11,17 @@ annotations``: the config validator reads real types from ``dataclasses.fields``
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sensors import (
+    ads1115,
+    bh1750,
+    bme280,
+    counter,
+    ina219,
+    mpu6050,
+    output,
+    registers,
+    sht3x,
+)
 from sensors.base import (
     EdgeSensor,
     Hardware,
@@ -109,30 +120,45 @@ def _build_gpio_edge(params: GpioEdgeParams, hw: Hardware) -> EdgeSensor:
     )
 
 
+_BUILT_IN = (
+    SensorType(
+        name="i2c.tmp102",
+        params=TMP102Params,
+        build=_build_tmp102,
+        polled=True,
+        summary="TI TMP102 temperature sensor on I2C, degC",
+        simulate=_simulate_tmp102,
+        limits={"": (-55.0, 150.0)},
+    ),
+    SensorType(
+        name="gpio.input",
+        params=GpioInputParams,
+        build=_build_gpio_input,
+        polled=True,
+        summary="level of a GPIO pin, read on each sample (true = active)",
+    ),
+    SensorType(
+        name="gpio.edge",
+        params=GpioEdgeParams,
+        build=_build_gpio_edge,
+        polled=False,
+        summary="debounced changes of a GPIO pin, reported as they happen (true = active)",
+    ),
+)
+
+# Each chip module declares its own entry; this is the one place that lists them.
 SENSOR_TYPES: dict[str, SensorType] = {
     t.name: t
     for t in (
-        SensorType(
-            name="i2c.tmp102",
-            params=TMP102Params,
-            build=_build_tmp102,
-            polled=True,
-            summary="TI TMP102 temperature sensor on I2C, degC",
-            simulate=_simulate_tmp102,
-        ),
-        SensorType(
-            name="gpio.input",
-            params=GpioInputParams,
-            build=_build_gpio_input,
-            polled=True,
-            summary="level of a GPIO pin, read on each sample (true = active)",
-        ),
-        SensorType(
-            name="gpio.edge",
-            params=GpioEdgeParams,
-            build=_build_gpio_edge,
-            polled=False,
-            summary="debounced changes of a GPIO pin, reported as they happen (true = active)",
-        ),
+        *_BUILT_IN,
+        counter.SENSOR_TYPE,
+        output.SENSOR_TYPE,
+        registers.SENSOR_TYPE,
+        mpu6050.SENSOR_TYPE,
+        bme280.SENSOR_TYPE,
+        sht3x.SENSOR_TYPE,
+        ads1115.SENSOR_TYPE,
+        ina219.SENSOR_TYPE,
+        bh1750.SENSOR_TYPE,
     )
 }

@@ -24,6 +24,7 @@ from edge.config import (
 )
 from edge.errors import ConfigError, EdgelineError
 from models import ThresholdParams
+from sensors import SENSOR_TYPES
 from sensors.types import GpioEdgeParams, GpioInputParams, TMP102Params
 
 FULL = """\
@@ -340,8 +341,9 @@ def test_unknown_key_without_close_match_lists_known_keys(tmp_path: Path) -> Non
 
 def test_unknown_sensor_type_with_suggestion(tmp_path: Path) -> None:
     source, problem = only_problem(tmp_path, with_sensor(TMP102.replace("tmp102", "tmp012")))
+    choices = ", ".join(sorted(SENSOR_TYPES))
     assert problem == (
-        f"{source}: sensors[0].type: expected one of (gpio.edge, gpio.input, i2c.tmp102), "
+        f"{source}: sensors[0].type: expected one of ({choices}), "
         "found 'i2c.tmp012'; did you mean 'i2c.tmp102'?"
     )
 

@@ -58,3 +58,9 @@ def test_every_sensor_and_detector_type_and_parameter_is_in_the_readme() -> None
             assert f"`{name}`" in README, f"type {name} undocumented"
             for field in dataclasses.fields(kind.params):
                 assert f"`{field.name}`" in README, f"{name}.{field.name} undocumented"
+
+
+def test_the_generated_reference_tables_in_the_readme_are_fresh() -> None:
+    from tools.config_reference import render
+
+    assert render(README) == README, "run: .venv/bin/python tools/config_reference.py --write"

@@ -51,6 +51,15 @@ def test_registry_names_and_kinds() -> None:
         "i2c.tmp102": True,
         "gpio.input": True,
         "gpio.edge": False,
+        "gpio.counter": True,
+        "gpio.output": False,
+        "i2c.registers": True,
+        "i2c.mpu6050": True,
+        "i2c.bme280": True,
+        "i2c.sht3x": True,
+        "i2c.ads1115": True,
+        "i2c.ina219": True,
+        "i2c.bh1750": True,
     }
     assert all(name == t.name and t.summary for name, t in SENSOR_TYPES.items())
 

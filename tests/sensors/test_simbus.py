@@ -183,3 +183,21 @@ def test_concurrent_reads_never_see_a_half_refreshed_chip(bus: SimulatedBus) -> 
     finally:
         sys.setswitchinterval(old_interval)
     assert torn == []
+
+
+def test_i2c_rdwr_reads_bare_and_writes_register_then_data() -> None:
+    from smbus2 import i2c_msg
+
+    bus = SimulatedBus()
+    chip = SimulatedChip()
+    chip.registers[0x10:0x13] = bytes([1, 2, 3])
+    bus.attach(0x40, chip)
+    bus.i2c_rdwr(i2c_msg.write(0x40, [0x10]))  # set the pointer, no data
+    read = i2c_msg.read(0x40, 3)
+    bus.i2c_rdwr(read)
+    assert list(read) == [1, 2, 3]
+    bus.i2c_rdwr(i2c_msg.write(0x40, [0x20, 0xAA, 0xBB]))
+    assert chip.registers[0x20:0x22] == bytes([0xAA, 0xBB])
+    with pytest.raises(OSError) as missing:
+        bus.i2c_rdwr(i2c_msg.read(0x41, 1))
+    assert missing.value.errno == 121

@@ -1,0 +1,305 @@
+"""Sensirion SHT3x (SHT30/31/35) humidity and temperature sensor: driver, model, registry entry.
+
+Datasheet: Sensirion SHT3x-DIS. The chip has no registers: the host sends a 16-bit
+command, then reads the result with a plain I2C read (no register byte first):
+temperature msb, lsb, CRC, humidity msb, lsb, CRC. Each word's CRC-8 covers its two
+bytes (polynomial 0x31, init 0xFF, no reflection, no final XOR).
+
+The driver uses single-shot measurements with clock stretching disabled, so it waits
+the datasheet's maximum measurement time before reading. A plain read is not an SMBus
+transfer: smbus2 does it with ``i2c_rdwr(i2c_msg.read(address, 6))``. (The common
+``read_i2c_block_data(address, 0x00, 6)`` first writes a 0x00 byte, half of a
+command, which the datasheet does not allow.)
+
+This module deliberately has no ``from __future__ import annotations``: the config
+validator reads real types from the fields of :class:`SHT3xParams`.
+"""
+
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, runtime_checkable
+
+from sensors.base import Hardware, PolledSensor, SensorType, SignalFor, SimulatedPart
+from sensors.errors import CRCError, SensorConfigError
+from sensors.ports import I2CBus
+from sensors.signals import Signal
+from sensors.simbus import NACK_ERRNO, SimulatedChip
+
+ADDRESSES = (0x44, 0x45)  # ADDR pin to VSS, to VDD
+I2C_M_RD = 0x0001  # the read flag of a Linux i2c_msg (and of smbus2's)
+SOFT_RESET = 0x30A2
+RESULT_LENGTH = 6
+
+Repeatability = Literal["high", "medium", "low"]
+
+
+class SingleShot(NamedTuple):
+    """A single-shot measurement command (clock stretching disabled) and its maximum duration."""
+
+    command: int
+    duration: float  # seconds
+
+
+#: Datasheet 4.3 (single-shot commands) and 2.2 (maximum measurement durations; the
+#: larger of the 15 / 6 / 4 ms and 15.5 / 6.5 / 4.5 ms that datasheet revisions give).
+SINGLE_SHOT: dict[str, SingleShot] = {
+    "high": SingleShot(0x2400, 0.0155),
+    "medium": SingleShot(0x240B, 0.0065),
+    "low": SingleShot(0x2416, 0.0045),
+}
+
+
+def crc8(data: bytes) -> int:
+    """The SHT3x's CRC-8 (datasheet 4.12): CRC(0xBEEF) = 0x92."""
+    crc = 0xFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc << 1 ^ 0x31 if crc & 0x80 else crc << 1) & 0xFF
+    return crc
+
+
+def decode_temperature(raw: int) -> float:
+    """Raw temperature word -> degC (datasheet 4.13)."""
+    return -45.0 + 175.0 * raw / 65535.0
+
+
+def decode_humidity(raw: int) -> float:
+    """Raw humidity word -> %RH (datasheet 4.13)."""
+    return 100.0 * raw / 65535.0
+
+
+def encode_temperature(celsius: float) -> int:
+    """degC -> the nearest raw word, clamped to what the word can carry (-45..130 degC)."""
+    if not math.isfinite(celsius):
+        raise ValueError(f"temperature must be finite, got {celsius!r}")
+    return min(max(round((celsius + 45.0) * 65535.0 / 175.0), 0), 0xFFFF)
+
+
+def encode_humidity(percent: float) -> int:
+    """%RH -> the nearest raw word, clamped to 0..100 %RH."""
+    if not math.isfinite(percent):
+        raise ValueError(f"humidity must be finite, got {percent!r}")
+    return min(max(round(percent * 65535.0 / 100.0), 0), 0xFFFF)
+
+
+@runtime_checkable
+class RawI2C(Protocol):
+    """smbus2's combined transfer, which a plain read (no register byte) needs.
+
+    Each message has smbus2's ``i2c_msg`` shape: ``addr``, ``flags`` (bit 0 = read),
+    ``len``, ``buf`` (a read fills ``buf[i]`` with ints) and ``bytes(msg)``.
+    """
+
+    def i2c_rdwr(self, *i2c_msgs: Any) -> None: ...
+
+
+if TYPE_CHECKING:
+    from smbus2 import SMBus
+
+    _real_bus_does_raw_reads: type[RawI2C] = SMBus
+
+
+class _ReadMessage:
+    """A read message of smbus2's ``i2c_msg`` shape, for hosts where smbus2 cannot load
+    (it needs ``fcntl``, which Windows lacks): only simulated buses exist there."""
+
+    flags = I2C_M_RD
+
+    def __init__(self, addr: int, length: int) -> None:
+        self.addr = addr
+        self.len = length
+        self.buf = bytearray(length)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.buf)
+
+    def __bytes__(self) -> bytes:
+        return bytes(self.buf)
+
+
+def _read_message_factory() -> Callable[[int, int], Any]:
+    try:
+        from smbus2 import i2c_msg
+    except ImportError:
+        return _ReadMessage
+    # SMBus.i2c_rdwr packs its messages into a ctypes array of smbus2's own type.
+    return i2c_msg.read
+
+
+class SHT3x:
+    """Driver: ``SHT3x(smbus2.SMBus(1)).read()`` -> ``{"temperature": 21.3, "humidity": 45.1}``.
+
+    Each ``read()`` sends a single-shot command, waits its maximum measurement time with
+    ``sleep`` (``time.sleep`` by default; tests pass a recorder), then reads six bytes.
+    Bus faults propagate as ``OSError``; a checksum mismatch raises :class:`CRCError`
+    (an ``OSError`` too). The bus needs ``i2c_rdwr`` (``smbus2.SMBus`` has it).
+    """
+
+    def __init__(
+        self,
+        bus: I2CBus,
+        address: int = 0x44,
+        *,
+        repeatability: Repeatability = "high",
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if address not in ADDRESSES:
+            raise SensorConfigError(
+                f"SHT3x address must be 0x44 or 0x45 (set by the ADDR pin), got {address:#04x}"
+            )
+        if repeatability not in SINGLE_SHOT:
+            raise SensorConfigError(
+                f"SHT3x repeatability must be 'high', 'medium' or 'low', got {repeatability!r}"
+            )
+        if not isinstance(bus, RawI2C):
+            raise SensorConfigError(
+                f"SHT3x needs a bus with i2c_rdwr for its plain reads (smbus2.SMBus has it); "
+                f"{type(bus).__name__} has not"
+            )
+        self._bus = bus
+        self.address = address
+        self.repeatability = repeatability
+        self._sleep = sleep
+        self._read_message = _read_message_factory()
+
+    def read(self) -> dict[str, float]:
+        """One single-shot measurement: temperature in degC, humidity in %RH."""
+        command, duration = SINGLE_SHOT[self.repeatability]
+        self._bus.write_i2c_block_data(self.address, command >> 8, [command & 0xFF])
+        self._sleep(duration)
+        message = self._read_message(self.address, RESULT_LENGTH)
+        self._bus.i2c_rdwr(message)
+        data = bytes(message)
+        return {
+            "temperature": decode_temperature(self._word(data[0:3], "temperature")),
+            "humidity": decode_humidity(self._word(data[3:6], "humidity")),
+        }
+
+    def _word(self, chunk: bytes, what: str) -> int:
+        expected = crc8(chunk[:2])
+        if chunk[2] != expected:
+            raise CRCError(
+                f"SHT3x at {self.address:#04x}: {what} word 0x{chunk[:2].hex().upper()} "
+                f"came with CRC {chunk[2]:#04x}, expected {expected:#04x}"
+            )
+        return chunk[0] << 8 | chunk[1]
+
+
+class SimulatedSHT3x(SimulatedChip):
+    """Command-level model of an SHT3x for a simulated bus with ``i2c_rdwr``.
+
+    ``temperature()`` (degC) and ``humidity()`` (%RH) are sampled when a single-shot
+    command arrives; the next plain read (:meth:`receive`) returns the six result bytes
+    with their CRCs, once. A plain read with no result pending is NACKed, as on the chip.
+    A register-style read (SMBus ``read_i2c_block_data``, which writes a byte first) is
+    NACKed too: the datasheet defines no such transfer. ``corrupt_crc`` is the number of
+    coming results whose two CRC bytes are corrupted (fault injection). Soft reset
+    (0x30A2) drops a pending result. Not modelled: conversion time, periodic mode,
+    status register, heater, alerts, repeatability's noise; other commands are ignored.
+    """
+
+    def __init__(self, temperature: Signal, humidity: Signal) -> None:
+        super().__init__()
+        self._temperature = temperature
+        self._humidity = humidity
+        self._result: bytes | None = None
+        self.corrupt_crc = 0
+        self.commands: list[int] = []  # every command received, for tests
+
+    def write(self, register: int, data: bytes) -> None:
+        # The bus hands over the first byte as the "register": here, a command's msb.
+        if len(data) != 1:
+            return  # not a bare 16-bit command (partial, or with arguments): not modelled
+        command = register << 8 | data[0]
+        self.commands.append(command)
+        if command in {mode.command for mode in SINGLE_SHOT.values()}:
+            self._result = self._measure()
+        elif command == SOFT_RESET:
+            self._result = None
+
+    def read(self, register: int, length: int) -> list[int]:
+        raise OSError(
+            NACK_ERRNO,
+            f"SHT3x has no registers: a register read (write {register:#04x}, then read) "
+            "is not a datasheet transfer",
+        )
+
+    def receive(self, length: int) -> list[int]:
+        """A plain read of ``length`` bytes: the pending result, or a NACK."""
+        if self._result is None:
+            raise OSError(NACK_ERRNO, "SHT3x has no measurement result to read")
+        result, self._result = self._result, None
+        # Past the six result bytes the chip has nothing more to send; the bus reads 0xFF.
+        return list(result[:length]) + [0xFF] * max(0, length - len(result))
+
+    def _measure(self) -> bytes:
+        words = (encode_temperature(self._temperature()), encode_humidity(self._humidity()))
+        flip = 0x01 if self.corrupt_crc > 0 else 0x00
+        self.corrupt_crc = max(0, self.corrupt_crc - 1)
+        out = bytearray()
+        for word in words:
+            pair = bytes((word >> 8, word & 0xFF))
+            out += pair + bytes((crc8(pair) ^ flip,))
+        return bytes(out)
+
+
+# -- the registry entry ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SHT3xParams:
+    bus: int = field(default=1, metadata={"min": 0, "doc": "I2C bus number (/dev/i2c-N)"})
+    address: int = field(
+        default=0x44,
+        metadata={"min": 0x44, "max": 0x45, "doc": "I2C address, set by the ADDR pin"},
+    )
+    repeatability: Repeatability = field(
+        default="high",
+        metadata={"doc": "measurement repeatability: high (15.5 ms), medium, low (4.5 ms)"},
+    )
+
+
+class SHT3xSensor:
+    """An SHT3x as a polled sensor: temperature (degC) and humidity (%RH)."""
+
+    unit = ""
+
+    def __init__(self, driver: SHT3x) -> None:
+        self.driver = driver
+
+    def read(self) -> Mapping[str, float]:
+        return self.driver.read()
+
+    def close(self) -> None:
+        """Nothing to release: the bus belongs to :class:`Hardware`, shared with other chips."""
+
+
+def _build(params: SHT3xParams, hw: Hardware) -> PolledSensor:
+    return SHT3xSensor(
+        SHT3x(
+            hw.i2c(params.bus),
+            params.address,
+            repeatability=params.repeatability,
+            sleep=hw.sleep,
+        )
+    )
+
+
+def _simulate(params: SHT3xParams, signal: SignalFor) -> SimulatedPart:
+    chip = SimulatedSHT3x(signal("temperature", 21.0), signal("humidity", 45.0))
+    return SimulatedPart(params.bus, params.address, chip)
+
+
+SENSOR_TYPE = SensorType(
+    name="i2c.sht3x",
+    params=SHT3xParams,
+    build=_build,
+    polled=True,
+    summary="Sensirion SHT3x (SHT30/31/35) temperature and humidity sensor on I2C",
+    units={"temperature": "degC", "humidity": "%RH"},
+    simulate=_simulate,
+    limits={"temperature": (-40.0, 125.0), "humidity": (0.0, 100.0)},  # operating ranges
+)

@@ -1,0 +1,263 @@
+"""The sensing path on simulated hardware: faults, ranges, stuck, filters, quantities, actions.
+
+Real drivers read register-level chip models on a SimulatedBus with injected faults; the
+runtime runs on a virtual clock its scheduler drives; events land in a real SQLite outbox
+(the broker is unreachable here: these tests look at what is stored).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.clock import VirtualClock
+from edge.config import parse
+from edge.events import Stamp
+from edge.runtime import Runtime
+from edge.sensing import SensorRunner
+from edge.simulation import SimulatedHardware, parse_scenario
+from models import Detection
+from sensors import SENSOR_TYPES, TMP102, SimulatedBus, SimulatedTMP102
+from sensors.types import TMP102Sensor
+
+HEAD = """
+[device]
+id = "s-01"
+[storage]
+state_dir = "{state}"
+commit_window_ms = 0
+[uplink]
+broker = "mqtt://127.0.0.1:1"
+"""
+
+
+class Rig:
+    def __init__(self, tmp_path: Path, body: str) -> None:
+        text = HEAD.format(state=tmp_path / "state") + body
+        self.scenario = parse_scenario(text, "sensing.toml", overrides={})
+        self.clock = VirtualClock()
+        self.t0 = self.clock.monotonic()
+        self.sim = SimulatedHardware(self.scenario, self.clock)
+        self.runtime = Runtime(
+            self.scenario.config, hardware=self.sim.hardware, clock=self.clock, drive_clock=True
+        )
+        self.sim.schedule(self.scenario.presses, self.runtime.scheduler)
+
+    def run_until(self, seconds: float) -> list[dict[str, Any]]:
+        if self.runtime._thread is None:
+            self.runtime.start(until=self.t0 + seconds)
+        else:
+            self.runtime.sample(until=self.t0 + seconds)
+        assert self.runtime.sampling_done(timeout=30)
+        assert self.runtime.recorder.flush(timeout=10)
+        return [e.body() for e in sorted(self.runtime.outbox.claim(-1), key=lambda e: e.seq)]
+
+    def polls(self, sensor: str) -> int:
+        return next(t.runs for t in self.runtime.scheduler.tasks if t.name == sensor)
+
+
+@pytest.fixture
+def rigs(tmp_path: Path) -> Any:
+    made: list[Rig] = []
+
+    def make(body: str) -> Rig:
+        rig = Rig(tmp_path, body)
+        made.append(rig)
+        return rig
+
+    yield make
+    for rig in made:
+        rig.runtime.close(timeout=1)
+
+
+def health(bodies: list[dict[str, Any]], sensor: str) -> list[tuple[str, str]]:
+    return [(b["state"], b["severity"]) for b in bodies if b["kind"] == "health"
+            and b["sensor"] == sensor]  # fmt: skip
+
+
+TWO_TMP102 = """
+[[sensors]]
+id = "a"
+type = "i2c.tmp102"
+interval = 1.0
+telemetry = true
+retry_max = 8.0
+
+[[sensors]]
+id = "b"
+type = "i2c.tmp102"
+address = 0x49
+interval = 1.0
+telemetry = true
+"""
+
+
+def test_a_failing_chip_degrades_retries_with_backoff_and_recovers(rigs: Any) -> None:
+    rig = rigs(TWO_TMP102)
+    bus: SimulatedBus = rig.sim.buses[1]
+    rig.run_until(5.0)
+    bus.inject(0x48, "vanish")
+    rig.run_until(40.0)
+    bus.restore(0x48)
+    bodies = rig.run_until(60.0)
+
+    assert health(bodies, "a") == [("degraded", "warning"), ("recovered", "info")]
+    degraded = next(b for b in bodies if b["kind"] == "health" and b["sensor"] == "a")
+    assert degraded["errno"] == 121 and degraded["errno_name"] == "EREMOTEIO"
+    assert degraded["retry_in"] == 1.0
+    # The neighbour on the same bus kept its rate: one poll a second, none skipped.
+    assert rig.polls("b") == 61
+    assert sum(1 for b in bodies if b["sensor"] == "b" and b["kind"] == "telemetry") == 61
+    # While it failed, sensor a was read on a doubling delay capped at 8 s (t = 6, 7, 9,
+    # 13, 21, 29, 37), not every second; its readings resumed at the first retry after 40.
+    readings_a = [b for b in bodies if b["sensor"] == "a" and b["kind"] == "telemetry"]
+    assert len(readings_a) == 6 + (60 - 45 + 1)
+    assert health(bodies, "b") == []
+
+
+@pytest.mark.parametrize(("fault", "errno"), [("nack", 121), ("eio", 5), ("timeout", 110)])
+def test_each_bus_fault_is_a_health_event_with_its_errno(rigs: Any, fault: str, errno: int) -> None:
+    rig = rigs(TWO_TMP102)
+    rig.sim.buses[1].inject(0x48, fault, count=1)  # type: ignore[arg-type]
+    bodies = rig.run_until(3.0)
+    states = [b for b in bodies if b["kind"] == "health"]
+    assert [(b["state"], b.get("errno")) for b in states] == [
+        ("degraded", errno),
+        ("recovered", None),
+    ]
+
+
+def test_a_stuck_chip_is_reported_and_its_recovery_too(rigs: Any) -> None:
+    rig = rigs(
+        TWO_TMP102.replace("retry_max = 8.0", "stuck_after = 5")
+        + """
+[simulation.signals.a]
+points = [[0, 20.0], [100, 30.0]]
+"""
+    )
+    bus: SimulatedBus = rig.sim.buses[1]
+    rig.run_until(2.0)
+    bus.inject(0x48, "stuck")
+    rig.run_until(12.0)
+    bus.clear(0x48)
+    bodies = rig.run_until(15.0)
+    assert health(bodies, "a") == [("stuck", "warning"), ("recovered", "info")]
+    stuck = next(b for b in bodies if b["kind"] == "health")
+    assert stuck["readings"] == 5
+
+
+def test_readings_outside_the_chips_range_are_reported_and_not_acted_on() -> None:
+    bus = SimulatedBus()
+    level = [20.0]
+    bus.attach(0x48, SimulatedTMP102(lambda: level[0]))
+    kind = dataclasses.replace(SENSOR_TYPES["i2c.tmp102"], limits={"": (0.0, 30.0)})
+    config = parse(HEAD.format(state="/unused") + TWO_TMP102, "x.toml").sensors[0]
+    emitted: list[tuple[str, str, Any, dict[str, Any]]] = []
+    detections: list[str] = []
+
+    def emit(sensor: str, kind_: str, severity: str, value: Any, stamp: Stamp, f: Any) -> None:
+        emitted.append((kind_, severity, value, f))
+
+    def detected(detector: str, found: Detection, stamp: Stamp) -> None:
+        detections.append(detector)
+
+    runner = SensorRunner(
+        config, kind, TMP102Sensor(TMP102(bus)), [], emit=emit, on_detection=detected
+    )
+    for t, value in enumerate([20.0, 35.0, 36.0, 25.0]):
+        level[0] = value
+        runner.reading(runner.device.read(), Stamp(float(t), float(t), True))  # type: ignore[union-attr]
+    kinds = [(k, f.get("state")) for k, _, _, f in emitted]
+    assert kinds == [
+        ("telemetry", None),
+        ("health", "out_of_range"),
+        ("health", "recovered"),
+        ("telemetry", None),
+    ]
+    assert emitted[1][3]["range"] == [0.0, 30.0] and emitted[1][2] == 35.0
+
+
+def test_filters_run_in_order_before_telemetry_and_detectors(rigs: Any) -> None:
+    rig = rigs("""
+[[sensors]]
+id = "t"
+type = "i2c.tmp102"
+interval = 1.0
+telemetry = true
+filters = [{type = "median", window = 3}, {type = "delta", delta = 1.0}]
+
+[simulation.signals.t]
+points = [[0, 20.0], [30, 20.0], [30, 25.0], [60, 25.0]]
+""")
+    bodies = rig.run_until(60.0)
+    telemetry = [b["value"] for b in bodies if b["kind"] == "telemetry"]
+    # The median needs 3 readings; delta then passes only the step: 20 once, 25 once.
+    assert telemetry == [20.0, 25.0]
+
+
+def test_a_multi_quantity_chip_reports_all_quantities_and_detects_on_one(rigs: Any) -> None:
+    rig = rigs("""
+[[sensors]]
+id = "env"
+type = "i2c.bme280"
+interval = 5.0
+telemetry = true
+
+[[detectors]]
+sensor = "env"
+quantity = "humidity"
+type = "threshold"
+above = 80.0
+
+[simulation.signals."env.humidity"]
+points = [[0, 50.0], [60, 90.0]]
+[simulation.signals."env.temperature"]
+points = [[0, 21.0]]
+""")
+    bodies = rig.run_until(60.0)
+    first = next(b for b in bodies if b["kind"] == "telemetry")
+    assert set(first["value"]) == {"temperature", "pressure", "humidity"}
+    assert first["units"] == {"temperature": "degC", "pressure": "hPa", "humidity": "%RH"}
+    assert first["value"]["temperature"] == pytest.approx(21.0, abs=0.05)
+    alarm = next(b for b in bodies if b["kind"] == "threshold")
+    assert alarm["quantity"] == "humidity" and alarm["value"] > 80.0
+
+
+def test_a_detection_switches_an_output_at_once_and_the_output_reports_it(rigs: Any) -> None:
+    rig = rigs("""
+[[sensors]]
+id = "t"
+type = "i2c.tmp102"
+interval = 1.0
+
+[[sensors]]
+id = "fan"
+type = "gpio.output"
+pin = 22
+
+[[detectors]]
+id = "hot"
+sensor = "t"
+type = "threshold"
+above = 30.0
+hysteresis = 1.0
+
+[[actions]]
+when = "hot"
+output = "fan"
+
+[simulation.signals.t]
+points = [[0, 25.0], [20, 35.0], [40, 25.0]]
+""")
+    fan = rig.sim.pins.pin(22)
+    rig.run_until(25.0)
+    assert fan.state is True  # on while the alarm is active
+    bodies = rig.run_until(60.0)
+    assert fan.state is False
+    states = [(b["sensor"], b["value"]) for b in bodies if b["kind"] == "state"]
+    assert states == [("fan", False), ("fan", True), ("fan", False)]
+    alarms = [b["state"] for b in bodies if b["kind"] == "threshold"]
+    assert alarms == ["active", "clear"]  # the alarm itself is stored and sent too
