@@ -135,6 +135,11 @@ def parse_sensors(value: Any, problems: Problems, declared: set[str]) -> dict[st
                 join(path, "interval"), f"not used by {kind.name} (it is interrupt-driven)"
             )
         params = build(kind.params, table, path, problems, skip={*common_keys, "filters"})
+        if params is not None and kind.check is not None:
+            wrong = kind.check(params, common.interval)
+            if wrong:
+                problems.add(join(path, "interval"), wrong)
+                continue
         if params is not None:
             sensors[common.id] = SensorConfig(
                 common.id,

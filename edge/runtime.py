@@ -202,7 +202,8 @@ class Runtime:
             try:
                 value = device.read()
             except Exception as exc:  # a bus fault is transient: report, go on sampling
-                log.warning("sensor %s failed: %s", sensor.config.id, exc)
+                if not sensor.degraded:  # once per outage: the health event says the rest
+                    log.warning("sensor %s failed: %s", sensor.config.id, exc)
                 sensor.fault(exc, self.stamp())
                 return
             stamp = self.stamp()

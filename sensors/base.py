@@ -91,3 +91,6 @@ class SensorType:
     # What the chip can measure (datasheet), per quantity ("" for a single value): a
     # reading outside is a fault, reported as a health event and not acted on.
     limits: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    # Checks that need the sensor's poll interval as well as its params: (params,
+    # interval) -> what is wrong, or None. E.g. a FIFO that would overflow between polls.
+    check: Callable[[Any, float | None], str | None] | None = None

@@ -533,6 +533,20 @@ def _simulate(
     return SimulatedPart(params.bus, params.address, chip)
 
 
+def _check(params: MPU6050Params, interval: float | None) -> str | None:
+    """In fifo mode, each poll must come before the FIFO fills (accel frames of 6 bytes)."""
+    if params.mode != "fifo" or interval is None:
+        return None
+    capacity = FIFO_SIZE // 6
+    longest = capacity / params.sample_rate
+    if interval * params.sample_rate > capacity * 0.8:  # margin for a late poll
+        return (
+            f"expected at most {0.8 * longest:.3g} s with mode 'fifo' at {params.sample_rate:g} Hz"
+            f" (the FIFO holds {capacity} samples, {longest:.3g} s), found {interval:g}"
+        )
+    return None
+
+
 SENSOR_TYPE = SensorType(
     name="i2c.mpu6050",
     params=MPU6050Params,
@@ -542,4 +556,5 @@ SENSOR_TYPE = SensorType(
     units={"accel": "g", "gyro": "deg/s", "temperature": "degC"},
     simulate=_simulate,
     limits={"temperature": (-40.0, 85.0)},
+    check=_check,
 )

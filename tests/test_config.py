@@ -787,3 +787,13 @@ def test_valid_documents_are_accepted(device_id: str, sensor_id: str) -> None:
         assert not (topic_level_ok(device_id) and topic_level_ok(sensor_id))
     else:
         assert config.detectors[0].sensor == sensor_id
+
+
+def test_a_fifo_that_would_overflow_between_polls_is_refused(tmp_path: Path) -> None:
+    sensor = 'id = "m"\ntype = "i2c.mpu6050"\nmode = "fifo"\nsample_rate = 500.0\ninterval = 1.0'
+
+    source, problem = only_problem(tmp_path, with_sensor(sensor))
+    assert problem == (
+        f"{source}: sensors[0].interval: expected at most 0.272 s with mode 'fifo' at 500 Hz"
+        " (the FIFO holds 170 samples, 0.34 s), found 1"
+    )

@@ -154,3 +154,26 @@ def test_run_on_gpiozero_mock_pins_reports_state_and_stops_on_sigterm(
     assert process.returncode == 0, err
     offline = events.wait_for(lambda ms: any(b'"offline"' in m.payload for m in ms), timeout=10)
     assert offline[-1].topic == "edgeline/pi-01/status"
+
+
+def test_simulate_runs_every_sensor_type_from_a_config_file(
+    tmp_path: Path, mosquitto: Mosquitto, mqtt_subscriber: Any
+) -> None:
+    example = Path(__file__).parent.parent / "examples" / "every-sensor.toml"
+    events = mqtt_subscriber(mosquitto.url, "edgeline/bench-01/events/#")
+    result = simulate(
+        "--config", str(example), "--speed", "max", "--duration", "60", "--quiet",
+        "--broker", mosquitto.url, "--state-dir", str(tmp_path / "state"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    figures = summary(result.stdout)
+    assert figures["missing"] == 0 and figures["got"] == figures["seq"]
+    got = events.wait_for_count(figures["seq"])
+    bodies = [json.loads(m.payload) for m in got]
+    telemetry = {b["sensor"] for b in bodies if b["kind"] == "telemetry"}
+    assert telemetry == {"board-temp", "env", "air", "adc", "supply", "light", "soil", "wind"}
+    states = {b["sensor"] for b in bodies if b["kind"] == "state"}
+    assert states == {"door", "fan"}  # first readings of the input and the output
+    assert not [b for b in bodies if b["kind"] == "health"], "a simulated sensor failed"
+    env = next(b for b in bodies if b["sensor"] == "env")
+    assert set(env["value"]) == {"temperature", "pressure", "humidity"}
