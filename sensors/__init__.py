@@ -1,16 +1,32 @@
-"""Hardware access for edgeline: chip drivers, GPIO inputs, and the simulated hardware
-they run on unchanged.
+"""Hardware access for edgeline: chip drivers, GPIO inputs and outputs, filters, and the
+simulated hardware they run on unchanged.
 
-Import-light on purpose: gpiozero loads only when ``GpioInput``/``GpioEdge`` is
-first used, so a device with only I2C sensors never imports it.
+Each chip driver is built as ``Driver(bus, address=<datasheet default>)`` on any bus
+with smbus2's method names (:class:`I2CBus`) and has a register-level model beside it
+(``SimulatedBME280`` for ``BME280``, ...) for :class:`SimulatedBus`.
+
+Import-light on purpose: no gpiozero, numpy or smbus2 at ``import sensors``.
+``PulseCounter`` and ``GpioOutput`` import gpiozero when one is built;
+``GpioInput``/``GpioEdge`` live in a module that imports it, so they load when first
+named here. A device with only I2C sensors never imports gpiozero.
 """
 
 from typing import TYPE_CHECKING
 
-from sensors.errors import SensorConfigError, SensorError
+from sensors.ads1115 import ADS1115, SimulatedADS1115
+from sensors.bh1750 import BH1750, SimulatedBH1750
+from sensors.bme280 import BME280, SimulatedBME280
+from sensors.counter import PulseCounter, PulseTrain
+from sensors.errors import CRCError, SensorConfigError, SensorError, SensorTimeout
+from sensors.filters import FILTER_TYPES, Chain
+from sensors.ina219 import INA219, SimulatedINA219
+from sensors.mpu6050 import MPU6050, SimulatedMPU6050
+from sensors.output import GpioOutput
 from sensors.ports import I2CBus, Monotonic
+from sensors.registers import RegisterLayout, RegisterReader, SimulatedRegisters
+from sensors.sht3x import SHT3x, SimulatedSHT3x
 from sensors.signals import Noisy, Piecewise, Signal
-from sensors.simbus import SimulatedBus, SimulatedChip
+from sensors.simbus import Fault, FaultKind, SimulatedBus, SimulatedChip
 from sensors.tmp102 import TMP102, SimulatedTMP102
 from sensors.types import (
     SENSOR_TYPES,
@@ -25,23 +41,47 @@ if TYPE_CHECKING:
     from sensors.gpio import GpioEdge, GpioInput
 
 __all__ = [
+    "ADS1115",
+    "BH1750",
+    "BME280",
+    "FILTER_TYPES",
+    "INA219",
+    "MPU6050",
     "SENSOR_TYPES",
     "TMP102",
+    "CRCError",
+    "Chain",
     "EdgeSensor",
+    "Fault",
+    "FaultKind",
     "GpioEdge",
     "GpioInput",
+    "GpioOutput",
     "Hardware",
     "I2CBus",
     "Monotonic",
     "Noisy",
     "Piecewise",
     "PolledSensor",
+    "PulseCounter",
+    "PulseTrain",
+    "RegisterLayout",
+    "RegisterReader",
+    "SHT3x",
     "SensorConfigError",
     "SensorError",
+    "SensorTimeout",
     "SensorType",
     "Signal",
+    "SimulatedADS1115",
+    "SimulatedBH1750",
+    "SimulatedBME280",
     "SimulatedBus",
     "SimulatedChip",
+    "SimulatedINA219",
+    "SimulatedMPU6050",
+    "SimulatedRegisters",
+    "SimulatedSHT3x",
     "SimulatedTMP102",
     "Value",
 ]

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sensors.base import Hardware, PolledSensor, SensorType, SignalFor, SimulatedPart
-from sensors.errors import SensorConfigError, SensorError
-from sensors.ports import I2CBus
-from sensors.simbus import SimulatedChip
+from sensors.errors import SensorConfigError, SensorError, SensorTimeout
+from sensors.ports import I2CBus, read_word_be, write_word_be
+from sensors.simbus import SimulatedChip, repeat_word, written_word
 
 CONVERSION = 0x00
 CONFIG = 0x01
@@ -118,7 +118,7 @@ class ADS1115:
     unless given), then polls OS. A code at full scale (7FFFh, 8000h) raises
     :class:`SensorError`: the input is beyond the range and the value clipped. Bus
     faults propagate as ``OSError``; a conversion that never finishes raises
-    ``TimeoutError`` (also an ``OSError``).
+    :class:`SensorTimeout` (a ``TimeoutError``, so an ``OSError`` too).
     """
 
     def __init__(
@@ -162,27 +162,25 @@ class ADS1115:
                 f"ADS1115 channel must be one of {', '.join(MUX)}, got {channel!r}"
             )
         config = config_word(channel, self.full_scale, self.data_rate)
-        self._bus.write_i2c_block_data(self.address, CONFIG, [config >> 8, config & 0xFF])
+        write_word_be(self._bus, self.address, CONFIG, config)
         conversion_time = 1.0 / self.data_rate
         self._sleep(conversion_time)
         for _ in range(_POLLS):
-            # Block reads keep the chip's big-endian order; SMBus words are little-endian.
-            msb, _ = self._bus.read_i2c_block_data(self.address, CONFIG, 2)
-            if (msb << 8) & OS:
+            if read_word_be(self._bus, self.address, CONFIG) & OS:
                 break
             self._sleep(conversion_time / 10)
         else:
-            raise TimeoutError(
+            raise SensorTimeout(
                 f"ADS1115 at {self.address:#04x}: conversion not done after "
                 f"{3 * conversion_time:.3f} s (3x the nominal time at {self.data_rate} SPS)"
             )
-        msb, lsb = self._bus.read_i2c_block_data(self.address, CONVERSION, 2)
-        if (msb << 8 | lsb) in (_CODE_MAX, _CODE_MIN & 0xFFFF):
+        code = read_word_be(self._bus, self.address, CONVERSION)
+        if code in (_CODE_MAX, _CODE_MIN & 0xFFFF):
             raise SensorError(
                 f"ADS1115 at {self.address:#04x}: input {channel} is at the +-{self.full_scale} V "
                 "full scale, so the reading is clipped: choose a wider range"
             )
-        return decode_volts(msb, lsb, self.full_scale)
+        return decode_volts(code >> 8, code & 0xFF, self.full_scale)
 
 
 def _ground() -> float:
@@ -247,7 +245,7 @@ class SimulatedADS1115(SimulatedChip):
                 self.words[CONVERSION] = self._convert()
             self._finish()
             word = self.words[CONVERSION]
-        return [(word >> 8, word & 0xFF)[i % 2] for i in range(length)]
+        return repeat_word(word, length)
 
     def write(self, register: int, data: bytes) -> None:
         pointer = register & 0x03
@@ -255,7 +253,7 @@ class SimulatedADS1115(SimulatedChip):
         if pointer == CONVERSION or not data:
             return  # read-only register, or a pointer-only write
         old = self.words[pointer]
-        new = data[0] << 8 | (data[1] if len(data) > 1 else old & 0xFF)
+        new = written_word(data, old)
         if pointer != CONFIG:
             self.words[pointer] = new
             return

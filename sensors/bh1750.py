@@ -8,22 +8,20 @@ time (MTreg = 69), ``lux = count / 1.2``; a measurement takes 120 ms typically a
 
 Reading the result needs a bare 2-byte read. SMBus has none (``read_i2c_block_data``
 and ``read_word_data`` first write a "register" byte, which this chip would take as an
-instruction), so the driver uses smbus2's ``i2c_rdwr`` with an ``i2c_msg.read``
-message (a look-alike where smbus2 cannot load): a bus for this chip must satisfy
-:class:`RawI2C`.
+instruction), so the driver uses :func:`sensors.ports.bare_read` (``i2c_rdwr``).
 
 This module has no ``from __future__ import annotations``: the config validator reads
 real types from the params dataclass's fields.
 """
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sensors.base import Hardware, PolledSensor, SensorType, SignalFor, SimulatedPart
 from sensors.errors import SensorConfigError
-from sensors.simbus import SimulatedChip
+from sensors.ports import I2CBus, bare_read
+from sensors.simbus import SimulatedChip, repeat_word
 
 POWER_DOWN = 0x00
 POWER_ON = 0x01
@@ -42,55 +40,6 @@ COUNTS_PER_LUX = 1.2
 #: Longest H-resolution measurement time, seconds (datasheet: 120 ms typ, 180 ms max).
 H_RES_TIME_MAX = 0.180
 _COUNT_MAX = 0xFFFF
-I2C_M_RD = 0x0001  # the read flag of a Linux i2c_msg (and of smbus2's)
-
-
-@runtime_checkable
-class RawI2C(Protocol):
-    """The part of ``smbus2.SMBus`` a chip without registers needs: opcode writes, and
-    the combined transfer that does a plain read (no register byte first).
-
-    Each message has smbus2's ``i2c_msg`` shape: ``addr``, ``flags`` (bit 0 = read),
-    ``len``, ``buf`` (a read fills ``buf[i]`` with ints), iteration over its bytes.
-    """
-
-    def write_byte(self, i2c_addr: int, value: int) -> None: ...
-
-    def i2c_rdwr(self, *i2c_msgs: Any) -> None: ...
-
-
-if TYPE_CHECKING:
-    from smbus2 import SMBus
-
-    # mypy proves here, at no runtime cost, that the real bus satisfies the port.
-    _real_bus_is_raw_i2c: type[RawI2C] = SMBus
-
-
-class _ReadMessage:
-    """A read message of smbus2's ``i2c_msg`` shape, for hosts where smbus2 cannot load
-    (it needs ``fcntl``, which Windows lacks): only simulated buses exist there."""
-
-    flags = I2C_M_RD
-
-    def __init__(self, addr: int, length: int) -> None:
-        self.addr = addr
-        self.len = length
-        self.buf = bytearray(length)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.buf)
-
-    def __bytes__(self) -> bytes:
-        return bytes(self.buf)
-
-
-def _read_message_factory() -> Callable[[int, int], Any]:
-    try:
-        from smbus2 import i2c_msg
-    except ImportError:
-        return _ReadMessage
-    # SMBus.i2c_rdwr packs its messages into a ctypes array of smbus2's own type.
-    return i2c_msg.read
 
 
 def decode_lux(msb: int, lsb: int) -> float:
@@ -115,7 +64,7 @@ class BH1750:
 
     def __init__(
         self,
-        bus: RawI2C,
+        bus: I2CBus,
         address: int = 0x23,
         *,
         sleep: Callable[[float], None] | None = None,
@@ -127,21 +76,14 @@ class BH1750:
         self._bus = bus
         self.address = address
         self._sleep = time.sleep if sleep is None else sleep
-        # smbus2 is imported here, not at module import: only a driver needs messages.
-        self._read_message = _read_message_factory()
 
     def read(self) -> dict[str, float]:
         """One measurement: ``{"illuminance": lx}``."""
         self._bus.write_byte(self.address, POWER_ON)
         self._bus.write_byte(self.address, ONE_TIME_H_RES)
         self._sleep(H_RES_TIME_MAX)
-        msb, lsb = self._read_result()
+        msb, lsb = bare_read(self._bus, self.address, 2)
         return {"illuminance": decode_lux(msb, lsb)}
-
-    def _read_result(self) -> list[int]:
-        message = self._read_message(self.address, 2)
-        self._bus.i2c_rdwr(message)
-        return [int(byte) for byte in message]
 
 
 class SimulatedBH1750(SimulatedChip):
@@ -196,7 +138,7 @@ class SimulatedBH1750(SimulatedChip):
         """A plain read of ``length`` bytes: the data register, high byte first."""
         if self.continuous:
             self._measure()
-        return [(self.data >> 8, self.data & 0xFF)[i % 2] for i in range(length)]
+        return repeat_word(self.data, length)
 
     def read(self, register: int, length: int) -> list[int]:
         # A register read (read_i2c_block_data) first sends its register byte, which this
@@ -250,13 +192,7 @@ class BH1750Sensor:
 
 
 def _build(params: BH1750Params, hw: Hardware) -> PolledSensor:
-    bus = hw.i2c(params.bus)
-    if not isinstance(bus, RawI2C):
-        raise SensorConfigError(
-            f"BH1750 needs an I2C bus with i2c_rdwr (as smbus2.SMBus has); bus {params.bus} "
-            f"is a {type(bus).__name__} without it"
-        )
-    return BH1750Sensor(BH1750(bus, params.address, sleep=hw.sleep))
+    return BH1750Sensor(BH1750(hw.i2c(params.bus), params.address, sleep=hw.sleep))
 
 
 def _simulate(params: BH1750Params, signal: SignalFor) -> SimulatedPart:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from sensors.base import Hardware, PolledSensor, SensorType, SignalFor, SimulatedPart
-from sensors.errors import SensorConfigError, SensorError
+from sensors.errors import SensorConfigError, SensorError, SensorTimeout
 from sensors.ports import I2CBus
 from sensors.signals import Signal
 from sensors.simbus import SimulatedChip
@@ -187,8 +187,9 @@ class BME280:
     ``{"temperature": 21.3, "pressure": 1008.2, "humidity": 45.1}`` (degC, hPa, %RH).
 
     The constructor does no I/O; the first ``read()`` checks the chip id, soft-resets
-    the chip and loads its calibration. Bus faults propagate as ``OSError``. ``sleep``
-    waits for the conversion (``time.sleep`` by default; tests pass a recorder).
+    the chip and loads its calibration. Bus faults propagate as ``OSError``; a status
+    bit (measuring, im_update) still set after the last poll raises :class:`SensorTimeout`.
+    ``sleep`` waits for the conversion (``time.sleep`` by default; tests pass a recorder).
     """
 
     def __init__(
@@ -273,7 +274,7 @@ class BME280:
                 return
             if attempt < STATUS_POLLS - 1:
                 self._sleep(POLL_INTERVAL)
-        raise SensorError(
+        raise SensorTimeout(
             f"BME280 at {self.address:#04x} did not finish {what}: "
             f"status bit {bit:#04x} still set after {STATUS_POLLS} polls"
         )

@@ -16,3 +16,11 @@ class SensorConfigError(SensorError, ValueError):
 
 class CRCError(SensorError, OSError):
     """A chip's checksum did not match its data: a corrupted transfer, transient like a NACK."""
+
+
+class SensorTimeout(SensorError, TimeoutError):
+    """A chip did not finish a conversion (or reset) in the time its datasheet allows.
+
+    A ``TimeoutError``, so an ``OSError`` too: the runtime treats it as a transient
+    fault like a NACK, and retries on the next reading.
+    """

@@ -154,8 +154,12 @@ class GpioEdge:
             self._emit = None
         # Outside the lock: closing may wait for gpiozero's callback thread, which
         # may itself be waiting for the lock.
-        self._device.when_activated = None
-        self._device.when_deactivated = None
+        # Only the callbacks that were set (start() sets both): gpiozero warns
+        # (CallbackSetToNone) on clearing an unset one.
+        if self._device.when_activated is not None:
+            self._device.when_activated = None
+        if self._device.when_deactivated is not None:
+            self._device.when_deactivated = None
         self._device.close()
 
     def __enter__(self) -> GpioEdge:

@@ -22,9 +22,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from sensors.base import Hardware, PolledSensor, SensorType, SignalFor, SimulatedPart
-from sensors.errors import SensorConfigError, SensorError
-from sensors.ports import I2CBus
-from sensors.simbus import SimulatedChip
+from sensors.errors import SensorConfigError, SensorError, SensorTimeout
+from sensors.ports import I2CBus, read_word_be, write_word_be
+from sensors.simbus import SimulatedChip, repeat_word, written_word
 
 CONFIG = 0x00
 SHUNT_VOLTAGE = 0x01
@@ -116,9 +116,8 @@ def calibration_value(shunt_ohms: float, max_current: float) -> int:
     return cal & _CAL_MAX
 
 
-def _signed(msb: int, lsb: int) -> int:
-    value = msb << 8 | lsb
-    return value - 0x10000 if value & 0x8000 else value
+def _signed(word: int) -> int:
+    return word - 0x10000 if word & 0x8000 else word
 
 
 def _check_options(
@@ -151,7 +150,8 @@ class INA219:
     fresh conversion, so current and power never come from a stale calibration.
     Raises :class:`SensorError` on the chip's math overflow (current beyond
     ``max_current``) and when the shunt voltage sits at the PGA's full scale. Bus faults
-    propagate as ``OSError``; a conversion that never completes raises ``TimeoutError``.
+    propagate as ``OSError``; a conversion that never completes raises
+    :class:`SensorTimeout` (a ``TimeoutError``).
     ``sleep`` (``time.sleep`` unless given) waits for that conversion.
     """
 
@@ -187,14 +187,13 @@ class INA219:
 
     def read(self) -> dict[str, float]:
         """One reading: bus ``voltage`` V, ``shunt_voltage`` V, ``current`` A, ``power`` W."""
-        if self._read_register(CALIBRATION) != self.calibration:
+        bus, address = self._bus, self.address
+        if read_word_be(bus, address, CALIBRATION) != self.calibration:
             self.configure()
-        bus_word = self._read_register(BUS_VOLTAGE)
-        msb, lsb = self._bus.read_i2c_block_data(self.address, SHUNT_VOLTAGE, 2)
-        shunt = _signed(msb, lsb)
-        msb, lsb = self._bus.read_i2c_block_data(self.address, CURRENT, 2)
-        current = _signed(msb, lsb)
-        power = self._read_register(POWER)  # unsigned; this read clears CNVR
+        bus_word = read_word_be(bus, address, BUS_VOLTAGE)
+        shunt = _signed(read_word_be(bus, address, SHUNT_VOLTAGE))
+        current = _signed(read_word_be(bus, address, CURRENT))
+        power = read_word_be(bus, address, POWER)  # unsigned; this read clears CNVR
         if bus_word & OVF:
             raise SensorError(
                 f"INA219 at {self.address:#04x}: math overflow: current beyond the calibrated "
@@ -219,24 +218,18 @@ class INA219:
         Calibration goes first: the config write clears CNVR and restarts conversion, so
         the next CNVR is certain to come from a conversion that used the new calibration.
         """
-        cal, config = self.calibration, self.config
-        self._bus.write_i2c_block_data(self.address, CALIBRATION, [cal >> 8, cal & 0xFF])
-        self._bus.write_i2c_block_data(self.address, CONFIG, [config >> 8, config & 0xFF])
+        write_word_be(self._bus, self.address, CALIBRATION, self.calibration)
+        write_word_be(self._bus, self.address, CONFIG, self.config)
         conversion_time = 2 * CONVERSION_TIME[self.samples]  # shunt, then bus
         self._sleep(conversion_time)
         for _ in range(_POLLS):
-            if self._read_register(BUS_VOLTAGE) & CNVR:
+            if read_word_be(self._bus, self.address, BUS_VOLTAGE) & CNVR:
                 return
             self._sleep(conversion_time / 10)
-        raise TimeoutError(
+        raise SensorTimeout(
             f"INA219 at {self.address:#04x}: no conversion ready {3 * conversion_time:.4f} s "
             "after configuring (3x the nominal conversion time)"
         )
-
-    def _read_register(self, register: int) -> int:
-        # Block reads keep the chip's big-endian order; SMBus words are little-endian.
-        msb, lsb = self._bus.read_i2c_block_data(self.address, register, 2)
-        return int(msb << 8 | lsb)
 
 
 class SimulatedINA219(SimulatedChip):
@@ -303,14 +296,14 @@ class SimulatedINA219(SimulatedChip):
             else:
                 self._convert()
         word = self.words.get(register, 0)
-        return [(word >> 8, word & 0xFF)[i % 2] for i in range(length)]
+        return repeat_word(word, length)
 
     def write(self, register: int, data: bytes) -> None:
         self.pointer = register
         if register not in (CONFIG, CALIBRATION) or not data:
             return  # read-only register, or a pointer-only write
         old = self.words[register]
-        new = data[0] << 8 | (data[1] if len(data) > 1 else old & 0xFF)
+        new = written_word(data, old)
         if register == CALIBRATION:
             self.words[CALIBRATION] = new & _CAL_MAX
         elif new & RST:

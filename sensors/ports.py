@@ -3,12 +3,19 @@
 Drivers take these as arguments so that the same driver code runs on a Pi
 (``smbus2.SMBus(1)``, ``time.monotonic``) and in the simulator or the tests
 (:class:`sensors.simbus.SimulatedBus`, a virtual clock).
+
+Beside the port, the transfers several chips share that SMBus has no single call for:
+a bare read (:func:`bare_read`) and 16-bit registers sent most significant byte first
+(:func:`read_word_be`, :func:`write_word_be`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+#: The read flag of a Linux ``i2c_msg`` (linux/i2c.h), and of smbus2's.
+I2C_M_RD = 0x0001
 
 #: A clock function returning seconds. The runtime passes its own clock, real or
 #: virtual, so sensors never call ``time.*`` for logic (debounce, signals).
@@ -53,3 +60,54 @@ if TYPE_CHECKING:
     from smbus2 import SMBus
 
     _real_bus_is_a_port: type[I2CBus] = SMBus
+
+
+def bare_read(bus: I2CBus, address: int, length: int) -> list[int]:
+    """Read ``length`` bytes from ``address`` with no register byte first.
+
+    Command-driven chips (SHT3x, BH1750) need this: SMBus's reads first write a
+    "register" byte, which such a chip takes as (half) a command. The transfer is
+    ``bus.i2c_rdwr`` with smbus2's ``i2c_msg.read`` (``SMBus.i2c_rdwr`` packs only its
+    own message type); where smbus2 cannot load (it needs ``fcntl``, which Windows
+    lacks: only simulated buses exist there) with a look-alike message. smbus2 is
+    imported here, not at module import, so ``import sensors`` stays light.
+    """
+    message: Any
+    try:
+        from smbus2 import i2c_msg
+    except ImportError:
+        message = _ReadMessage(address, length)
+    else:
+        message = i2c_msg.read(address, length)
+    bus.i2c_rdwr(message)
+    return [int(byte) for byte in message]
+
+
+class _ReadMessage:
+    """A read message of smbus2's ``i2c_msg`` shape: ``addr``, ``flags``, ``len``, a
+    ``buf`` the bus fills with ints, iteration over its bytes."""
+
+    flags = I2C_M_RD
+
+    def __init__(self, addr: int, length: int) -> None:
+        self.addr = addr
+        self.len = length
+        self.buf = bytearray(length)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.buf)
+
+    def __bytes__(self) -> bytes:
+        return bytes(self.buf)
+
+
+def read_word_be(bus: I2CBus, address: int, register: int) -> int:
+    """An unsigned 16-bit register sent most significant byte first (ADS1115, INA219,
+    TMP102). SMBus words travel low byte first, so this is a 2-byte block read."""
+    msb, lsb = bus.read_i2c_block_data(address, register, 2)
+    return int(msb << 8 | lsb)
+
+
+def write_word_be(bus: I2CBus, address: int, register: int, value: int) -> None:
+    """Write a 16-bit register most significant byte first (see :func:`read_word_be`)."""
+    bus.write_i2c_block_data(address, register, [value >> 8, value & 0xFF])

@@ -7,7 +7,7 @@ bytes (polynomial 0x31, init 0xFF, no reflection, no final XOR).
 
 The driver uses single-shot measurements with clock stretching disabled, so it waits
 the datasheet's maximum measurement time before reading. A plain read is not an SMBus
-transfer: smbus2 does it with ``i2c_rdwr(i2c_msg.read(address, 6))``. (The common
+transfer: :func:`sensors.ports.bare_read` does it with ``i2c_rdwr``. (The common
 ``read_i2c_block_data(address, 0x00, 6)`` first writes a 0x00 byte, half of a
 command, which the datasheet does not allow.)
 
@@ -17,18 +17,17 @@ validator reads real types from the fields of :class:`SHT3xParams`.
 
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, runtime_checkable
+from typing import Literal, NamedTuple
 
 from sensors.base import Hardware, PolledSensor, SensorType, SignalFor, SimulatedPart
 from sensors.errors import CRCError, SensorConfigError
-from sensors.ports import I2CBus
+from sensors.ports import I2CBus, bare_read
 from sensors.signals import Signal
 from sensors.simbus import NACK_ERRNO, SimulatedChip
 
 ADDRESSES = (0x44, 0x45)  # ADDR pin to VSS, to VDD
-I2C_M_RD = 0x0001  # the read flag of a Linux i2c_msg (and of smbus2's)
 SOFT_RESET = 0x30A2
 RESULT_LENGTH = 6
 
@@ -85,57 +84,13 @@ def encode_humidity(percent: float) -> int:
     return min(max(round(percent * 65535.0 / 100.0), 0), 0xFFFF)
 
 
-@runtime_checkable
-class RawI2C(Protocol):
-    """smbus2's combined transfer, which a plain read (no register byte) needs.
-
-    Each message has smbus2's ``i2c_msg`` shape: ``addr``, ``flags`` (bit 0 = read),
-    ``len``, ``buf`` (a read fills ``buf[i]`` with ints) and ``bytes(msg)``.
-    """
-
-    def i2c_rdwr(self, *i2c_msgs: Any) -> None: ...
-
-
-if TYPE_CHECKING:
-    from smbus2 import SMBus
-
-    _real_bus_does_raw_reads: type[RawI2C] = SMBus
-
-
-class _ReadMessage:
-    """A read message of smbus2's ``i2c_msg`` shape, for hosts where smbus2 cannot load
-    (it needs ``fcntl``, which Windows lacks): only simulated buses exist there."""
-
-    flags = I2C_M_RD
-
-    def __init__(self, addr: int, length: int) -> None:
-        self.addr = addr
-        self.len = length
-        self.buf = bytearray(length)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.buf)
-
-    def __bytes__(self) -> bytes:
-        return bytes(self.buf)
-
-
-def _read_message_factory() -> Callable[[int, int], Any]:
-    try:
-        from smbus2 import i2c_msg
-    except ImportError:
-        return _ReadMessage
-    # SMBus.i2c_rdwr packs its messages into a ctypes array of smbus2's own type.
-    return i2c_msg.read
-
-
 class SHT3x:
     """Driver: ``SHT3x(smbus2.SMBus(1)).read()`` -> ``{"temperature": 21.3, "humidity": 45.1}``.
 
     Each ``read()`` sends a single-shot command, waits its maximum measurement time with
     ``sleep`` (``time.sleep`` by default; tests pass a recorder), then reads six bytes.
     Bus faults propagate as ``OSError``; a checksum mismatch raises :class:`CRCError`
-    (an ``OSError`` too). The bus needs ``i2c_rdwr`` (``smbus2.SMBus`` has it).
+    (an ``OSError`` too).
     """
 
     def __init__(
@@ -154,25 +109,17 @@ class SHT3x:
             raise SensorConfigError(
                 f"SHT3x repeatability must be 'high', 'medium' or 'low', got {repeatability!r}"
             )
-        if not isinstance(bus, RawI2C):
-            raise SensorConfigError(
-                f"SHT3x needs a bus with i2c_rdwr for its plain reads (smbus2.SMBus has it); "
-                f"{type(bus).__name__} has not"
-            )
         self._bus = bus
         self.address = address
         self.repeatability = repeatability
         self._sleep = sleep
-        self._read_message = _read_message_factory()
 
     def read(self) -> dict[str, float]:
         """One single-shot measurement: temperature in degC, humidity in %RH."""
         command, duration = SINGLE_SHOT[self.repeatability]
         self._bus.write_i2c_block_data(self.address, command >> 8, [command & 0xFF])
         self._sleep(duration)
-        message = self._read_message(self.address, RESULT_LENGTH)
-        self._bus.i2c_rdwr(message)
-        data = bytes(message)
+        data = bytes(bare_read(self._bus, self.address, RESULT_LENGTH))
         return {
             "temperature": decode_temperature(self._word(data[0:3], "temperature")),
             "humidity": decode_humidity(self._word(data[3:6], "humidity")),

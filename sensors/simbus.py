@@ -81,6 +81,22 @@ class SimulatedChip:
         self.after_write(register, data)
 
 
+def repeat_word(word: int, length: int) -> list[int]:
+    """A 16-bit register read ``length`` bytes long, most significant byte first.
+
+    For chips whose pointer does not auto-increment (ADS1115, INA219, TMP102, BH1750's
+    data register): bytes past the second repeat the register, a model choice, as
+    drivers read two.
+    """
+    return [(word >> 8, word & 0xFF)[i % 2] for i in range(length)]
+
+
+def written_word(data: bytes, old: int) -> int:
+    """The 16-bit register a write of ``data`` (msb first) leaves: a one-byte write
+    changes only the most significant byte. ``data`` must not be empty."""
+    return data[0] << 8 | (data[1] if len(data) > 1 else old & 0xFF)
+
+
 FaultKind = Literal["nack", "eio", "timeout", "vanish", "stuck", "garbage"]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 _ERRORS = {

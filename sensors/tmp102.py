@@ -13,8 +13,8 @@ import math
 from collections.abc import Callable
 
 from sensors.errors import SensorConfigError
-from sensors.ports import I2CBus
-from sensors.simbus import SimulatedChip
+from sensors.ports import I2CBus, read_word_be, write_word_be
+from sensors.simbus import SimulatedChip, repeat_word, written_word
 
 TEMPERATURE = 0x00
 CONFIG = 0x01
@@ -83,11 +83,10 @@ class TMP102:
     def extended_mode(self, enabled: bool) -> None:
         config = self._read_config()
         config = config | CONFIG_EM if enabled else config & ~CONFIG_EM
-        self._bus.write_i2c_block_data(self.address, CONFIG, [config >> 8, config & 0xFF])
+        write_word_be(self._bus, self.address, CONFIG, config)
 
     def _read_config(self) -> int:
-        msb, lsb = self._bus.read_i2c_block_data(self.address, CONFIG, 2)
-        return msb << 8 | lsb
+        return read_word_be(self._bus, self.address, CONFIG)
 
 
 class SimulatedTMP102(SimulatedChip):
@@ -117,7 +116,7 @@ class SimulatedTMP102(SimulatedChip):
             msb, lsb = encode_temperature(self._signal(), extended=extended)
             self.words[TEMPERATURE] = msb << 8 | lsb
         word = self.words[pointer]
-        return [(word >> 8, word & 0xFF)[i % 2] for i in range(length)]
+        return repeat_word(word, length)
 
     def write(self, register: int, data: bytes) -> None:
         pointer = register & 0x03
@@ -125,8 +124,7 @@ class SimulatedTMP102(SimulatedChip):
         if pointer == TEMPERATURE or not data:
             return  # read-only register, or a pointer-only write
         old = self.words[pointer]
-        # A one-byte write changes only the most significant byte.
-        new = data[0] << 8 | (data[1] if len(data) > 1 else old & 0xFF)
+        new = written_word(data, old)
         if pointer == CONFIG:
             new = (new & self._CONFIG_WRITABLE) | 0x6000 | (old & 0x0020)
         self.words[pointer] = new

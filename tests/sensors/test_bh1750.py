@@ -2,7 +2,6 @@
 (plain reads through i2c_rdwr)."""
 
 import re
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,20 +9,20 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from smbus2 import SMBus, i2c_msg
+from smbus2 import i2c_msg
 
 from sensors import Hardware, SensorConfigError, SimulatedBus
 from sensors.bh1750 import (
     BH1750,
-    I2C_M_RD,
     SENSOR_TYPE,
     BH1750Params,
     BH1750Sensor,
-    RawI2C,
     SimulatedBH1750,
     decode_lux,
     encode_lux,
 )
+from sensors.ports import I2C_M_RD
+from tests.sensors.hardware import i2c_chip
 
 
 class ReplayBus:
@@ -69,15 +68,6 @@ def test_driver_decodes_the_datasheet_example_and_sends_only_opcodes() -> None:
         ("sleep", 0.180),  # the longest H-resolution measurement time
         ("read", 0x5C, 2),  # a bare 2-byte read: no register byte first
     ]
-
-
-def test_driver_reads_without_smbus2_where_it_cannot_load(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setitem(sys.modules, "smbus2", None)  # import smbus2 -> ImportError
-    raw, lux = DATASHEET_EXAMPLE
-    bus = ReplayBus(raw)
-    assert BH1750(bus, sleep=bus.sleep).read() == {"illuminance": lux}
 
 
 @pytest.mark.parametrize(
@@ -200,19 +190,6 @@ def test_params_refuse_addresses_between_the_two() -> None:
     assert BH1750Params().address == 0x23
 
 
-class RegisterOnlyBus:
-    """An I2C bus with smbus2's register transfers but no i2c_rdwr."""
-
-    def write_byte(self, i2c_addr: int, value: int) -> None:
-        raise AssertionError("not reached")
-
-
-def test_smbus2_and_the_simulated_bus_satisfy_the_raw_port() -> None:
-    assert isinstance(SMBus(), RawI2C)  # not opened: no /dev/i2c-N needed
-    assert isinstance(SimulatedBus(), RawI2C)
-    assert not isinstance(RegisterOnlyBus(), RawI2C)
-
-
 def test_model_takes_a_register_reads_byte_as_an_instruction_after_the_read() -> None:
     chip = SimulatedBH1750(lambda: 100.0)
     bus = SimulatedBus()
@@ -239,12 +216,6 @@ def test_registry_entry_builds_a_working_sensor() -> None:
     bus.write_byte(0x5C, 0x01)  # the shared bus stays open
 
 
-def test_registry_entry_refuses_a_bus_without_i2c_rdwr() -> None:
-    hw = Hardware(pin_factory=None, i2c=lambda n: RegisterOnlyBus(), now=lambda: 0.0)  # type: ignore[arg-type, return-value]
-    with pytest.raises(SensorConfigError, match="bus 4 is a RegisterOnlyBus without it"):
-        SENSOR_TYPE.build(BH1750Params(bus=4), hw)
-
-
 def test_simulate_feeds_the_illuminance_signal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(time, "sleep", lambda seconds: None)
     asked: list[tuple[str, float]] = []
@@ -264,10 +235,6 @@ def test_simulate_feeds_the_illuminance_signal(monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.mark.hardware
-def test_real_chip_on_bus_1_reads_a_plausible_illuminance() -> None:
-    try:
-        bus = SMBus(1)
-    except OSError as exc:
-        pytest.skip(f"no I2C bus 1: {exc}")
-    with bus:
-        assert 0.0 <= BH1750(bus).read()["illuminance"] <= 65535 / 1.2
+def test_real_chip_reads_a_plausible_illuminance() -> None:
+    with i2c_chip("BH1750", 0x23) as (bus, address):
+        assert 0.0 <= BH1750(bus, address).read()["illuminance"] <= 65535 / 1.2

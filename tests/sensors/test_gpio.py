@@ -164,6 +164,11 @@ def test_edge_close_is_idempotent_and_silences_emit(factory: MockFactory) -> Non
         edge.start(events.append)
 
 
+@pytest.mark.filterwarnings("error")
+def test_edge_closed_without_starting_raises_no_gpiozero_warning(factory: MockFactory) -> None:
+    GpioEdge(22, now=FakeClock(), pin_factory=factory).close()  # CallbackSetToNone before
+
+
 def test_edge_start_twice_is_an_error(factory: MockFactory) -> None:
     edge, events = start_edge(factory, FakeClock())
     with pytest.raises(SensorError, match="already started"):

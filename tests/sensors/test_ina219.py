@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sensors import Hardware, SensorConfigError, SensorError, SimulatedBus
+from sensors import Hardware, SensorConfigError, SensorError, SensorTimeout, SimulatedBus
 from sensors.ina219 import (
     INA219,
     SENSOR_TYPE,
@@ -20,6 +20,7 @@ from sensors.ina219 import (
     calibration_value,
     config_word,
 )
+from tests.sensors.hardware import i2c_chip
 
 CONFIG, SHUNT, BUS, POWER, CURRENT, CAL = range(6)
 
@@ -243,8 +244,9 @@ def test_driver_programs_calibration_then_config_and_waits_for_cnvr() -> None:
 def test_a_conversion_that_never_completes_times_out_as_an_oserror() -> None:
     bus = ReplayBus({CAL: [word(0)], BUS: [word(0x5D98)]})
     sleeps = Sleeps()
-    with pytest.raises(TimeoutError, match="0x40: no conversion ready"):
+    with pytest.raises(SensorTimeout, match="0x40: no conversion ready") as info:
         INA219(bus, samples=128, sleep=sleeps).read()
+    assert isinstance(info.value, TimeoutError) and isinstance(info.value, OSError)
     assert sum(sleeps.calls) == pytest.approx(3 * 2 * 68.10e-3)
 
 
@@ -426,11 +428,6 @@ def test_simulate_feeds_voltage_and_current_signals(monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.hardware
-def test_real_chip_on_bus_1_reads_a_plausible_bus_voltage() -> None:
-    smbus2 = pytest.importorskip("smbus2")
-    try:
-        bus = smbus2.SMBus(1)
-    except OSError as exc:
-        pytest.skip(f"no I2C bus 1: {exc}")
-    with bus:
-        assert 0.0 <= INA219(bus).read()["voltage"] <= 32.0
+def test_real_chip_reads_a_plausible_bus_voltage() -> None:
+    with i2c_chip("INA219", 0x40) as (bus, address):
+        assert 0.0 <= INA219(bus, address).read()["voltage"] <= 32.0

@@ -1,16 +1,12 @@
 """The sensor registry: params conventions the config validator relies on, and builds."""
 
 import dataclasses
-import subprocess
-import sys
 import types
 import typing
-from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-import sensors
 from sensors import (
     SENSOR_TYPES,
     Hardware,
@@ -21,8 +17,6 @@ from sensors import (
     SimulatedTMP102,
     Value,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class FakeClock:
@@ -164,26 +158,3 @@ def test_build_gpio_edge_debounces_on_the_hardware_clock() -> None:
     assert events == [True, False]
     sensor.close()
     factory.close()
-
-
-def test_package_import_is_light() -> None:
-    code = (
-        "import sys, sensors; "
-        "heavy = {'gpiozero', 'numpy', 'smbus2'} & set(sys.modules); "
-        "assert not heavy, heavy; "
-        "sensors.GpioInput; "
-        "assert 'gpiozero' in sys.modules"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stderr
-
-
-def test_lazy_exports_resolve() -> None:
-    from sensors.gpio import GpioEdge, GpioInput
-
-    assert (sensors.GpioInput, sensors.GpioEdge) == (GpioInput, GpioEdge)
-    assert set(sensors.__all__) <= set(dir(sensors)) | {"GpioInput", "GpioEdge"}
-    with pytest.raises(AttributeError):
-        _ = sensors.NoSuchDriver  # type: ignore[attr-defined]

@@ -1,7 +1,7 @@
-"""SHT3x driver against datasheet vectors, and through its model on a bus with i2c_rdwr."""
+"""SHT3x driver against datasheet vectors, and through its model on SimulatedBus (plain
+reads through i2c_rdwr)."""
 
 import re
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,8 +12,8 @@ from smbus2 import i2c_msg
 
 from sensors import Hardware, SensorConfigError, SensorError, Signal, SimulatedBus
 from sensors.errors import CRCError
+from sensors.ports import I2C_M_RD
 from sensors.sht3x import (
-    I2C_M_RD,
     SENSOR_TYPE,
     SHT3x,
     SHT3xParams,
@@ -22,6 +22,7 @@ from sensors.sht3x import (
     encode_humidity,
     encode_temperature,
 )
+from tests.sensors.hardware import i2c_chip
 
 T_LSB = 175.0 / 65535.0
 RH_LSB = 100.0 / 65535.0
@@ -35,24 +36,6 @@ def crc8_by_division(data: bytes) -> int:
         if n >> bit & 1:
             n ^= 0x131 << (bit - 8)
     return n
-
-
-class RawSimulatedBus(SimulatedBus):
-    """SimulatedBus plus the ``i2c_rdwr`` proposed for it: a read message is a plain read
-    (the chip's ``receive``), a write message hands its first byte over as the register."""
-
-    def i2c_rdwr(self, *i2c_msgs: Any) -> None:
-        for msg in i2c_msgs:
-            if msg.flags & I2C_M_RD:
-                with self._lock:
-                    chip = self._chip(msg.addr)
-                    self._fault(msg.addr)
-                    data = chip.receive(msg.len)  # type: ignore[attr-defined]
-                for i, byte in enumerate(data):
-                    msg.buf[i] = byte
-            else:
-                payload = bytes(msg)
-                self.write_i2c_block_data(msg.addr, payload[0], list(payload[1:]))
 
 
 class ReplayBus:
@@ -150,8 +133,8 @@ def test_a_crc_mismatch_raises_crc_error(index: int, word: str) -> None:
 
 def on_simulated_bus(
     values: dict[str, float], address: int = 0x44
-) -> tuple[SHT3x, SimulatedSHT3x, RawSimulatedBus]:
-    bus = RawSimulatedBus()
+) -> tuple[SHT3x, SimulatedSHT3x, SimulatedBus]:
+    bus = SimulatedBus()
     chip = SimulatedSHT3x(lambda: values["temperature"], lambda: values["humidity"])
     bus.attach(address, chip)
     return SHT3x(bus, address, sleep=lambda s: None), chip, bus
@@ -219,12 +202,6 @@ def test_model_ignores_commands_it_does_not_know() -> None:
     assert abs(driver.read()["temperature"] - 20.0) <= T_LSB
 
 
-def test_driver_works_where_smbus2_cannot_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "smbus2", None)  # import smbus2 now raises ImportError
-    driver, _, _ = on_simulated_bus({"temperature": 31.0, "humidity": 12.0})
-    assert driver.read() == pytest.approx({"temperature": 31.0, "humidity": 12.0}, abs=T_LSB)
-
-
 def test_missing_chip_raises_oserror_121() -> None:
     driver, _, bus = on_simulated_bus({"temperature": 20.0, "humidity": 40.0})
     bus.detach(0x44)
@@ -239,20 +216,12 @@ def test_missing_chip_raises_oserror_121() -> None:
 @pytest.mark.parametrize("address", [0x00, 0x43, 0x46, 0x76])
 def test_constructor_refuses_addresses_the_chip_cannot_have(address: int) -> None:
     with pytest.raises(SensorConfigError, match=re.escape("0x44 or 0x45")):
-        SHT3x(RawSimulatedBus(), address)
+        SHT3x(SimulatedBus(), address)
 
 
 def test_constructor_refuses_an_unknown_repeatability() -> None:
     with pytest.raises(SensorConfigError, match="'high', 'medium' or 'low'"):
-        SHT3x(RawSimulatedBus(), repeatability="best")  # type: ignore[arg-type]
-
-
-def test_constructor_refuses_a_bus_without_i2c_rdwr() -> None:
-    class RegisterOnlyBus:
-        def write_i2c_block_data(self, i2c_addr: int, register: int, data: Any) -> None: ...
-
-    with pytest.raises(SensorConfigError, match=r"i2c_rdwr.*RegisterOnlyBus"):
-        SHT3x(RegisterOnlyBus())  # type: ignore[arg-type]
+        SHT3x(SimulatedBus(), repeatability="best")  # type: ignore[arg-type]
 
 
 # -- 4. the registry entry ------------------------------------------------------------------
@@ -270,7 +239,7 @@ def test_registry_entry_builds_a_sensor_that_reads_the_simulated_part() -> None:
     part = SENSOR_TYPE.simulate(params, signal)
     assert (part.bus, part.address) == (1, 0x45)
     assert signals == {"temperature": 21.0, "humidity": 45.0}
-    bus = RawSimulatedBus()
+    bus = SimulatedBus()
     bus.attach(part.address, part.chip)
     hardware = Hardware(pin_factory=None, i2c=lambda n: bus, now=lambda: 0.0)
     sensor: Any = SENSOR_TYPE.build(params, hardware)
@@ -286,13 +255,8 @@ def test_registry_entry_builds_a_sensor_that_reads_the_simulated_part() -> None:
 
 
 @pytest.mark.hardware
-def test_real_chip_on_bus_1_reads_plausible_values() -> None:
-    smbus2 = pytest.importorskip("smbus2")
-    try:
-        bus = smbus2.SMBus(1)
-    except OSError as exc:
-        pytest.skip(f"no I2C bus 1: {exc}")
-    with bus:
-        reading = SHT3x(bus).read()
+def test_real_chip_reads_plausible_values() -> None:
+    with i2c_chip("SHT3x", 0x44) as (bus, address):
+        reading = SHT3x(bus, address).read()
     assert -40.0 <= reading["temperature"] <= 125.0
     assert 0.0 <= reading["humidity"] <= 100.0
