@@ -35,6 +35,9 @@ class Watcher:
     def reading(self, sensor: str, value: Value, unit: str, t: float) -> None:
         """A sensor delivered a value (sampling thread)."""
 
+    def drafted(self, draft: Draft) -> None:
+        """An event was made and handed to the recorder (sampling thread, in seq order)."""
+
     def committed(self, events: Sequence[Event]) -> None:
         """Events reached the outbox (recorder thread)."""
 
@@ -233,9 +236,9 @@ class Runtime:
         stamp: Stamp,
         fields: dict[str, Any],
     ) -> None:
-        self.recorder.submit(
-            Draft(sensor, kind, severity, value, stamp.mono, stamp.wall, stamp.synced, fields)
-        )
+        draft = Draft(sensor, kind, severity, value, stamp.mono, stamp.wall, stamp.synced, fields)
+        self.recorder.submit(draft)
+        self.watcher.drafted(draft)
 
     # -- after commit (recorder thread) ---------------------------------------------------
 
