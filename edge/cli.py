@@ -7,6 +7,7 @@ Exit 0 on success, 2 on bad input (config, arguments; one line per problem, no t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shutil
@@ -23,6 +24,7 @@ from . import __version__
 from .errors import ConfigError, EdgelineError
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+NOT_DRAINED = "; outbox not drained before the timeout (events stay stored)"
 STATUS_EVERY = 60  # seconds between status lines in the log of `edge run`
 
 log = logging.getLogger("edge")
@@ -57,7 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--state-dir", metavar="DIR", help="keep the outbox here (default: temp)")
     sim.add_argument("--speed", metavar="X|max", help="times real time, or max (virtual clock)")
     sim.add_argument("--duration", type=float, metavar="S", help="simulated seconds to run")
-    sim.add_argument("--seed", type=int, default=0, metavar="N", help="noise seed (default 0)")
+    sim.add_argument(
+        "--seed", type=int, metavar="N", help="noise and random events (default: scenario's)"
+    )
+    sim.add_argument(
+        "--devices", type=int, default=1, metavar="N", help="simulate N devices on one broker"
+    )
     sim.add_argument(
         "--drain-timeout", type=float, default=10.0, metavar="S",
         help="at the end, wait this long for the outbox to drain upstream (default 10)",
@@ -129,7 +136,7 @@ def _stop_on_signals() -> threading.Event:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from .config import load
-    from .simulation import is_scenario, load_scenario
+    from .scenario import is_scenario, load_scenario
 
     if is_scenario(args.file):  # a config plus a [simulation] table
         scenario = load_scenario(args.file, overrides={})
@@ -187,7 +194,7 @@ def _speed(text: str | None, default: float) -> float | None:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .broker import EmbeddedBroker
     from .config import broker_url
-    from .simulation import load_scenario
+    from .scenario import load_scenario
 
     if args.scenario and args.config:
         raise UsageError("give --scenario or --config, not both")
@@ -195,6 +202,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--duration: expected a positive number of seconds, found {args.duration}"
         )
+    if args.devices < 1:
+        raise UsageError(f"--devices: expected a positive number, found {args.devices}")
     if args.broker and broker_url(args.broker):
         raise UsageError(f"--broker: expected {broker_url(args.broker)}, found {args.broker!r}")
     temporary = None if args.state_dir else tempfile.mkdtemp(prefix="edgeline-sim-")
@@ -222,72 +231,79 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def _simulate(
     scenario: Any, args: argparse.Namespace, stop: threading.Event, embedded: bool
 ) -> int:
-    from .clock import Clock, ScaledClock, VirtualClock
     from .console import Console
-    from .runtime import Runtime
-    from .simulation import SimulatedHardware
+    from .runtime import Watcher
+    from .simulator import Simulator
     from .sink import Sink
 
     config = scenario.config
+    if args.seed is not None:
+        scenario = dataclasses.replace(
+            scenario, settings=dataclasses.replace(scenario.settings, seed=args.seed)
+        )
     speed = _speed(args.speed, scenario.settings.speed)
     duration = args.duration if args.duration is not None else scenario.settings.duration
-    clock: Clock = VirtualClock(start_wall=_now()) if speed is None else ScaledClock(speed)
-    t0 = clock.monotonic()
-    console = Console(t0, quiet=args.quiet)
+    consoles: dict[str, Console] = {}
+
+    def watcher(device_scenario: Any, t0: float) -> Watcher:
+        device = device_scenario.config.device.id
+        prefix = f"{device} " if args.devices > 1 else ""
+        consoles[device] = Console(t0, quiet=args.quiet, prefix=prefix)
+        return consoles[device]
+
     where = "embedded broker at " if embedded else "broker "
     print(
-        f"edgeline simulate: {scenario.name}, device {config.device.id}, "
-        f"{duration:g} s at {'max' if speed is None else f'{speed:g}x'} speed, "
+        f"edgeline simulate: {scenario.name}, device {config.device.id}"
+        f"{f' x {args.devices}' if args.devices > 1 else ''}, {duration:g} s at "
+        f"{'max' if speed is None else f'{speed:g}x'} speed, seed {scenario.settings.seed}, "
         f"{where}{config.uplink.broker}, state in {config.storage.state_dir}",
         flush=True,
     )
-    simulated = SimulatedHardware(scenario, clock, seed=args.seed)
     sink = Sink(
         config.uplink.broker,
         prefix=config.uplink.topic_prefix,
-        device=config.device.id,
-        on_event=console.upstream,
-        on_status=console.status,
+        device=config.device.id if args.devices == 1 else "+",
+        on_event=lambda topic, body, dup: _to_console(consoles, body, topic, dup),
+        on_status=lambda topic, body: _status_to_console(consoles, topic, body),
     ).start()
-    runtime = Runtime(
-        config, hardware=simulated.hardware, clock=clock, drive_clock=speed is None,
-        watcher=console,
-    )  # fmt: skip
-    drained = True
-    try:
-        simulated.schedule(scenario.presses, runtime.scheduler)
-        runtime.start(until=t0 + duration)
-        while not stop.is_set() and not runtime.sampling_done(0.2):
-            pass
-        if not stop.is_set():
-            drained = runtime.drain(args.drain_timeout)
-    finally:
-        runtime.close()
-    status = runtime.status()
-    last_seq = status["last_seq"]
-    stream = runtime.outbox.stream
-    sink.wait_for(config.device.id, stream, last_seq, timeout=5.0 if drained else 0.5)
-    received = sink.received(config.device.id, stream)
-    sink.close()
-    console.close()  # every line printed before the summary
-    jitter = runtime.scheduler.jitter()
-    kinds = ", ".join(f"{n} {kind}/{sev}" for (kind, sev), n in sorted(console.events.items()))
-    missing = len(received.missing(last_seq))
-    print(
-        f"summary: {console.readings} readings; {sum(console.events.values())} events stored "
-        f"({kinds or 'none'}); stream {stream} at seq {last_seq}; upstream received "
-        f"{len(received.seqs)} distinct, {received.duplicates} duplicates, {missing} missing; "
-        f"sampling jitter p99 {jitter.p99 * 1000:.2f} ms over {jitter.polls} polls"
-        f"{'' if drained else '; outbox not drained before the timeout (events stay stored)'}",
-        flush=True,
+    simulator = Simulator(
+        scenario, speed=speed, duration=duration, devices=args.devices, watcher=watcher, stop=stop
     )
+    runs = simulator.run(drain_timeout=args.drain_timeout)
+    for run in runs:
+        device = run.scenario.config.device.id
+        sink.wait_for(device, run.stream, run.last_seq, timeout=5.0 if run.drained else 0.5)
+    sink.close()
+    for run in runs:
+        device = run.scenario.config.device.id
+        console = consoles[device]
+        console.close()  # every line printed before the summary
+        received = sink.received(device, run.stream)
+        kinds = ", ".join(f"{n} {k}/{sev}" for (k, sev), n in sorted(console.events.items()))
+        missing = len(received.missing(run.last_seq))
+        crashes = f"; {run.crashes} power cut(s)" if run.crashes else ""
+        print(
+            f"summary{f' {device}' if args.devices > 1 else ''}: {console.readings} readings; "
+            f"{sum(console.events.values())} events stored ({kinds or 'none'}); stream "
+            f"{run.stream} at seq {run.last_seq}; upstream received {len(received.seqs)} "
+            f"distinct, {received.duplicates} duplicates, {missing} missing; sampling jitter "
+            f"p99 {run.jitter_p99 * 1000:.2f} ms over {run.polls} polls{crashes}"
+            f"{'' if run.drained else NOT_DRAINED}",
+            flush=True,
+        )
     return EXIT_OK
 
 
-def _now() -> float:
-    import time
+def _to_console(consoles: dict[str, Any], body: dict[str, Any], topic: str, dup: bool) -> None:
+    console = consoles.get(str(body.get("device")))
+    if console is not None:
+        console.upstream(topic, body, dup)
 
-    return time.time()
+
+def _status_to_console(consoles: dict[str, Any], topic: str, body: dict[str, Any]) -> None:
+    console = consoles.get(str(body.get("device")))
+    if console is not None:
+        console.status(topic, body)
 
 
 def _outbox_dir(args: argparse.Namespace) -> Path:

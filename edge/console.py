@@ -28,8 +28,11 @@ class Console(Watcher):
     the sampling loop, which calls ``reading``.
     """
 
-    def __init__(self, t0: float, *, quiet: bool = False, out: TextIO = sys.stdout) -> None:
+    def __init__(
+        self, t0: float, *, quiet: bool = False, out: TextIO = sys.stdout, prefix: str = ""
+    ) -> None:
         self.t0 = t0
+        self.prefix = prefix
         self.quiet = quiet
         self.out = out
         self.events: Counter[tuple[str, str]] = Counter()
@@ -40,7 +43,7 @@ class Console(Watcher):
         self._printer.start()
 
     def _print(self, line: str) -> None:
-        self._lines.put(line)
+        self._lines.put(self.prefix + line)
 
     def _print_lines(self) -> None:
         while (line := self._lines.get()) is not None:

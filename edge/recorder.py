@@ -114,6 +114,17 @@ class Recorder:
         self._thread.join()
         self._thread = None
 
+    def abort(self) -> None:
+        """Stop without committing what is queued (a power cut). Idempotent."""
+        if self._thread is None:
+            return
+        self._drafts.clear()
+        self._acks.clear()
+        self._stop.set()
+        self._work.set()
+        self._thread.join()
+        self._thread = None
+
     def _run(self) -> None:
         try:
             self._loop()

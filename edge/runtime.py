@@ -42,6 +42,25 @@ class Watcher:
         """Events reached the outbox (recorder thread)."""
 
 
+class Watchers(Watcher):
+    """Several watchers as one (a console and a recording, say)."""
+
+    def __init__(self, *watchers: Watcher) -> None:
+        self.watchers = watchers
+
+    def reading(self, sensor: str, value: Value, unit: str, t: float) -> None:
+        for watcher in self.watchers:
+            watcher.reading(sensor, value, unit, t)
+
+    def drafted(self, draft: Draft) -> None:
+        for watcher in self.watchers:
+            watcher.drafted(draft)
+
+    def committed(self, events: Sequence[Event]) -> None:
+        for watcher in self.watchers:
+            watcher.committed(events)
+
+
 class Runtime:
     def __init__(
         self,
@@ -177,6 +196,23 @@ class Runtime:
         finally:
             self.recorder.close()  # and their deletions are committed too
             self.outbox.close()
+
+    def crash(self) -> None:
+        """Stop at once, as a power cut does: nothing is flushed or said.
+
+        Events not yet committed are lost (``append`` had not returned for them), the
+        broker sees the connection drop and publishes the last will, and the outbox
+        stays as its last commit left it. For the simulator's power-cut injection.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self.scheduler.stop()
+        self.sampling_done(5.0)
+        self.recorder.abort()
+        self.uplink.abort()
+        self._close_sensors()  # the hardware outlives the process: free its pins
+        self.outbox.close()
 
     def __enter__(self) -> Runtime:
         return self

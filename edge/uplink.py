@@ -12,9 +12,11 @@ touches the socket: publish() from other threads queues the packet and wakes its
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
+import socket
 import ssl
 import threading
 from collections import deque
@@ -155,6 +157,24 @@ class Uplink:
                 thread.join(timeout)
             self._threads.clear()
             self.stats.state = "closed"
+
+    def abort(self) -> None:
+        """Drop the connection without DISCONNECT (a power cut): the broker publishes the
+        last will. Idempotent."""
+        with self._lock:
+            self._closing = True
+            session = self._session
+            self._lock.notify_all()
+        if session is not None:
+            sock: Any = session.client.socket()
+            if isinstance(sock, socket.socket | ssl.SSLSocket):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # the link thread sees the loss at once
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5.0)
+        self._threads.clear()
+        self.stats.state = "closed"
 
     @property
     def online(self) -> bool:

@@ -17,7 +17,8 @@ import pytest
 from edge.clock import VirtualClock
 from edge.outbox import Outbox
 from edge.runtime import Runtime
-from edge.simulation import Scenario, SimulatedHardware, parse_scenario
+from edge.scenario import Scenario, parse_scenario
+from edge.simulation import SimulatedHardware
 from tests.brokers import Mosquitto, Subscriber
 
 CONTRACT = {"v", "device", "stream", "seq", "ts", "sensor", "kind", "severity", "value", "synced"}
@@ -84,7 +85,7 @@ class Rig:
         self.runtime = Runtime(
             self.scenario.config, hardware=hardware.hardware, clock=self.clock, drive_clock=True
         )
-        hardware.schedule(self.scenario.presses, self.runtime.scheduler)
+        hardware.schedule(self.runtime.scheduler)
 
     def run_until(self, seconds: float) -> None:
         """Sample up to t0 + seconds of virtual time; the call itself proves no blocking."""

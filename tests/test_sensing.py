@@ -17,8 +17,9 @@ from edge.clock import VirtualClock
 from edge.config import parse
 from edge.events import Stamp
 from edge.runtime import Runtime
+from edge.scenario import parse_scenario
 from edge.sensing import SensorRunner
-from edge.simulation import SimulatedHardware, parse_scenario
+from edge.simulation import SimulatedHardware
 from models import Detection
 from sensors import SENSOR_TYPES, TMP102, SimulatedBus, SimulatedTMP102
 from sensors.types import TMP102Sensor
@@ -44,7 +45,7 @@ class Rig:
         self.runtime = Runtime(
             self.scenario.config, hardware=self.sim.hardware, clock=self.clock, drive_clock=True
         )
-        self.sim.schedule(self.scenario.presses, self.runtime.scheduler)
+        self.sim.schedule(self.runtime.scheduler)
 
     def run_until(self, seconds: float) -> list[dict[str, Any]]:
         if self.runtime._thread is None:

@@ -110,6 +110,7 @@ def test_a_backlog_drains_in_seq_order_within_the_window(
     subscriber.wait_for_count(3000, timeout=60)
     assert seqs(subscriber.messages) == list(range(1, 3001))
     assert link.window_overflow == []  # never more than 8 in flight
+    wait_until(lambda: link.uplink.stats.acked == 3000)  # PUBACKs trail the deliveries
     assert link.recorder.flush()
     assert link.outbox.stats().pending == 0 and link.outbox.stats().delivered == 3000
 
