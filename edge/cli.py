@@ -69,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
         "--drain-timeout", type=float, default=10.0, metavar="S",
         help="at the end, wait this long for the outbox to drain upstream (default 10)",
     )  # fmt: skip
+    sim.add_argument("--record", metavar="FILE", help="write readings, events, labels (JSONL)")
+    sim.add_argument("--plot", metavar="FILE.png", help="draw signals, detections and labels")
+    sim.add_argument(
+        "--grace", type=float, default=60.0, metavar="S",
+        help="seconds after a label a detection still counts (default 60)",
+    )  # fmt: skip
     sim.add_argument("--quiet", action="store_true", help="print only the summary")
     sim.set_defaults(handler=cmd_simulate)
 
@@ -232,7 +238,11 @@ def _simulate(
     scenario: Any, args: argparse.Namespace, stop: threading.Event, embedded: bool
 ) -> int:
     from .console import Console
-    from .runtime import Watcher
+    from .labels import score
+    from .plot import plot
+    from .recording import Recording, read_recording, sensor_infos
+    from .runtime import Watcher, Watchers
+    from .scenario import labels
     from .simulator import Simulator
     from .sink import Sink
 
@@ -244,12 +254,33 @@ def _simulate(
     speed = _speed(args.speed, scenario.settings.speed)
     duration = args.duration if args.duration is not None else scenario.settings.duration
     consoles: dict[str, Console] = {}
+    recordings: dict[str, Recording] = {}
+    truth = labels(scenario)
+    scratch = tempfile.mkdtemp(prefix="edgeline-rec-")  # when only a plot or a score is asked
 
     def watcher(device_scenario: Any, t0: float) -> Watcher:
         device = device_scenario.config.device.id
         prefix = f"{device} " if args.devices > 1 else ""
         consoles[device] = Console(t0, quiet=args.quiet, prefix=prefix)
-        return consoles[device]
+        if not (args.record or args.plot or truth):
+            return consoles[device]
+        path = _per_device(args.record, device, args.devices) or Path(scratch) / f"{device}.jsonl"
+        recordings[device] = Recording(
+            path,
+            t0,
+            truth,
+            name=device_scenario.name,
+            device=device,
+            seed=device_scenario.settings.seed,
+            start_wall=device_scenario.settings.start_epoch,
+            duration=duration,
+        )
+        return Watchers(consoles[device], recordings[device])
+
+    def started(run: Any) -> None:
+        recording = recordings.get(run.scenario.config.device.id)
+        if recording is not None:
+            recording.describe(sensor_infos(run.runtime.sensors))
 
     where = "embedded broker at " if embedded else "broker "
     print(
@@ -267,9 +298,19 @@ def _simulate(
         on_status=lambda topic, body: _status_to_console(consoles, topic, body),
     ).start()
     simulator = Simulator(
-        scenario, speed=speed, duration=duration, devices=args.devices, watcher=watcher, stop=stop
+        scenario,
+        speed=speed,
+        duration=duration,
+        devices=args.devices,
+        watcher=watcher,
+        stop=stop,
+        on_start=started,
     )
-    runs = simulator.run(drain_timeout=args.drain_timeout)
+    try:
+        runs = simulator.run(drain_timeout=args.drain_timeout)
+    finally:
+        for recording in recordings.values():
+            recording.close()
     for run in runs:
         device = run.scenario.config.device.id
         sink.wait_for(device, run.stream, run.last_seq, timeout=5.0 if run.drained else 0.5)
@@ -291,7 +332,29 @@ def _simulate(
             f"{'' if run.drained else NOT_DRAINED}",
             flush=True,
         )
+        kept = recordings.get(device)
+        if kept is None:
+            continue
+        data = read_recording(kept.path)
+        if truth:
+            found = score(truth, data.events, grace=args.grace, duration=duration)
+            print(f"labels{f' {device}' if args.devices > 1 else ''}: {found.summary()}")
+        target = _per_device(args.plot, device, args.devices)
+        if target is not None:
+            plot(data, target)
+            print(f"plot: {target}", flush=True)
+        if args.record:
+            print(f"recording: {kept.path}", flush=True)
+    shutil.rmtree(scratch, ignore_errors=True)
     return EXIT_OK
+
+
+def _per_device(path: str | None, device: str, count: int) -> Path | None:
+    """The file for one device: as given for a single device, else with the id added."""
+    if path is None:
+        return None
+    target = Path(path)
+    return target if count == 1 else target.with_name(f"{target.stem}-{device}{target.suffix}")
 
 
 def _to_console(consoles: dict[str, Any], body: dict[str, Any], topic: str, dup: bool) -> None:

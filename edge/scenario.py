@@ -22,6 +22,7 @@ from sensors.signals import signal_from_spec
 
 from . import config as configuration
 from .errors import ConfigError
+from .labels import Label
 from .validation import Problems, build, describe, join
 
 BUILTIN = "default"
@@ -66,6 +67,17 @@ class Press:
     pin: int = field(metadata={"min": 0, "max": 27, "doc": "BCM pin driven low"})
     at: float = field(metadata={"min": 0, "doc": "seconds after start"})
     hold: float = field(default=0.2, metadata={"min": 0.001, "doc": "seconds held low"})
+
+
+@dataclass(frozen=True)
+class RandomPresses:
+    """Presses at random (a PIR seeing animals, people pressing a button): Poisson times."""
+
+    pin: int = field(metadata={"min": 0, "max": 27, "doc": "BCM pin driven low"})
+    rate_per_hour: float = field(metadata={"min": 0, "max": 36_000, "doc": "mean presses"})
+    hold: float = field(default=0.5, metadata={"min": 0.001, "doc": "seconds held low"})
+    start: float = field(default=0.0, metadata={"min": 0, "doc": "from, seconds"})
+    end: float | None = field(default=None, metadata={"min": 0, "doc": "until (default: end)"})
 
 
 InjectionKind = Literal["anomaly", "fault", "network", "power-cut"]
@@ -118,6 +130,22 @@ class Scenario:
     presses: tuple[Press, ...]
     injections: tuple[Injection, ...] = ()
     anomalies: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)  # index -> spec
+    random_presses: tuple[RandomPresses, ...] = ()
+
+
+def labels(scenario: Scenario) -> list[Label]:
+    """The scenario's ground truth: one label per injection."""
+    return [
+        Label(
+            injection.kind,
+            injection.text,
+            injection.sensor if injection.quantity is None else
+            f"{injection.sensor}.{injection.quantity}",
+            injection.at,
+            injection.end,
+        )
+        for injection in scenario.injections
+    ]  # fmt: skip
 
 
 def builtin_names() -> list[str]:
@@ -179,11 +207,11 @@ def parse_scenario(text: str, source: str, overrides: dict[str, Any]) -> Scenari
         raise ConfigError([*exc.problems, *problems.items]) from None
     if problems or parsed is None:
         raise ConfigError(problems.items)
-    settings, signals, presses, injections, anomalies = parsed
+    settings, signals, presses, injections, anomalies, randoms = parsed
     _check_targets(config, signals, injections, problems)
     if problems:
         raise ConfigError(problems.items)
-    return Scenario(source, config, settings, signals, presses, injections, anomalies)
+    return Scenario(source, config, settings, signals, presses, injections, anomalies, randoms)
 
 
 _Parsed = tuple[
@@ -192,6 +220,7 @@ _Parsed = tuple[
     tuple[Press, ...],
     tuple[Injection, ...],
     dict[int, Mapping[str, Any]],
+    tuple[RandomPresses, ...],
 ]
 
 
@@ -199,7 +228,7 @@ def _simulation(table: Any, problems: Problems) -> _Parsed | None:
     if not isinstance(table, dict):
         problems.add("simulation", f"expected a table, found {describe(table)}")
         return None
-    skip = ("signals", "presses", "injections")
+    skip = ("signals", "presses", "injections", "random_presses")
     settings = build(SimulationSettings, table, "simulation", problems, skip=skip)
     horizon = settings.duration if settings else 60.0
     signals: dict[str, Mapping[str, Any]] = {}
@@ -215,6 +244,12 @@ def _simulation(table: Any, problems: Problems) -> _Parsed | None:
         press = build(Press, entry, join("simulation.presses", i), problems)
         if press is not None:
             presses.append(press)
+    randoms = []
+    where = "simulation.random_presses"
+    for i, entry in enumerate(_list(table.get("random_presses", []), where, problems)):
+        randoms_entry = build(RandomPresses, entry, join(where, i), problems)
+        if randoms_entry is not None:
+            randoms.append(randoms_entry)
     injections: list[Injection] = []
     anomalies: dict[int, Mapping[str, Any]] = {}
     raw = _list(table.get("injections", []), "simulation.injections", problems)
@@ -237,7 +272,7 @@ def _simulation(table: Any, problems: Problems) -> _Parsed | None:
         injections.append(injection)
     if settings is None:
         return None
-    return settings, signals, tuple(presses), tuple(injections), anomalies
+    return settings, signals, tuple(presses), tuple(injections), anomalies, tuple(randoms)
 
 
 def _list(value: Any, path: str, problems: Problems) -> list[Any]:

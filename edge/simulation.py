@@ -8,6 +8,7 @@ and hardware faults are driven from the runtime's own scheduler, on its clock.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -73,13 +74,31 @@ class SimulatedHardware:
             parts.append(Window(extra, injection.at, injection.end))
         return parts[0] if len(parts) == 1 else Sum(*parts)
 
+    def presses(self) -> tuple[Press, ...]:
+        """The scenario's presses, with its random ones drawn from the seed."""
+        drawn = list(self.scenario.presses)
+        duration = self.scenario.settings.duration
+        for index, spec in enumerate(self.scenario.random_presses):
+            end = duration if spec.end is None else min(spec.end, duration)
+            rng = random.Random(_seed(self.seed, f"presses-{index}"))
+            t = (
+                spec.start + rng.expovariate(spec.rate_per_hour / 3600)
+                if spec.rate_per_hour
+                else end
+            )
+            while t < end:
+                drawn.append(Press(spec.pin, t, spec.hold))
+                t += rng.expovariate(spec.rate_per_hour / 3600)
+        return tuple(sorted(drawn, key=lambda p: (p.at, p.pin)))
+
     def schedule(
         self, scheduler: Scheduler, presses: tuple[Press, ...] | None = None, *, after: float = 0.0
     ) -> None:
         """Drive GPIO presses and hardware faults from a runtime's scheduler, from ``after``
         seconds on (a runtime started after a power cut picks up what is still ahead)."""
         t0 = self._t0
-        for press in self.scenario.presses if presses is None else presses:
+        chosen = self.presses() if presses is None else presses
+        for press in (p for p in chosen if p.at >= after):
             pin: Any = self.pins.pin(press.pin)
             scheduler.at(f"press-{press.pin}", t0 + press.at, _drive(pin, low=True))
             scheduler.at(f"release-{press.pin}", t0 + press.at + press.hold, _drive(pin, low=False))
@@ -93,6 +112,26 @@ class SimulatedHardware:
             start = t0 + max(injection.at, after)
             scheduler.at("fault", start, _fault(self.buses[bus], address, fault))
             scheduler.at("repair", t0 + injection.end, _fault(self.buses[bus], address, None))
+        for sensor in self.scenario.config.sensors:
+            if sensor.type == "gpio.counter":
+                self._pulses(scheduler, sensor.id, sensor.params)
+
+    def _pulses(self, scheduler: Scheduler, sensor: str, params: Any) -> None:
+        """Pulse a counter's pin at the rate its scenario signal gives (pulses per second)."""
+        from sensors.counter import PulseTrain
+
+        signals = self.scenario.signals
+        if f"{sensor}.rate" not in signals and sensor not in signals:
+            return
+        rate = sampled(self.time_signal(sensor, "rate", 0.0), self.clock.monotonic, self._t0)
+        pin = self.pins.pin(params.pin)
+        train = PulseTrain(pin, rate, self.clock.monotonic, active_low=params.active_low)
+
+        def step(due: float) -> None:  # re-arms itself at each next edge, polled at least 1/s
+            following = train.advance()
+            scheduler.at(f"pulses-{sensor}", min(following, due + 1.0), step)
+
+        scheduler.at(f"pulses-{sensor}", self._t0, step)
 
 
 def _no_wait(seconds: float) -> None:

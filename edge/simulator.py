@@ -75,6 +75,7 @@ class Simulator:
         devices: int = 1,
         watcher: Callable[[Scenario, float], Watcher] | None = None,
         stop: threading.Event | None = None,
+        on_start: Callable[[DeviceRun], None] | None = None,
     ) -> None:
         self.scenario = scenario
         self.speed = speed
@@ -82,6 +83,7 @@ class Simulator:
         self.count = devices
         self.make_watcher = watcher or (lambda scenario, t0: Watcher())
         self.stop = stop or threading.Event()
+        self.on_start = on_start  # called once per device, after its first runtime is built
         self.runs: list[DeviceRun] = []
 
     # -- building -------------------------------------------------------------------------
@@ -99,6 +101,8 @@ class Simulator:
         run = DeviceRun(scenario, clock, hardware, watcher, self._runtime(scenario, clock,
                         hardware, watcher), t0, proxy)  # fmt: skip
         self._schedule(run)
+        if self.on_start is not None:
+            self.on_start(run)
         return run
 
     def _runtime(
