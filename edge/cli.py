@@ -306,9 +306,16 @@ def _simulate(
         stop=stop,
         on_start=started,
     )
+    live = None
+    if speed is not None and not args.quiet:
+        live = threading.Thread(target=_live, args=(simulator, consoles, stop), daemon=True)
+        live.start()
     try:
         runs = simulator.run(drain_timeout=args.drain_timeout)
     finally:
+        simulator.finished.set()
+        if live is not None:
+            live.join()
         for recording in recordings.values():
             recording.close()
     for run in runs:
@@ -347,6 +354,26 @@ def _simulate(
             print(f"recording: {kept.path}", flush=True)
     shutil.rmtree(scratch, ignore_errors=True)
     return EXIT_OK
+
+
+LIVE_EVERY = 2.0  # real seconds between live status lines in real-time runs
+
+
+def _live(simulator: Any, consoles: dict[str, Any], stop: threading.Event) -> None:
+    """A status line every few seconds: readings/s, events, outbox depth, link state."""
+    last: dict[str, int] = {}
+    while not simulator.finished.wait(LIVE_EVERY):
+        for run in list(simulator.runs):
+            device = run.scenario.config.device.id
+            status = run.runtime.status()
+            readings = status["readings"]
+            rate = (readings - last.get(device, 0)) / LIVE_EVERY
+            last[device] = readings
+            depth = status["last_seq"] - status["acked"] + status["queued"]
+            consoles[device].live(
+                f"{rate:.1f} readings/s, {status['last_seq']} events, outbox ~{depth} pending,"
+                f" link {status['link']}"
+            )
 
 
 def _per_device(path: str | None, device: str, count: int) -> Path | None:

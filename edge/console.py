@@ -80,6 +80,11 @@ class Console(Watcher):
         again = " (duplicate)" if duplicate else ""
         self._print(f"{'':10}upstream  #{body.get('seq')!s:<5} {topic}{again}")
 
+    def live(self, text: str) -> None:
+        """A periodic status line during real-time runs."""
+        if not self.quiet:
+            self._print(f"{'':10}live      {text}")
+
     def status(self, topic: str, body: dict[str, Any]) -> None:
         if not self.quiet:
             self._print(f"{'':10}status    {topic} {body.get('state')}")

@@ -85,6 +85,7 @@ class Simulator:
         self.stop = stop or threading.Event()
         self.on_start = on_start  # called once per device, after its first runtime is built
         self.runs: list[DeviceRun] = []
+        self.finished = threading.Event()  # set by whoever waits for run() to return
 
     # -- building -------------------------------------------------------------------------
 
