@@ -177,3 +177,52 @@ def test_simulate_runs_every_sensor_type_from_a_config_file(
     assert not [b for b in bodies if b["kind"] == "health"], "a simulated sensor failed"
     env = next(b for b in bodies if b["sensor"] == "env")
     assert set(env["value"]) == {"temperature", "pressure", "humidity"}
+
+
+def test_simulate_records_plots_and_scores_a_scenario_with_labels(tmp_path: Path) -> None:
+    scenario = tmp_path / "labelled.toml"
+    scenario.write_text(
+        """
+[device]
+id = "lab-01"
+[uplink]
+broker = "mqtt://127.0.0.1:1883"
+[[sensors]]
+id = "t"
+type = "i2c.tmp102"
+interval = 1.0
+[[detectors]]
+sensor = "t"
+type = "threshold"
+above = 30.0
+[simulation]
+duration = 300.0
+seed = 3
+[simulation.signals.t]
+base = 21.0
+noise = 0.2
+[[simulation.injections]]
+kind = "anomaly"
+sensor = "t"
+at = 100.0
+until = 160.0
+label = "overheating"
+signal = {base = 15.0}
+"""
+    )
+    record, plot = tmp_path / "run.jsonl", tmp_path / "run.png"
+    args = ["--scenario", str(scenario), "--speed", "max", "--quiet"]
+    result = simulate(*args, "--record", str(record), "--plot", str(plot))
+    assert result.returncode == 0, result.stderr
+    assert "labels: 1/1 labels caught, 0 false alarm(s)" in result.stdout
+    lines = [json.loads(line) for line in record.read_text().splitlines()]
+    assert lines[0]["type"] == "scenario" and lines[0]["seed"] == 3
+    assert lines[1] == {
+        "type": "label", "kind": "anomaly", "label": "overheating", "sensor": "t",
+        "start": 100.0, "end": 160.0,
+    }  # fmt: skip
+    assert sum(1 for line in lines if line["type"] == "reading") == 301
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = tmp_path / "again.jsonl"
+    assert simulate(*args, "--record", str(again)).returncode == 0
+    assert again.read_bytes() == record.read_bytes()  # same scenario and seed: same bytes
