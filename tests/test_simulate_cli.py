@@ -226,3 +226,21 @@ signal = {base = 15.0}
     again = tmp_path / "again.jsonl"
     assert simulate(*args, "--record", str(again)).returncode == 0
     assert again.read_bytes() == record.read_bytes()  # same scenario and seed: same bytes
+
+
+def test_several_devices_share_one_broker_with_their_own_ids_and_streams(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    result = simulate(
+        "--speed", "max", "--duration", "60", "--quiet", "--devices", "3",
+        "--broker", mosquitto.url, "--state-dir", str(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("summary")]
+    assert [line.split(":")[0] for line in lines] == [
+        "summary sim-01-001", "summary sim-01-002", "summary sim-01-003",
+    ]  # fmt: skip
+    figures = [summary(line) for line in lines]
+    assert len({f["stream"] for f in figures}) == 3
+    assert all(f["missing"] == 0 and f["got"] == f["seq"] > 0 for f in figures)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sim-01-001", "sim-01-002", "sim-01-003"]
