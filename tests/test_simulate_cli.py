@@ -233,7 +233,7 @@ def test_several_devices_share_one_broker_with_their_own_ids_and_streams(
 ) -> None:
     result = simulate(
         "--speed", "max", "--duration", "60", "--quiet", "--devices", "3",
-        "--broker", mosquitto.url, "--state-dir", str(tmp_path),
+        "--broker", mosquitto.url, "--state-dir", str(tmp_path / "fleet"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("summary")]
@@ -243,4 +243,5 @@ def test_several_devices_share_one_broker_with_their_own_ids_and_streams(
     figures = [summary(line) for line in lines]
     assert len({f["stream"] for f in figures}) == 3
     assert all(f["missing"] == 0 and f["got"] == f["seq"] > 0 for f in figures)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sim-01-001", "sim-01-002", "sim-01-003"]
+    states = sorted(p.name for p in (tmp_path / "fleet").iterdir())
+    assert states == ["sim-01-001", "sim-01-002", "sim-01-003"]
