@@ -106,6 +106,7 @@ def _array(value: Any, path: str, problems: Problems) -> list[Any]:
 
 def parse_sensors(value: Any, problems: Problems, declared: set[str]) -> dict[str, SensorConfig]:
     sensors: dict[str, SensorConfig] = {}
+    taken: dict[tuple[int, int], SensorConfig] = {}  # (bus, address) -> first sensor there
     for i, table in enumerate(_array(value, "sensors", problems)):
         path = join("sensors", i)
         if not isinstance(table, dict):
@@ -139,6 +140,19 @@ def parse_sensors(value: Any, problems: Problems, declared: set[str]) -> dict[st
             wrong = kind.check(params, common.interval)
             if wrong:
                 problems.add(join(path, "interval"), wrong)
+                continue
+        if params is not None and hasattr(params, "address") and hasattr(params, "bus"):
+            place = (params.bus, params.address)
+            first = taken.setdefault(
+                place, SensorConfig(common.id, common.type, None, False, params)
+            )
+            # Fields of one chip may be described as several i2c.registers sensors.
+            if first.id != common.id and not common.type == first.type == "i2c.registers":
+                problems.add(
+                    join(path, "address"),
+                    f"expected a free address on bus {params.bus}, found {params.address:#04x}"
+                    f" taken by sensor '{first.id}' ({first.type})",
+                )
                 continue
         if params is not None:
             sensors[common.id] = SensorConfig(
@@ -218,7 +232,7 @@ def _check_quantity(
     sensor: SensorConfig, quantity: str | None, path: str, problems: Problems
 ) -> None:
     """A detector on a multi-quantity sensor names one of its quantities; others name none."""
-    units = SENSOR_TYPES[sensor.type].units
+    units = SENSOR_TYPES[sensor.type].units_of(sensor.params)
     if units and quantity not in units:
         found = "nothing" if quantity is None else f"'{quantity}'"
         choices = ", ".join(units)

@@ -60,7 +60,8 @@ class SensorRunner:
         self.emit = emit
         self.on_detection = on_detection
         self.channels: dict[str | None, Channel] = {}
-        quantities: list[str | None] = [*kind.units] or [None]
+        self.units = kind.units_of(config.params)
+        quantities: list[str | None] = [*self.units] or [None]
         for quantity in quantities:
             self.channels[quantity] = self._channel(quantity)
         for det, detector in detectors:
@@ -134,7 +135,7 @@ class SensorRunner:
                 body = passed[None]
                 self.emit(cfg.id, "telemetry", "info", body, stamp, {"unit": self.unit})
             else:
-                declared = getattr(self.device, "units", self.kind.units)  # config may set one
+                declared = getattr(self.device, "units", self.units)  # config may set one
                 units = {q: declared.get(q or "", "") for q in passed}
                 self.emit(cfg.id, "telemetry", "info", passed, stamp, {"units": units})
 

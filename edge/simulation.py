@@ -12,7 +12,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from sensors import SENSOR_TYPES, Hardware, Signal, SimulatedBus
+from sensors import SENSOR_TYPES, Hardware, Signal, SimulatedBus, SimulatedChip
+from sensors.registers import RegisterFields, SimulatedRegisters
 from sensors.signals import Constant, Noise, Sum, TimeSignal, Window, sampled, signal_from_spec
 
 from .clock import Clock
@@ -41,11 +42,27 @@ class SimulatedHardware:
             if simulate is None:
                 continue  # GPIO types: gpiozero's MockFactory pins
             part = simulate(sensor.params, _Signals(self, sensor.id))
-            self._bus(part.bus).attach(part.address, part.chip)
+            self._attach(part.bus, part.address, part.chip)
             self.addresses[sensor.id] = (part.bus, part.address)
         self.hardware = Hardware(
             pin_factory=self.pins, i2c=self._bus, now=clock.monotonic, sleep=_no_wait
         )
+
+    def _attach(self, bus_number: int, address: int, chip: SimulatedChip) -> None:
+        """Attach a chip model; several ``i2c.registers`` fields at one address share it."""
+        bus = self._bus(bus_number)
+        try:
+            bus.attach(address, chip)
+        except ValueError:
+            present = bus.detach(address)
+            if isinstance(present, RegisterFields) and isinstance(chip, SimulatedRegisters):
+                present.add(chip)
+                bus.attach(address, present)
+            elif isinstance(present, SimulatedRegisters) and isinstance(chip, SimulatedRegisters):
+                bus.attach(address, RegisterFields(present, chip))
+            else:
+                bus.attach(address, present)
+                raise
 
     def _bus(self, number: int) -> SimulatedBus:
         return self.buses.setdefault(number, SimulatedBus())

@@ -345,6 +345,11 @@ def _simulate(params: ADS1115Params, signal: SignalFor) -> SimulatedPart:
     return SimulatedPart(params.bus, params.address, SimulatedADS1115(*inputs))
 
 
+def _quantities(params: ADS1115Params) -> dict[str, str]:
+    """All four inputs with ``channel = "all"``; otherwise one value, in volts."""
+    return {f"ain{i}": "V" for i in range(4)} if params.channel == "all" else {}
+
+
 SENSOR_TYPE = SensorType(
     name="i2c.ads1115",
     params=ADS1115Params,
@@ -352,6 +357,7 @@ SENSOR_TYPE = SensorType(
     polled=True,
     summary="TI ADS1115 16-bit ADC on I2C: one input's volts, or all four (channel = 'all')",
     units={"ain0": "V", "ain1": "V", "ain2": "V", "ain3": "V"},
+    quantities=_quantities,
     simulate=_simulate,
     # The widest full-scale range; readings at a range's full scale raise instead.
     limits={q: (-6.144, 6.144) for q in ("", "ain0", "ain1", "ain2", "ain3")},

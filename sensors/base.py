@@ -94,3 +94,10 @@ class SensorType:
     # Checks that need the sensor's poll interval as well as its params: (params,
     # interval) -> what is wrong, or None. E.g. a FIFO that would overflow between polls.
     check: Callable[[Any, float | None], str | None] | None = None
+    # When the quantities depend on the params (an ADS1115 reads one input, or all four):
+    # params -> quantity -> unit; ``units`` is then the widest set, for documentation.
+    quantities: Callable[[Any], Mapping[str, str]] | None = None
+
+    def units_of(self, params: Any) -> Mapping[str, str]:
+        """The quantities a sensor with these params reads ({} for a single value)."""
+        return self.quantities(params) if self.quantities is not None else self.units

@@ -267,6 +267,29 @@ class SimulatedRegisters(SimulatedChip):
             )
 
 
+class RegisterFields(SimulatedChip):
+    """Several config-described fields of one chip (heart rate and SpO2 of one
+    pulse oximeter, say) answering at one address from one register map."""
+
+    def __init__(self, *fields: SimulatedRegisters) -> None:
+        super().__init__()
+        self.fields: list[SimulatedRegisters] = []
+        for chip in fields:
+            self.add(chip)
+
+    def add(self, chip: SimulatedRegisters) -> None:
+        chip.registers = self.registers  # one map: each field encodes its own bytes
+        self.fields.append(chip)
+
+    def after_write(self, register: int, data: bytes) -> None:
+        for chip in self.fields:
+            chip.after_write(register, data)
+
+    def before_read(self, register: int, length: int) -> None:
+        for chip in self.fields:
+            chip.before_read(register, length)
+
+
 class RegisterSensor:
     """A :class:`RegisterReader` as a polled sensor; its value is a float in ``unit``."""
 

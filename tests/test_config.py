@@ -797,3 +797,12 @@ def test_a_fifo_that_would_overflow_between_polls_is_refused(tmp_path: Path) -> 
         f"{source}: sensors[0].interval: expected at most 0.272 s with mode 'fifo' at 500 Hz"
         " (the FIFO holds 170 samples, 0.34 s), found 1"
     )
+
+
+def test_two_chips_at_one_bus_address_are_refused(tmp_path: Path) -> None:
+    second = '[[sensors]]\nid = "adc"\ntype = "i2c.ads1115"\naddress = 0x48\ninterval = 1'
+    source, problem = only_problem(tmp_path, with_sensor(TMP102, second))
+    assert problem == (
+        f"{source}: sensors[1].address: expected a free address on bus 1, found 0x48"
+        " taken by sensor 't' (i2c.tmp102)"
+    )

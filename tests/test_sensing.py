@@ -262,3 +262,54 @@ points = [[0, 25.0], [20, 35.0], [40, 25.0]]
     assert states == [("fan", False), ("fan", True), ("fan", False)]
     alarms = [b["state"] for b in bodies if b["kind"] == "threshold"]
     assert alarms == ["active", "clear"]  # the alarm itself is stored and sent too
+
+
+def test_two_register_fields_of_one_chip_share_its_address(rigs: Any) -> None:
+    rig = rigs("""
+[[sensors]]
+id = "hr"
+type = "i2c.registers"
+address = 0x57
+register = 0x20
+scale = 0.1
+interval = 1.0
+telemetry = true
+
+[[sensors]]
+id = "spo2"
+type = "i2c.registers"
+address = 0x57
+register = 0x22
+scale = 0.1
+interval = 1.0
+telemetry = true
+
+[simulation.signals.hr]
+base = 72.0
+[simulation.signals.spo2]
+base = 97.0
+""")
+    bodies = rig.run_until(3.0)
+    values = {(b["sensor"], b["value"]) for b in bodies if b["kind"] == "telemetry"}
+    assert values == {("hr", 72.0), ("spo2", 97.0)}
+
+
+def test_a_single_input_adc_is_one_value_a_detector_watches_directly(rigs: Any) -> None:
+    rig = rigs("""
+[[sensors]]
+id = "smoke"
+type = "i2c.ads1115"
+channel = "0"
+interval = 1.0
+
+[[detectors]]
+sensor = "smoke"
+type = "threshold"
+above = 1.2
+
+[simulation.signals.smoke]
+points = [[0, 0.4], [10, 2.0]]
+""")
+    bodies = rig.run_until(12.0)
+    alarm = next(b for b in bodies if b["kind"] == "threshold")
+    assert alarm["value"] > 1.2 and "quantity" not in alarm
