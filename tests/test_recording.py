@@ -272,6 +272,7 @@ def test_sensor_infos_take_units_from_the_built_sensor() -> None:
         def __init__(self, type_: str, unit: str, units: dict[str, str], device_units: Any):
             self.config = type("Config", (), {"type": type_})()
             self.kind = type("Kind", (), {"units": units})()
+            self.units = units  # what SensorRunner derives from the type and its params
             self.device = type(
                 "Device", (), {} if device_units is None else {"units": device_units}
             )()
