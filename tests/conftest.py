@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.brokers import Mosquitto, Subscriber, find_mosquitto
+
 # CI machines are shared and noisy: data generation may be slow, so no health check on
 # generation speed and no per-example deadline; the properties themselves stay as strict.
 settings.register_profile("edgeline", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("edgeline")
-
-from tests.brokers import Mosquitto, Subscriber, find_mosquitto
 
 
 @pytest.fixture
