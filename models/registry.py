@@ -7,6 +7,7 @@ its ``build``, so a config without such a detector never pays for it.
 from __future__ import annotations
 
 from models.detection import DetectorType
+from models.rules import RateDetector, RateParams, ZScoreDetector, ZScoreParams
 from models.threshold import ThresholdDetector, ThresholdParams
 
 DETECTOR_TYPES: dict[str, DetectorType] = {
@@ -17,6 +18,18 @@ DETECTOR_TYPES: dict[str, DetectorType] = {
             params=ThresholdParams,
             build=ThresholdDetector,
             summary="alarm when a value stays above or below a limit; clear with hysteresis",
+        ),
+        DetectorType(
+            name="rate",
+            params=RateParams,
+            build=RateDetector,
+            summary="alarm when a value rises or falls faster than a rate (per second or minute)",
+        ),
+        DetectorType(
+            name="zscore",
+            params=ZScoreParams,
+            build=ZScoreDetector,
+            summary="alarm when a value is many standard deviations off its rolling baseline",
         ),
     ]
 }
