@@ -6,17 +6,41 @@ detector that needs them is built.
 
 from models.detection import Detection, Detector, DetectorType, Severity
 from models.errors import ModelError, ParamsError
+from models.loader import (
+    BackendUnavailable,
+    Model,
+    ModelFileError,
+    ModelFormatError,
+    ModelInputError,
+    ModelNotFoundError,
+    ModelRunError,
+    TensorSpec,
+    UnsupportedModel,
+    UnsupportedOperator,
+    load,
+)
 from models.registry import DETECTOR_TYPES
 from models.threshold import ThresholdDetector, ThresholdParams
 
 __all__ = [
     "DETECTOR_TYPES",
+    "BackendUnavailable",
     "Detection",
     "Detector",
     "DetectorType",
+    "Model",
     "ModelError",
+    "ModelFileError",
+    "ModelFormatError",
+    "ModelInputError",
+    "ModelNotFoundError",
+    "ModelRunError",
     "ParamsError",
     "Severity",
+    "TensorSpec",
     "ThresholdDetector",
     "ThresholdParams",
+    "UnsupportedModel",
+    "UnsupportedOperator",
+    "load",
 ]

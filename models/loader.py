@@ -1,0 +1,276 @@
+"""Open an ONNX model file and run it with onnxruntime or the numpy fallback behind one interface.
+
+``load`` reads the file once: the bytes are hashed, decoded by :mod:`models.onnx_reader` (for
+the metadata and the input and output specs, whichever backend runs), and handed to the backend
+as bytes, so the model that runs is the one that was hashed. ``Model.run`` checks the inputs the
+same way for both backends, so a wrong name or shape gets the same answer on every Pi.
+
+Importing this module is cheap: numpy and onnxruntime are imported when a model is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from models.errors import ModelError, ParamsError
+from models.onnx_reader import (
+    NUMPY_DTYPES,
+    ModelFormatError,
+    OnnxModel,
+    ValueInfo,
+    elem_type_name,
+    parse_model,
+)
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    Array = npt.NDArray[Any]
+
+__all__ = [
+    "BackendUnavailable",
+    "Model",
+    "ModelFileError",
+    "ModelFormatError",
+    "ModelInputError",
+    "ModelNotFoundError",
+    "ModelRunError",
+    "TensorSpec",
+    "UnsupportedModel",
+    "UnsupportedOperator",
+    "load",
+]
+
+Backend = Literal["onnxruntime", "numpy"]
+BACKENDS: tuple[str, ...] = ("auto", "onnxruntime", "numpy")
+
+
+class ModelFileError(ModelError, OSError):
+    """The model file cannot be read (permissions, a directory, an I/O error)."""
+
+
+class ModelNotFoundError(ModelFileError, FileNotFoundError):
+    """No file at the model path."""
+
+
+class BackendUnavailable(ModelError, ImportError):
+    """The requested backend is not installed on this machine."""
+
+
+class UnsupportedModel(ModelError, ValueError):
+    """A valid ONNX model uses something the numpy backend does not implement."""
+
+
+class UnsupportedOperator(UnsupportedModel):
+    """The graph uses operators the numpy backend does not implement; ``.operators`` lists
+    them as ``(op_type, node label)`` pairs."""
+
+    def __init__(self, message: str, operators: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.operators = operators
+
+
+class ModelInputError(ModelError, ValueError):
+    """``Model.run`` got inputs that do not match the model's: names, rank, sizes or dtype."""
+
+
+class ModelRunError(ModelError, RuntimeError):
+    """The graph failed while running (a node's inputs turned out incompatible, say)."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A graph input or output as the file declares it.
+
+    ``dtype`` is a numpy dtype name (``"float32"``) or, for types numpy lacks, ONNX's name
+    (``"bfloat16"``). ``shape`` is None when the file declares none; a dimension is an int, a
+    symbolic name (``"batch"``, any size) or None (any size).
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int | str | None, ...] | None
+
+    @classmethod
+    def from_value_info(cls, info: ValueInfo) -> TensorSpec:
+        return cls(info.name, elem_type_name(info.elem_type), info.shape)
+
+    def __str__(self) -> str:
+        if self.shape is None:
+            return f"{self.name} ({self.dtype})"
+        dims = ", ".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name} ({self.dtype} [{dims}])"
+
+
+class _Runner(Protocol):
+    """What a backend provides: outputs by name from checked inputs."""
+
+    def run(self, feeds: dict[str, Array]) -> dict[str, Array]: ...
+
+
+class Model:
+    """A loaded ONNX model: ``run`` computes the graph's outputs by name.
+
+    ``inputs`` are the inputs ``run`` needs (graph inputs without an initializer); ``metadata``
+    is the file's ``metadata_props``; ``sha256`` is the hex digest of the file's bytes.
+    """
+
+    def __init__(
+        self, path: Path, sha256: str, backend: Backend, onnx: OnnxModel, runner: _Runner
+    ) -> None:
+        self.path = path
+        self.sha256 = sha256
+        self.backend: Backend = backend
+        self.metadata: dict[str, str] = dict(onnx.metadata)
+        initialized = {t.name for t in onnx.graph.initializers}
+        self.inputs = tuple(
+            TensorSpec.from_value_info(v) for v in onnx.graph.inputs if v.name not in initialized
+        )
+        self.outputs = tuple(TensorSpec.from_value_info(v) for v in onnx.graph.outputs)
+        # Graph inputs backed by an initializer may be fed to override it, as onnxruntime allows.
+        overridable = (v for v in onnx.graph.inputs if v.name in initialized)
+        self._optional = {v.name: TensorSpec.from_value_info(v) for v in overridable}
+        self._runner = runner
+
+    def __repr__(self) -> str:
+        return f"Model({str(self.path)!r}, backend={self.backend!r})"
+
+    def run(self, inputs: Mapping[str, Any]) -> dict[str, Array]:
+        """Compute every graph output from ``inputs`` (name -> array-like).
+
+        An input whose dtype differs but casts within its kind (float64 -> float32) is
+        converted; anything else that does not match the declared name, rank, fixed sizes or
+        dtype raises :class:`ModelInputError` naming the input and what was expected.
+        """
+        feeds = self._check_inputs(inputs)
+        return self._runner.run(feeds)
+
+    def _check_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Array]:
+        import numpy as np
+
+        required = {spec.name: spec for spec in self.inputs}
+        unknown = sorted(set(inputs) - set(required) - set(self._optional))
+        if unknown:
+            raise ModelInputError(
+                f"{self.path.name} has no input named {', '.join(map(repr, unknown))}; "
+                f"its inputs are: {self._describe_inputs()}"
+            )
+        missing = [name for name in required if name not in inputs]
+        if missing:
+            raise ModelInputError(
+                f"{self.path.name} needs input {', '.join(map(repr, missing))}; "
+                f"its inputs are: {self._describe_inputs()}"
+            )
+        feeds: dict[str, Array] = {}
+        for name, value in inputs.items():
+            spec = required.get(name) or self._optional[name]
+            array = np.asarray(value)
+            if spec.dtype in NUMPY_DTYPES.values() and array.dtype != spec.dtype:
+                if not np.can_cast(array.dtype, spec.dtype, casting="same_kind"):
+                    raise ModelInputError(
+                        f"input {name!r} of {self.path.name} is {spec.dtype}, got {array.dtype}"
+                    )
+                array = array.astype(spec.dtype)
+            _check_shape(spec, array.shape, self.path.name)
+            feeds[name] = array
+        return feeds
+
+    def _describe_inputs(self) -> str:
+        return ", ".join(str(spec) for spec in self.inputs) or "none"
+
+
+def _check_shape(spec: TensorSpec, shape: tuple[int, ...], file_name: str) -> None:
+    if spec.shape is None:
+        return
+    if len(shape) != len(spec.shape) or any(
+        isinstance(want, int) and want != got for want, got in zip(spec.shape, shape, strict=True)
+    ):
+        raise ModelInputError(
+            f"input {spec.name!r} of {file_name} has shape {list(shape)}, expected {spec}"
+        )
+
+
+def load(path: str | os.PathLike[str], backend: str = "auto") -> Model:
+    """Load the ONNX model at ``path`` with ``backend``: "onnxruntime", "numpy" or "auto".
+
+    "auto" uses onnxruntime when it can be imported and the numpy backend otherwise (32-bit
+    ARM has no onnxruntime wheel). The numpy backend refuses, at load, any operator it does not
+    implement (:class:`UnsupportedOperator`). Errors: :class:`ModelNotFoundError`,
+    :class:`ModelFileError`, :class:`ModelFormatError` (not a readable ONNX model),
+    :class:`BackendUnavailable`, :class:`UnsupportedModel`; all are :class:`ModelError`.
+    """
+    if backend not in BACKENDS:
+        raise ParamsError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ModelNotFoundError(f"no model file at {path}") from exc
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
+    try:
+        onnx = parse_model(data)
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{path}: {exc}") from exc
+    sha256 = hashlib.sha256(data).hexdigest()
+    chosen = _choose_backend(backend)
+    runner: _Runner
+    if chosen == "onnxruntime":
+        runner = _OnnxruntimeRunner(data, path)
+    else:
+        from models.numpy_backend import NumpyGraph
+
+        runner = NumpyGraph(onnx, str(path))
+    return Model(path, sha256, chosen, onnx, runner)
+
+
+def _choose_backend(backend: str) -> Backend:
+    if backend == "numpy":
+        return "numpy"
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        if backend == "auto":
+            return "numpy"
+        raise BackendUnavailable(
+            "onnxruntime is not installed (there is no wheel for 32-bit ARM); "
+            'use backend="numpy" or backend="auto"'
+        ) from exc
+    return "onnxruntime"
+
+
+class _OnnxruntimeRunner:
+    """One onnxruntime session, single-threaded and sequential so a Pi's other work keeps its
+    cores and timings stay predictable."""
+
+    def __init__(self, data: bytes, path: Path) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Fatal only: its warnings would flood a device's journal, and its errors reach the
+        # caller as ModelRunError / ModelFormatError with the same message.
+        options.log_severity_level = 4
+        self._path = path
+        try:
+            self._session = ort.InferenceSession(
+                data, sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        # onnxruntime's errors are pybind classes with no common base but Exception.
+        except Exception as exc:
+            raise ModelFormatError(f"{path}: onnxruntime cannot load the model: {exc}") from exc
+        self._names: list[str] = [output.name for output in self._session.get_outputs()]
+
+    def run(self, feeds: dict[str, Array]) -> dict[str, Array]:
+        try:
+            values = self._session.run(self._names, feeds)
+        except Exception as exc:
+            raise ModelRunError(f"{self._path.name}: onnxruntime failed: {exc}") from exc
+        return dict(zip(self._names, values, strict=True))
