@@ -7,6 +7,7 @@ its ``build``, so a config without such a detector never pays for it.
 from __future__ import annotations
 
 from models.detection import DetectorType
+from models.onnx_detector import OnnxDetector, OnnxParams
 from models.rules import RateDetector, RateParams, ZScoreDetector, ZScoreParams
 from models.threshold import ThresholdDetector, ThresholdParams
 
@@ -30,6 +31,12 @@ DETECTOR_TYPES: dict[str, DetectorType] = {
             params=ZScoreParams,
             build=ZScoreDetector,
             summary="alarm when a value is many standard deviations off its rolling baseline",
+        ),
+        DetectorType(
+            name="onnx",
+            params=OnnxParams,
+            build=OnnxDetector,
+            summary="alarm when an ONNX model's anomaly score for a window of readings is high",
         ),
     ]
 }
