@@ -72,6 +72,7 @@ class SensorRunner:
         self.retry_at = -math.inf
         self.readings = 0
         self.faults = 0
+        self._blocks: set[str | None] = set()  # quantities that arrive as sample blocks
 
     def _channel(self, quantity: str | None) -> Channel:
         filters = [FILTER_TYPES[f.type].build(f.params) for f in self.config.filters]
@@ -119,6 +120,7 @@ class SensorRunner:
                 self.last_state = value
                 self.emit(cfg.id, "state", "info", value, stamp, {})
             return
+        self.blocks(stamp)  # first: its detectors then skip the block's newest sample below
         passed: dict[str | None, Any] = {}
         items = value.items() if isinstance(value, Mapping) else [(None, value)]
         for quantity, raw in items:
@@ -191,14 +193,39 @@ class SensorRunner:
             self.emit(self.config.id, "health", "warning", number, stamp, fields)
 
     def _detect(self, channel: Channel, value: Any, stamp: Stamp) -> None:
-        if not isinstance(value, int | float) or isinstance(value, bool):
+        vector = isinstance(value, tuple)
+        if not vector and (not isinstance(value, int | float) or isinstance(value, bool)):
             return
         for detector_id, detector in channel.detectors:
-            found = detector.observe(stamp.mono, float(value))
-            if found is None:
+            if channel.quantity in self._blocks and hasattr(detector, "observe_block"):
+                continue  # fed the whole block of samples instead, in ``blocks``
+            if vector and not getattr(detector, "accepts_vectors", False):
                 continue
-            fields: dict[str, Any] = {"detector": detector_id, **found.fields}
-            if channel.quantity:
-                fields["quantity"] = channel.quantity
-            self.emit(self.config.id, found.kind, found.severity, found.value, stamp, fields)
-            self.on_detection(detector_id, found, stamp)
+            found = detector.observe(stamp.mono, value if vector else float(value))
+            if found is not None:
+                self._found(channel, detector_id, found, stamp)
+
+    def blocks(self, stamp: Stamp) -> None:
+        """Hand a sensor's block of samples (a FIFO window) to the detectors that take one."""
+        block = getattr(self.device, "block", None)
+        taken = block(stamp.mono) if block is not None else None
+        if taken is None:
+            return
+        quantity, times, samples = taken
+        self._blocks.add(quantity)
+        channel = self.channels.get(quantity)
+        if channel is None:
+            return
+        for detector_id, detector in channel.detectors:
+            observe_block = getattr(detector, "observe_block", None)
+            if observe_block is None:
+                continue
+            for found in observe_block(times, samples):
+                self._found(channel, detector_id, found, stamp)
+
+    def _found(self, channel: Channel, detector_id: str, found: Detection, stamp: Stamp) -> None:
+        fields: dict[str, Any] = {"detector": detector_id, **found.fields}
+        if channel.quantity:
+            fields["quantity"] = channel.quantity
+        self.emit(self.config.id, found.kind, found.severity, found.value, stamp, fields)
+        self.on_detection(detector_id, found, stamp)

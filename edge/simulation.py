@@ -14,7 +14,16 @@ from typing import Any
 
 from sensors import SENSOR_TYPES, Hardware, Signal, SimulatedBus, SimulatedChip
 from sensors.registers import RegisterFields, SimulatedRegisters
-from sensors.signals import Constant, Noise, Sum, TimeSignal, Window, sampled, signal_from_spec
+from sensors.signals import (
+    Constant,
+    Noise,
+    Sum,
+    TimeSignal,
+    Window,
+    on_clock,
+    sampled,
+    signal_from_spec,
+)
 
 from .clock import Clock
 from .scenario import Press, Scenario
@@ -166,6 +175,12 @@ class _Signals:
     def __call__(self, quantity: str, typical: float, /) -> Signal:
         signal = self.hardware.time_signal(self.sensor, quantity, typical)
         return sampled(signal, self.clock, self.hardware._t0)
+
+    def over_time(self, quantity: str, typical: float) -> Callable[[float], float]:
+        """The quantity as a function of the clock's time (for chips sampling at their own
+        rate between polls, like a FIFO)."""
+        signal = self.hardware.time_signal(self.sensor, quantity, typical)
+        return on_clock(signal, self.hardware._t0)
 
 
 def _seed(base: int, key: str) -> int:

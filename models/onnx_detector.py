@@ -186,6 +186,11 @@ class OnnxDetector:
         """The last window's score, ``None`` before the first full window."""
         return self._score
 
+    @property
+    def accepts_vectors(self) -> bool:
+        """Whether readings are (x, y, z)-like vectors: the runtime passes them whole."""
+        return self.params.width > 1
+
     def observe(self, t: float, value: float | Sequence[float]) -> Detection | None:
         reading = self._reading(value)
         if reading is None:

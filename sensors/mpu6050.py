@@ -490,6 +490,16 @@ class MPU6050Sensor:
         """The accel samples (g) of the last ``read()``, oldest first (fifo mode)."""
         return list(self._window)
 
+    def block(self, end: float) -> tuple[str, list[float], list[Vector]] | None:
+        """The last read's samples for windowed detectors: (quantity, times, samples),
+        the times spaced by the sample rate and ending at ``end`` (fifo mode)."""
+        if self.mode != "fifo" or not self._window:
+            return None
+        step = 1.0 / self.driver.settings.sample_rate
+        count = len(self._window)
+        times = [end - (count - 1 - i) * step for i in range(count)]
+        return "accel", times, list(self._window)
+
     def close(self) -> None:
         """Nothing to release: the bus belongs to :class:`Hardware`, shared with other chips."""
 
@@ -520,15 +530,25 @@ def _simulate(
             " call simulate(params, signal, clock)"
         )
 
+    # The simulator also offers each quantity as a function of its clock's time, so FIFO
+    # frames sample a 500 Hz vibration at their own instants; plain signals are held.
+    over_time = getattr(signal, "over_time", None)
+
+    def one(quantity: str, typical: float) -> TimeSignal:
+        if over_time is not None:
+            timed: TimeSignal = over_time(quantity, typical)
+            return timed
+        return held(signal(quantity, typical))
+
     def axes(quantity: str, typical: Vector) -> tuple[TimeSignal, TimeSignal, TimeSignal]:
-        x, y, z = (held(signal(f"{quantity}_{a}", v)) for a, v in zip("xyz", typical, strict=True))
+        x, y, z = (one(f"{quantity}_{a}", v) for a, v in zip("xyz", typical, strict=True))
         return x, y, z
 
     chip = SimulatedMPU6050(
         clock or _stopped_clock,
         accel=axes("accel", (0.0, 0.0, 1.0)),  # lying flat: gravity on z
         gyro=axes("gyro", (0.0, 0.0, 0.0)),
-        temperature=held(signal("temperature", 25.0)),
+        temperature=one("temperature", 25.0),
     )
     return SimulatedPart(params.bus, params.address, chip)
 
