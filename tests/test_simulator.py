@@ -73,10 +73,12 @@ def test_events_stored_before_a_link_cut_and_a_power_cut_all_arrive_after_them(
     )
     bodies = {json.loads(m.payload)["seq"]: json.loads(m.payload) for m in got}
     assert set(bodies) == set(range(1, last_seq + 1))  # nothing stored was lost
-    # One reading a second, but none while the power was off (t = 70..80).
+    # One reading a second, none while the power was off (t = 70..80); a power cut loses
+    # only what the recorder had not yet committed (its 20 ms window: one or two events).
     stamps = sorted(b["ts"] for b in bodies.values())
     assert len(stamps) == len(set(stamps))
-    assert 105 <= last_seq <= 111, last_seq
+    assert len(drafts.times) - 3 <= last_seq <= len(drafts.times), (last_seq, len(drafts.times))
+    assert not [t for t in drafts.times if 70.5 < t < 79.5]  # the clock starts at 0
     # The broker published the last will when the power went, and a new birth after.
     states = [json.loads(m.payload)["state"] for m in status.messages]
     assert states.count("online") >= 2 and "offline" in states
