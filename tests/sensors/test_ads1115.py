@@ -3,7 +3,7 @@
 import dataclasses
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,41 +22,11 @@ from sensors.ads1115 import (
     config_word,
     decode_volts,
 )
+from tests.sensors.fakes import ReplayBus, Sleeps
 from tests.sensors.hardware import i2c_chip
 
 CONVERSION, CONFIG = 0x00, 0x01
 READY = [0x85, 0x83]  # config register with OS = 1: no conversion running
-
-
-class ReplayBus:
-    """Answers block reads with canned register bytes (one list per read, the last one
-    repeating) and records every transfer."""
-
-    def __init__(self, registers: dict[int, list[list[int]]]) -> None:
-        self.registers = registers
-        self.calls: list[tuple[object, ...]] = []
-
-    def read_i2c_block_data(self, i2c_addr: int, register: int, length: int) -> list[int]:
-        self.calls.append(("read_block", i2c_addr, register, length))
-        answers = self.registers[register]
-        return (answers.pop(0) if len(answers) > 1 else answers[0])[:length]
-
-    def write_i2c_block_data(self, i2c_addr: int, register: int, data: Sequence[int]) -> None:
-        self.calls.append(("write_block", i2c_addr, register, list(data)))
-
-    def _unused(self, *args: object) -> Any:
-        raise AssertionError("the ADS1115 driver uses only i2c block transfers")
-
-    read_byte = write_byte = read_byte_data = write_byte_data = _unused
-    read_word_data = write_word_data = close = _unused
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
 
 
 # SBAS444, config register field descriptions: OS bit 15, MUX 14:12, PGA 11:9, MODE 8,
