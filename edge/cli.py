@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import shutil
 import signal
 import sys
@@ -229,7 +230,7 @@ def _speed(text: str | None, default: float) -> float | None:
         speed = float(text)
     except ValueError:
         speed = -1.0
-    if not speed > 0:
+    if not (speed > 0 and math.isfinite(speed)):
         raise UsageError(f"--speed: expected a positive number or 'max', found {text!r}")
     return speed
 
@@ -482,11 +483,17 @@ def _model_errors(run: Callable[[], int]) -> int:
 
 
 def cmd_model_train(args: argparse.Namespace) -> int:
-    from .modelcmd import train
-
-    components: float = float(args.components) if "." in args.components else int(args.components)
+    from .modelcmd import ModelCommandError, train
 
     def run() -> int:
+        try:
+            components: float = (
+                float(args.components) if "." in args.components else int(args.components)
+            )
+        except ValueError:
+            raise ModelCommandError(
+                f"--components: expected a count or a variance fraction, found {args.components!r}"
+            ) from None
         report = train(
             args.recording,
             sensor=args.sensor,

@@ -56,6 +56,7 @@ class Recorder:
         self._was_synced = False
         self.dropped = 0
         self._reported_dropped = 0
+        self._aborted = False
         self._failing = 0  # consecutive failed commits
         self.commits = 0
         self.failures = 0
@@ -114,15 +115,17 @@ class Recorder:
         self._thread.join()
         self._thread = None
 
-    def abort(self) -> None:
+    def abort(self, timeout: float = 5.0) -> None:
         """Stop without committing what is queued (a power cut). Idempotent."""
         if self._thread is None:
             return
-        self._drafts.clear()
-        self._acks.clear()
+        self._aborted = True  # the thread drops the queues itself: no race on them
         self._stop.set()
+        self._urgent.set()
         self._work.set()
-        self._thread.join()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("the recorder did not stop within %.1f s (a commit stuck on disk?)", timeout)
         self._thread = None
 
     def _run(self) -> None:
@@ -142,6 +145,10 @@ class Recorder:
                 self._urgent.wait(self.window)
             self._work.clear()
             self._urgent.clear()
+            if self._aborted:
+                self._drafts.clear()
+                self._acks.clear()
+                return
             with self._idle:
                 serving = self._flushes  # flushes asked before this pass began
             while self._drafts or self._acks:

@@ -11,6 +11,7 @@ only hands drafts on: no disk, no network.
 from __future__ import annotations
 
 import errno as errnos
+import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from sensors.filters import FILTER_TYPES, Chain
 
 from .config import DetectorConfig, SensorConfig
 from .events import Severity, Stamp
+
+log = logging.getLogger(__name__)
 
 # (sensor, kind, severity, value, stamp, fields): hands an event to the recorder.
 Emit = Callable[[str, str, Severity, Any, Stamp, dict[str, Any]], None]
@@ -220,7 +223,12 @@ class SensorRunner:
             observe_block = getattr(detector, "observe_block", None)
             if observe_block is None:
                 continue
-            for found in observe_block(times, samples):
+            try:
+                found_all = observe_block(times, samples)
+            except (ValueError, ArithmeticError) as exc:  # one bad block must not stop the rest
+                log.warning("detector %s skipped a block of %s: %s", detector_id, quantity, exc)
+                continue
+            for found in found_all:
                 self._found(channel, detector_id, found, stamp)
 
     def _found(self, channel: Channel, detector_id: str, found: Detection, stamp: Stamp) -> None:

@@ -124,16 +124,20 @@ class SimulatedHardware:
         seconds on (a runtime started after a power cut picks up what is still ahead)."""
         t0 = self._t0
         chosen = self.presses() if presses is None else presses
-        for press in (p for p in chosen if p.at >= after):
+        for press in (p for p in chosen if p.at + p.hold > after):
             pin: Any = self.pins.pin(press.pin)
-            scheduler.at(f"press-{press.pin}", t0 + press.at, _drive(pin, low=True))
+            # A press still held when a new runtime boots is driven again (its input's pull
+            # resistor was just set up); driving a low pin low again changes nothing.
+            start = t0 + max(press.at, after)
+            scheduler.at(f"press-{press.pin}", start, _drive(pin, low=True))
             scheduler.at(f"release-{press.pin}", t0 + press.at + press.hold, _drive(pin, low=False))
         for injection in self.scenario.injections:
             if injection.kind != "fault" or injection.sensor not in self.addresses:
                 continue
-            if injection.end <= after:
-                continue
             bus, address = self.addresses[injection.sensor]
+            if injection.end <= after:  # ended while the power was off: repaired by now
+                self.buses[bus].clear(address)
+                continue
             fault = injection.fault
             start = t0 + max(injection.at, after)
             scheduler.at("fault", start, _fault(self.buses[bus], address, fault))

@@ -119,10 +119,11 @@ class Simulator:
 
     def _schedule(self, run: DeviceRun) -> None:
         """Stimuli and injections still ahead, on the (new) runtime's scheduler."""
-        now = run.clock.monotonic() - run.t0
+        now = run.clock.monotonic() - run.t0 if run.crashes else 0.0
         scheduler = run.runtime.scheduler
-        presses = tuple(p for p in run.scenario.presses if p.at >= now)
-        run.hardware.schedule(scheduler, presses, after=now)
+        run.hardware.schedule(scheduler, after=now)
+        if run.proxy is not None:
+            run.proxy.restore()  # an outage that ended while the power was off is over
         for injection in run.scenario.injections:
             if injection.kind == "network" and injection.end > now and run.proxy is not None:
                 cut_at = max(injection.at, now)

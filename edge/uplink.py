@@ -122,6 +122,7 @@ class Uplink:
         self._urgent: int | None = None  # most urgent priority committed since a claim began
         self._stop = threading.Event()
         self._closing = False
+        self._aborting = False
         self._threads: list[threading.Thread] = []
         self._publishing = threading.Lock()  # one publisher at a time: seq order
 
@@ -163,6 +164,7 @@ class Uplink:
         last will. Idempotent."""
         with self._lock:
             self._closing = True
+            self._aborting = True
             session = self._session
             self._lock.notify_all()
         if session is not None:
@@ -239,8 +241,14 @@ class Uplink:
                 self._session = None
                 self._wanted += 1  # whatever was in flight is claimed again next time
             if not session.lost:  # stopped mid-connection: do not leak the socket
-                session.client.disconnect()
-                session.client.loop(timeout=0.1)
+                if self._aborting:  # a power cut says nothing: the broker sends the will
+                    sock: Any = session.client.socket()
+                    if isinstance(sock, socket.socket | ssl.SSLSocket):
+                        with contextlib.suppress(OSError):
+                            sock.close()
+                else:
+                    session.client.disconnect()
+                    session.client.loop(timeout=0.1)
         if session.connected and not session.refused:
             self.backoff.reset()
 

@@ -474,6 +474,7 @@ class MPU6050Sensor:
         self.driver = driver
         self.mode = mode
         self._window: list[Vector] = []
+        self._last_time = -math.inf  # the last block's last sample time
         if mode == "fifo":
             driver.start_fifo()
 
@@ -497,8 +498,14 @@ class MPU6050Sensor:
             return None
         step = 1.0 / self.driver.settings.sample_rate
         count = len(self._window)
-        times = [end - (count - 1 - i) * step for i in range(count)]
-        return "accel", times, list(self._window)
+        first = end - (count - 1) * step
+        if first <= self._last_time:
+            # The chip's oscillator ran fast (a few % is normal): spread the block over
+            # the time since the last one, so sample times never go backwards.
+            step = (end - self._last_time) / count
+            first = self._last_time + step
+        self._last_time = end
+        return "accel", [first + i * step for i in range(count)], list(self._window)
 
     def close(self) -> None:
         """Nothing to release: the bus belongs to :class:`Hardware`, shared with other chips."""

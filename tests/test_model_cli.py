@@ -67,3 +67,13 @@ def test_a_recording_trains_a_model_that_evaluates_on_another_run(tmp_path: Path
         report = json.loads(evaluated.stdout)
         assert report["labels"] == 1 and report["caught"] == 1, report
         assert report["false_alarms"] == 0, report
+
+
+def test_bad_model_arguments_exit_2_without_a_traceback(tmp_path: Path) -> None:
+    done = edge("model", "train", str(tmp_path / "none.jsonl"), "--sensor", "x", "--window",
+                "10", "--features", "rms", "--out", str(tmp_path / "m.onnx"),
+                "--components", "abc")  # fmt: skip
+    assert done.returncode == 2 and "--components" in done.stderr
+    assert "Traceback" not in done.stderr
+    missing = edge("model", "info", str(tmp_path / "missing.onnx"))
+    assert missing.returncode in (1, 2) and "Traceback" not in missing.stderr
