@@ -14,6 +14,14 @@ the detector is built, never at the first window. The threshold comes from the m
 ``metadata_props`` (key ``threshold``, written when the model was calibrated) unless the config
 overrides it.
 
+A running detector can take a new model without a restart (:meth:`OnnxDetector.reload`): the
+file gets the same checks as at build, plus its weights against ``weights_sha256`` and a trial
+on the latest window, and replaces the running model between two windows, or is refused and
+changes nothing. A candidate can also run in *shadow* (:meth:`OnnxDetector.shadow`) on the same
+windows, silently, until it is promoted or dropped, on command or by the ``shadow_*`` rule.
+Each outcome comes back from ``observe`` as a ``health`` detection, so the runtime records it
+like any other event.
+
 Importing this module is cheap: numpy, the window and feature code and the model backend are
 imported when a detector is built. This module has no ``from __future__ import annotations``:
 the config validator reads real types from the fields of :class:`OnnxParams`.
@@ -26,8 +34,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from models.alarm import Alarm, AlarmState, Limits
-from models.detection import Detection
+from models.detection import Detection, Severity
 from models.errors import ModelError, ParamsError
+from models.model_binding import (
+    BoundModel,
+    ModelMismatch,
+    NoCandidate,
+    ReloadResult,
+    ShadowStats,
+    Tally,
+    TamperedModel,
+    check_weights,
+    choose_input,
+    choose_output,
+    feed_shape,
+    identify,
+    model_threshold,
+    trial_run,
+)
 from models.params import check_fields
 
 if TYPE_CHECKING:
@@ -35,19 +59,19 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from models.features import FeatureSpec
-    from models.loader import Model, TensorSpec
+    from models.loader import Model
 
     FloatArray = npt.NDArray[np.float64]
 
-__all__ = ["ModelMismatch", "OnnxDetector", "OnnxParams"]
-
-# Input dtypes the window or its features can be written into without losing their meaning.
-_FLOAT_INPUTS = ("float16", "float32", "float64")
-
-
-class ModelMismatch(ModelError, ValueError):
-    """The model does not fit the detector's config: its inputs or outputs, their shapes, or a
-    missing threshold. The message names what the model has and what the config asks for."""
+__all__ = [
+    "ModelMismatch",
+    "NoCandidate",
+    "OnnxDetector",
+    "OnnxParams",
+    "ReloadResult",
+    "ShadowStats",
+    "TamperedModel",
+]
 
 
 @dataclass(frozen=True)
@@ -110,6 +134,24 @@ class OnnxParams:
     severity: Literal["warning", "critical"] = field(
         default="warning", metadata={"doc": "severity of the alarm (a clear is always info)"}
     )
+    shadow_promote_after: int | None = field(
+        default=None,
+        metadata={
+            "min": 1,
+            "max": 100_000_000,
+            "doc": "windows a shadow model runs before the rule promotes or drops it "
+            "(default: only on command)",
+        },
+    )
+    shadow_min_agreement: float = field(
+        default=0.95,
+        metadata={
+            "min": 0.0,
+            "max": 1.0,
+            "doc": "fraction of windows a shadow model must agree on with the running one "
+            "to be promoted by the rule",
+        },
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -143,38 +185,52 @@ class OnnxDetector:
     ``name``, else the file's stem), ``model_version`` (metadata ``version``, else ``None``),
     ``state`` (``active`` or ``clear``) and ``duration``.
 
+    The running model can be replaced (:meth:`reload`) or watched against a candidate
+    (:meth:`shadow`, :meth:`promote`, :meth:`drop`); what became of each such request is
+    also returned from ``observe`` as a ``health`` detection (see :meth:`_notify`).
+
     Raises at build: :class:`ParamsError` for bad params, the :class:`~models.errors.ModelError`
-    subclasses of :func:`models.load` for a file that cannot be loaded, and
-    :class:`ModelMismatch` for a model that does not fit the config.
+    subclasses of :func:`models.load` for a file that cannot be loaded, :class:`TamperedModel`
+    for weights that do not match their ``weights_sha256``, and :class:`ModelMismatch` for a
+    model that does not fit the config.
     """
 
     def __init__(self, params: OnnxParams) -> None:
-        import numpy as np
+        from collections import deque
 
-        from models.loader import load
         from models.windows import Window
 
         self.params = params
         self._spec = params.feature_spec()
-        self.model: Model = load(params.model, params.backend)
-        model = self.model
-        self._input = _choose_input(model, params.input)
-        self._output = _choose_output(model, params.output)
-        self.threshold = _threshold(model, params.threshold)
-        self.model_name = model.metadata.get("name") or Path(params.model).stem
-        self.model_version = model.metadata.get("version")
-
         width = None if params.width == 1 else params.width
         self._window: Window = Window(params.window, params.hop, width=width)
-        count = self._values_fed()
-        shape = _feed_shape(self._input, count, self._describe_feed(count), model.path.name)
-        # The model's input, allocated once: each window is written into it in place.
-        self._batch = np.zeros(shape, dtype=self._input.dtype)
-        self._flat = self._batch.reshape(-1)  # a view of the same memory
-        self._feeds = {self._input.name: self._batch}
-        self._alarm = Alarm(Limits(self.threshold, None, params.hysteresis), params.min_duration)
+        self._active: BoundModel = self._bind(params.model, None, finite=False)
+        self._alarm = Alarm(
+            Limits(self._active.threshold, None, params.hysteresis), params.min_duration
+        )
         self._score: float | None = None
-        self._trial_run()
+        self._candidate: BoundModel | None = None
+        self._tally = Tally()
+        # Health detections waiting for an observe call to return them (see _notify).
+        self._notices: deque[Detection] = deque()
+
+    @property
+    def model(self) -> "Model":
+        """The running model."""
+        return self._active.model
+
+    @property
+    def threshold(self) -> float:
+        """The running model's threshold (its metadata's, or the configured override)."""
+        return self._active.threshold
+
+    @property
+    def model_name(self) -> str:
+        return self._active.name
+
+    @property
+    def model_version(self) -> str | None:
+        return self._active.version
 
     @property
     def state(self) -> AlarmState:
@@ -193,12 +249,12 @@ class OnnxDetector:
 
     def observe(self, t: float, value: float | Sequence[float]) -> Detection | None:
         reading = self._reading(value)
-        if reading is None:
-            return None
-        window = self._window.push(t, reading)
-        if window is None:
-            return None
-        return self._judge(window, self._window.times)
+        window = None if reading is None else self._window.push(t, reading)
+        found = None if window is None else self._judge(window, self._window.times)
+        if found is None and self._notices:
+            # An anomaly goes first; a waiting notice rides on the next quiet reading.
+            return self._notices.popleft()
+        return found
 
     def observe_block(self, times: "npt.ArrayLike", samples: "npt.ArrayLike") -> list[Detection]:
         """Take a block of readings at once; return the detections of the windows it completed.
@@ -217,52 +273,212 @@ class OnnxDetector:
             finite = np.isfinite(x) if x.ndim == 1 else np.isfinite(x).all(axis=1)
             if not finite.all():
                 t, x = t[finite], x[finite]
+        found: list[Detection] = list(self._notices)
+        self._notices.clear()
         batch = self._window.push_block(t, x)
-        found: list[Detection] = []
         for values, stamps in zip(batch.values, batch.times, strict=True):
             detection = self._judge(values, stamps)
             if detection is not None:
                 found.append(detection)
+            found.extend(self._notices)
+            self._notices.clear()
         return found
+
+    # -- hot reload and shadow mode ----------------------------------------------------------
+
+    def reload(self, path: str | None = None) -> ReloadResult:
+        """Replace the running model with the one at ``path`` (default: the configured file).
+
+        The new file is checked first: its weights against the metadata's ``weights_sha256``
+        (when it has one), its input against what this detector feeds, its threshold (metadata
+        or the configured override), and a trial run on the most recent full window (zeros
+        before the first) that must give a finite score. A refused file changes nothing.
+
+        An accepted one replaces model and threshold between two windows. The alarm carries
+        over: an active alarm stays active (no second ``active`` event), a pending one keeps
+        its ``min_duration`` timer, and the next window is judged by the new model against the
+        new threshold, clearing the alarm if its score is back below it. A shadow candidate
+        keeps running, with its stats restarted: they compared it with the old model.
+        """
+        bound, result = self._try_bind(path or self.params.model)
+        if bound is None:
+            self._notify("model_refused", "warning", result)
+            return result
+        self._make_active(bound)
+        if self._candidate is not None:
+            self._tally = Tally()
+        self._notify("model_reloaded", "info", result)
+        return result
+
+    def shadow(self, path: str) -> ReloadResult:
+        """Run the model at ``path`` beside the running one, on the same windows, silently.
+
+        The same checks as :meth:`reload`. The candidate scores every window after the active
+        model and never emits a detection; :meth:`shadow_stats` compares the two. A candidate
+        already in shadow is replaced, its stats discarded. With ``shadow_promote_after`` set,
+        the candidate is promoted after that many windows if the models agreed on at least
+        ``shadow_min_agreement`` of them, and dropped otherwise.
+        """
+        bound, result = self._try_bind(path)
+        if bound is None:
+            self._notify("shadow_refused", "warning", result)
+            return result
+        self._candidate, self._tally = bound, Tally()
+        self._notify("shadow_started", "info", result)
+        return result
+
+    def shadow_stats(self) -> ShadowStats | None:
+        """How the candidate compares with the running model; ``None`` without a candidate."""
+        candidate = self._candidate
+        if candidate is None:
+            return None
+        tally = self._tally
+        return ShadowStats(
+            candidate.name,
+            candidate.version,
+            tally.windows,
+            tally.active_alarms,
+            tally.candidate_alarms,
+            tally.agreements,
+        )
+
+    def promote(self, reason: str = "promoted on command") -> ShadowStats:
+        """Make the candidate the running model (swapped as :meth:`reload` swaps, without
+        re-checking a model that has run on every window since); return its final stats.
+
+        Raises :class:`NoCandidate` when no model is in shadow.
+        """
+        stats, candidate = self._end_shadow()
+        self._make_active(candidate)
+        self._notify_shadow("model_promoted", stats, reason)
+        return stats
+
+    def drop(self, reason: str = "dropped on command") -> ShadowStats:
+        """Discard the candidate; return its final stats. Raises :class:`NoCandidate` when no
+        model is in shadow."""
+        stats, _ = self._end_shadow()
+        self._notify_shadow("model_dropped", stats, reason)
+        return stats
+
+    def _try_bind(self, path: str) -> "tuple[BoundModel | None, ReloadResult]":
+        trial = self._latest_feed()
+        try:
+            bound = self._bind(path, trial)
+        except ModelError as exc:
+            sha256, name, version = identify(Path(path))
+            return None, ReloadResult(False, f"refused: {exc}", sha256, name, version)
+        reason = f"accepted {bound.model.path.name} (trial score {bound.trial_score:.6g})"
+        return bound, ReloadResult(True, reason, bound.model.sha256, bound.name, bound.version)
+
+    def _make_active(self, bound: "BoundModel") -> None:
+        """Swap the running model and its threshold: two assignments that cannot fail, so an
+        observe on the same thread sees either the old pair or the new one."""
+        limits = Limits(bound.threshold, None, self.params.hysteresis)
+        self._active = bound
+        self._alarm.limits = limits
+
+    def _end_shadow(self) -> "tuple[ShadowStats, BoundModel]":
+        stats, candidate = self.shadow_stats(), self._candidate
+        if stats is None or candidate is None:
+            raise NoCandidate("no model is running in shadow: start one with shadow(path)")
+        self._candidate, self._tally = None, Tally()
+        return stats, candidate
+
+    def _shadow_window(self, fed: "npt.NDArray[np.generic]", score: float) -> None:
+        """Score the window ``fed`` with the candidate; apply the promotion rule."""
+        from models.loader import ModelRunError
+
+        candidate = self._candidate
+        assert candidate is not None
+        try:
+            shadow_score = candidate.score(fed)
+        except ModelRunError as exc:  # the candidate broke: the running model must not care
+            self.drop(f"dropped: the candidate failed: {exc}")
+            return
+        if math.isnan(score) or math.isnan(shadow_score):
+            return
+        self._tally.add(score > self._active.threshold, shadow_score > candidate.threshold)
+        after = self.params.shadow_promote_after
+        if after is None or self._tally.windows < after:
+            return
+        stats = self.shadow_stats()
+        assert stats is not None and stats.agreement is not None
+        minimum = self.params.shadow_min_agreement
+        rule = f"agreement {stats.agreement:.3f} over {stats.windows} windows"
+        if stats.agreement >= minimum:
+            self.promote(f"promoted by rule: {rule}, at least {minimum:g}")
+        else:
+            self.drop(f"dropped by rule: {rule}, below {minimum:g}")
+
+    def _notify(self, state: str, severity: Severity, result: ReloadResult) -> None:
+        """Queue a ``health`` detection about the models for the next observe to return.
+
+        The runtime turns detections into events, so reloads and shadow outcomes reach the
+        event stream with no other channel. The value is NaN (written as null): a notice
+        is about the model, not about a reading.
+        """
+        fields: dict[str, object] = {
+            "state": state,
+            "reason": result.reason,
+            "model": result.name,
+            "model_version": result.version,
+            "sha256": result.sha256,
+        }
+        self._notices.append(Detection("health", severity, math.nan, fields))
+
+    def _notify_shadow(self, state: str, stats: ShadowStats, reason: str) -> None:
+        fields: dict[str, object] = {
+            "state": state,
+            "reason": reason,
+            "model": self._active.name,
+            "model_version": self._active.version,
+            **stats.as_fields(),
+        }
+        self._notices.append(Detection("health", "info", math.nan, fields))
 
     # -- per window --------------------------------------------------------------------------
 
     def _judge(self, values: "FloatArray", times: "FloatArray") -> Detection | None:
-        score = self._run(values, times)
+        fed = self._fed(values, times)
+        active = self._active
+        score = active.score(fed)
         self._score = score
-        if math.isnan(score):
-            return None  # an Alarm is never fed NaN; the next window is judged afresh
-        change = self._alarm.update(float(times[-1]), score)
-        if change is None:
-            return None
-        payload: dict[str, object] = {
-            "score": score,
-            "threshold": self.threshold,
-            "model": self.model_name,
-            "model_version": self.model_version,
-            "state": change.state,
-            "duration": change.duration,
-        }
-        severity = self.params.severity if change.state == "active" else "info"
-        return Detection(kind="anomaly", severity=severity, value=score, fields=payload)
+        detection = None
+        if not math.isnan(score):  # an Alarm is never fed NaN; the next window is judged afresh
+            change = self._alarm.update(float(times[-1]), score)
+            if change is not None:
+                payload: dict[str, object] = {
+                    "score": score,
+                    "threshold": active.threshold,
+                    "model": active.name,
+                    "model_version": active.version,
+                    "state": change.state,
+                    "duration": change.duration,
+                }
+                severity = self.params.severity if change.state == "active" else "info"
+                detection = Detection("anomaly", severity, score, payload)
+        if self._candidate is not None:
+            self._shadow_window(fed, score)
+        return detection
 
-    def _run(self, values: "FloatArray", times: "FloatArray") -> float:
+    def _fed(self, values: "FloatArray", times: "FloatArray") -> "npt.NDArray[np.generic]":
+        """What the models are fed for a window: the window itself (a view, no copy) or its
+        features, flat."""
+        if self._spec is None:
+            return values.reshape(-1)
+        from models.features import features
+
+        return features(values, self._spec, self.params.rate, times=times)
+
+    def _latest_feed(self) -> "npt.NDArray[np.generic] | None":
+        """The values the most recent full window feeds, ``None`` before the first (or when
+        they are not all finite: a trial must judge the model, not the window)."""
         import numpy as np
 
-        if self._spec is None:
-            # The window is a contiguous view: reshape(-1) is free, copyto casts into place.
-            np.copyto(self._flat, values.reshape(-1), casting="same_kind")
-        else:
-            from models.features import features
-
-            np.copyto(
-                self._flat,
-                features(values, self._spec, self.params.rate, times=times),
-                casting="same_kind",
-            )
-        out = self.model.run(self._feeds)[self._output]
-        # A score is usually one element: item() costs a fifth of a numpy reduction.
-        return float(out.item()) if out.size == 1 else float(out.max())
+        if not self._window.full:
+            return None
+        fed = self._fed(self._window.values, self._window.times)
+        return fed if bool(np.isfinite(fed).all()) else None
 
     def _reading(self, value: float | Sequence[float]) -> float | Sequence[float] | None:
         """The reading to push, ``None`` to ignore it (a non-finite value); refuses a reading
@@ -277,7 +493,46 @@ class OnnxDetector:
             raise ValueError(f"expected {width} numbers per reading (width {width}), got {value!r}")
         return value if all(math.isfinite(v) for v in value) else None
 
-    # -- at build ----------------------------------------------------------------------------
+    # -- binding a model to this detector ----------------------------------------------------
+
+    def _bind(
+        self, path: str, trial: "npt.NDArray[np.generic] | None", *, finite: bool = True
+    ) -> "BoundModel":
+        """Load ``path`` and check it fits this detector; raise a ModelError if it does not.
+
+        The model is tried on ``trial`` (a window's feed), or on zeros when ``None``; with
+        ``finite`` its score must be a finite number. The build passes ``finite=False``:
+        zeros are no reading the model was made for, and the first windows judge it anyway.
+        """
+        import numpy as np
+
+        from models.loader import load
+
+        p = self.params
+        file = Path(path)
+        model = load(file, p.backend)
+        check_weights(file, model.sha256)
+        spec = choose_input(model, p.input)
+        count = self._values_fed()
+        shape = feed_shape(spec, count, self._describe_feed(count), file.name)
+        bound = BoundModel(
+            model=model,
+            input_name=spec.name,
+            dtype=spec.dtype,
+            shape=shape,
+            output=choose_output(model, p.output),
+            threshold=model_threshold(model, p.threshold),
+            name=model.metadata.get("name") or file.stem,
+            version=model.metadata.get("version"),
+        )
+        bound.trial_score = trial_run(bound, np.zeros(count) if trial is None else trial)
+        if finite and not math.isfinite(bound.trial_score):
+            where = "an all-zero input" if trial is None else "the most recent window"
+            raise ModelMismatch(
+                f"{file.name} scores {bound.trial_score} on {where}: a model must give a "
+                f"finite score"
+            )
+        return bound
 
     def _values_fed(self) -> int:
         width = self.params.width
@@ -291,104 +546,3 @@ class OnnxDetector:
         if self._spec is None:
             return f"the raw window: {p.window} readings{per} = {count} values"
         return f"features '{self._spec}': {len(self._spec)} features{per} = {count} values"
-
-    def _trial_run(self) -> None:
-        """Run the model once on the zeroed input: a graph that cannot run on the shape it
-        will get, or a score output with no element, is refused now, not at the first window."""
-        from models.loader import ModelRunError
-
-        try:
-            out = self.model.run(self._feeds)[self._output]
-        except ModelRunError as exc:
-            raise ModelMismatch(
-                f"{self.model.path.name} fails on an input of shape {list(self._batch.shape)}: "
-                f"{exc}"
-            ) from exc
-        if out.size == 0:
-            raise ModelMismatch(
-                f"output {self._output!r} of {self.model.path.name} is empty "
-                f"(shape {list(out.shape)}): it cannot hold a score"
-            )
-
-
-def _choose_input(model: "Model", name: str | None) -> "TensorSpec":
-    inputs = model.inputs
-    names = ", ".join(str(spec) for spec in inputs) or "none"
-    if name is not None and name not in [spec.name for spec in inputs]:
-        raise ModelMismatch(
-            f"{model.path.name} has no input named {name!r}; its inputs are: {names}"
-        )
-    if len(inputs) != 1:
-        # Only one input can be fed from a window; any other would have no value.
-        raise ModelMismatch(
-            f"{model.path.name} needs {len(inputs)} inputs ({names}); "
-            f"an onnx detector feeds exactly one"
-        )
-    chosen = inputs[0]
-    if chosen.dtype not in _FLOAT_INPUTS:
-        raise ModelMismatch(
-            f"input {chosen} of {model.path.name} is not a float tensor: "
-            f"a window or its features cannot be fed to it"
-        )
-    return chosen
-
-
-def _choose_output(model: "Model", name: str | None) -> str:
-    names = [spec.name for spec in model.outputs]
-    if name is None:
-        return names[0]
-    if name not in names:
-        raise ModelMismatch(
-            f"{model.path.name} has no output named {name!r}; its outputs are: "
-            f"{', '.join(str(spec) for spec in model.outputs)}"
-        )
-    return name
-
-
-def _threshold(model: "Model", override: float | None) -> float:
-    if override is not None:
-        return override
-    text = model.metadata.get("threshold")
-    if text is None:
-        raise ModelMismatch(
-            f"{model.path.name} has no 'threshold' in its metadata; set threshold in the "
-            f"detector's config, or calibrate the model (edge model train writes one)"
-        )
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise ModelMismatch(
-            f"{model.path.name} has threshold {text!r} in its metadata, not a finite number; "
-            f"set threshold in the detector's config"
-        )
-    return value
-
-
-def _feed_shape(spec: "TensorSpec", count: int, feed: str, file_name: str) -> tuple[int, ...]:
-    """The shape ``count`` values take to fit ``spec``: batch 1, then the model's own dims.
-
-    The first dimension is the batch (1 or any size). At most one later dimension may be of
-    any size; it takes what the fixed ones leave, as numpy's ``reshape(-1)`` does. A model
-    that declares no shape gets ``[1, count]``.
-    """
-    if spec.shape is None:
-        return (1, count)
-    shape = spec.shape
-    batch_ok = len(shape) >= 2 and (shape[0] == 1 or not isinstance(shape[0], int))
-    free = [i for i, d in enumerate(shape[1:], start=1) if not isinstance(d, int)]
-    fixed = math.prod(d for d in shape[1:] if isinstance(d, int))
-    fits = len(free) == 0 and fixed == count
-    if len(free) == 1 and fixed > 0 and count % fixed == 0:
-        fits = True
-    if not (batch_ok and fits):
-        dims = ", ".join("?" if d is None else str(d) for d in shape)
-        raise ModelMismatch(
-            f"input {spec.name!r} of {file_name} has shape [{dims}], but the detector feeds "
-            f"{feed} (shape [1, {count}]); the model needs a batch dimension of 1 and "
-            f"{count} values after it: change window, width or features, or use a model "
-            f"trained on this input"
-        )
-    rest = (d if isinstance(d, int) else count // fixed for d in shape[1:])
-    return (1, *rest)
