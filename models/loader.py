@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -149,6 +149,27 @@ class Model:
         """
         feeds = self._check_inputs(inputs)
         return self._runner.run(feeds)
+
+    def bind(self, inputs: Mapping[str, Any]) -> Callable[[], dict[str, Array]]:
+        """Check ``inputs`` once and return a run with no further checks.
+
+        For a caller that writes each new input into the same arrays in place (a detector's
+        preallocated window): the per-call checks of :meth:`run` would cost as much as a
+        small model's inference. The arrays must keep their dtype and shape.
+        """
+        feeds = self._check_inputs(inputs)
+        for name, array in feeds.items():
+            if array is not inputs[name]:
+                raise ModelInputError(
+                    f"input {name!r} of {self.path.name} must be bound as an array of its exact"
+                    " dtype, to be written in place"
+                )
+        runner = self._runner
+
+        def run() -> dict[str, Array]:
+            return runner.run(feeds)
+
+        return run
 
     def _check_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Array]:
         import numpy as np

@@ -7,6 +7,7 @@ This module has no ``from __future__ import annotations``, like the detector's.
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,13 +113,16 @@ class BoundModel:
         self.batch = np.zeros(shape, dtype=dtype)
         self.flat = self.batch.reshape(-1)  # a view of the same memory
         self.feeds = {input_name: self.batch}
+        self._run: Callable[[], dict[str, Any]] | None = None  # bound after the trial run
 
     def score(self, fed: "npt.NDArray[np.generic]") -> float:
         """The model's score of a window's feed: written in place, run, reduced."""
         import numpy as np
 
         np.copyto(self.flat, fed, casting="same_kind")
-        return reduce_score(self.model.run(self.feeds)[self.output])
+        if self._run is None:  # checked once (the trial run checked these very arrays)
+            self._run = self.model.bind(self.feeds)
+        return reduce_score(self._run()[self.output])
 
 
 class Tally:

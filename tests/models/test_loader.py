@@ -95,6 +95,18 @@ def test_run_computes_every_output_by_name(scorer: Path, backend: str) -> None:
     np.testing.assert_allclose(outputs["hidden"], np.maximum(X @ WEIGHTS.T + BIAS, 0), rtol=1e-6)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_bound_run_reads_its_arrays_in_place(scorer: Path, backend: str) -> None:
+    model = models.load(scorer, backend=backend)
+    window = np.zeros_like(X, dtype=np.float32)
+    run = model.bind({"x": window})
+    window[...] = X  # written in place after binding, as a detector does
+    np.testing.assert_allclose(run()["score"], expected_score(X), rtol=1e-6)
+    np.testing.assert_allclose(run()["score"], model.run({"x": X})["score"], rtol=0)
+    with pytest.raises(models.ModelInputError, match="exact dtype"):
+        model.bind({"x": X.astype(np.float64)})  # a converted copy could not be written in place
+
+
 def test_auto_prefers_onnxruntime_when_it_is_installed(scorer: Path) -> None:
     assert models.load(scorer).backend == "onnxruntime"
     assert models.load(scorer, backend="auto").backend == "onnxruntime"
