@@ -134,7 +134,14 @@ class Simulator:
 
     def run(self, *, drain_timeout: float = 10.0) -> list[DeviceRun]:
         """Run every device to the end of the scenario, then let the outboxes drain."""
-        self.runs = [self._start_device(i) for i in range(self.count)]
+        self.runs = []
+        try:
+            for index in range(self.count):
+                self.runs.append(self._start_device(index))
+        except BaseException:
+            for run in self.runs:  # the devices already built: their outboxes and proxies
+                self._finish(run)
+            raise
         threads = [
             threading.Thread(target=self._run_device, args=(run, drain_timeout), daemon=True)
             for run in self.runs
