@@ -220,6 +220,11 @@ class Outbox:
                 )
         return len(rows)
 
+    def has_pending(self) -> bool:
+        """Whether any event awaits delivery: one index probe, whatever the depth."""
+        with self._lock:
+            return self._conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None
+
     def tail(self, count: int) -> list[Event]:
         with self._lock:
             rows = self._conn.execute(

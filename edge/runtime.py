@@ -173,7 +173,7 @@ class Runtime:
         try:
             while not deadline.is_set():
                 self.recorder.flush(timeout=1.0)
-                if self.outbox.stats().pending == 0 and not self.recorder.queued:
+                if not self.outbox.has_pending() and not self.recorder.queued:
                     return True
                 deadline.wait(0.05)
                 if self.scheduler.drive_clock and isinstance(self.clock, VirtualClock):

@@ -384,3 +384,12 @@ class OutboxModel(RuleBasedStateMachine):
 
 TestOutboxModel = OutboxModel.TestCase
 TestOutboxModel.settings = settings(max_examples=60, stateful_step_count=25, deadline=None)
+
+
+def test_has_pending_follows_appends_and_acks(tmp_path: Path) -> None:
+    with Outbox.open(tmp_path, "dev") as box:
+        assert not box.has_pending()
+        first = box.append(Draft("s", "telemetry", "info", 1.0, 1.0, 1.0, True))
+        assert box.has_pending()
+        box.ack([first.seq])
+        assert not box.has_pending()
