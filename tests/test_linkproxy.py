@@ -25,6 +25,7 @@ from edge.outbox import Outbox
 from edge.recorder import Recorder
 from edge.uplink import Uplink
 from tests.brokers import Mosquitto, Received
+from tests.waiting import wait_until
 
 TIMEOUT = 10.0
 
@@ -75,14 +76,6 @@ def refused(proxy: LinkProxy) -> bool:
         return True
     with sock:
         return hung_up(sock)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    """Poll a condition that has no event to wait on, with a deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)  # polling interval of a deadline-bounded wait
 
 
 def test_counters_match_the_bytes_that_crossed_each_way(server: socket.socket) -> None:

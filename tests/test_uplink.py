@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from edge.outbox import Outbox
 from edge.recorder import Recorder
 from edge.uplink import Backoff, Uplink
 from tests.brokers import Mosquitto, Received
+from tests.waiting import wait_until
 
 
 @dataclass
@@ -212,15 +212,3 @@ def test_backoff_starts_over_after_every_healthy_session(link: Link, mosquitto: 
         mosquitto.restart()
         wait_until(lambda r=round_: link.uplink.stats.connects > r, timeout=30)
         assert link.uplink.backoff.attempt <= 2, (round_, link.uplink.backoff.attempt)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll a condition that has no event to wait on, with a deadline."""
-    deadline = threading.Event()
-    timer = threading.Timer(timeout, deadline.set)
-    timer.start()
-    try:
-        while not condition():
-            assert not deadline.wait(0.01), "condition not met in time"
-    finally:
-        timer.cancel()

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,24 +14,10 @@ from gpiozero.pins.mock import MockFactory
 
 from sensors import Hardware, Piecewise, SensorConfigError, SensorError
 from sensors.counter import SENSOR_TYPE, CounterParams, PulseCounter, PulseTrain
+from tests.sensors.fakes import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]
 PIN = 6
-
-
-class FakeClock:
-    def __init__(self, t: float = 0.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture
-def factory() -> Iterator[MockFactory]:
-    f = MockFactory()
-    yield f
-    f.close()
 
 
 def pulse(factory: MockFactory, clock: FakeClock, at: float, *, low: bool = True) -> None:

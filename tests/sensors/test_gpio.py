@@ -1,27 +1,11 @@
 """GpioInput and GpioEdge on gpiozero's MockFactory with a hand-advanced clock."""
 
-from collections.abc import Iterator
-
 import pytest
 from gpiozero.pins.mock import MockFactory
 
 from sensors import SensorConfigError, SensorError
 from sensors.gpio import GpioEdge, GpioInput
-
-
-class FakeClock:
-    def __init__(self, t: float = 0.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture
-def factory() -> Iterator[MockFactory]:
-    f = MockFactory()
-    yield f
-    f.close()
+from tests.sensors.fakes import FakeClock
 
 
 @pytest.mark.parametrize(

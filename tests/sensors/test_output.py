@@ -2,7 +2,6 @@
 
 import dataclasses
 import typing
-from collections.abc import Iterator
 
 import pytest
 from gpiozero.pins.mock import MockFactory
@@ -11,13 +10,6 @@ from sensors import Hardware, SensorConfigError, SensorError, Value
 from sensors.output import SENSOR_TYPE, GpioOutput, GpioOutputParams
 
 PIN = 23
-
-
-@pytest.fixture
-def factory() -> Iterator[MockFactory]:
-    f = MockFactory()
-    yield f
-    f.close()
 
 
 def level(factory: MockFactory, pin: int = PIN) -> bool:

@@ -17,14 +17,7 @@ from sensors import (
     SimulatedTMP102,
     Value,
 )
-
-
-class FakeClock:
-    def __init__(self, t: float = 0.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from tests.sensors.fakes import FakeClock
 
 
 def is_allowed_annotation(annotation: object) -> bool:

@@ -30,14 +30,7 @@ from sensors.signals import (
     sampled,
     signal_from_spec,
 )
-
-
-class FakeClock:
-    def __init__(self, t: float = 0.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from tests.sensors.fakes import FakeClock
 
 
 def test_piecewise_interpolates_from_its_creation_time() -> None:
