@@ -102,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("recording", metavar="RECORDING", help="JSON Lines from simulate --record")
     train.add_argument("--sensor", required=True, help="the sensor to learn")
     train.add_argument("--quantity", help="its quantity, for multi-quantity sensors")
+    train.add_argument(
+        "--inputs", help='other series joined to each reading, e.g. "weather.humidity,smoke.ain0"'
+    )
     train.add_argument("--window", type=int, required=True, help="readings per window")
     train.add_argument("--hop", type=int, help="readings between windows (default: window)")
     train.add_argument("--features", required=True, help='e.g. "rms,std,band:3-8"')
@@ -498,6 +501,7 @@ def cmd_model_train(args: argparse.Namespace) -> int:
             args.recording,
             sensor=args.sensor,
             quantity=args.quantity,
+            inputs=[name.strip() for name in (args.inputs or "").split(",") if name.strip()],
             window=args.window,
             hop=args.hop,
             features=args.features,

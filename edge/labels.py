@@ -17,9 +17,10 @@ An alarm or fault report is a **detection**. A detection matches a label of its 
 when it falls in ``[start, end + grace]`` and is on the label's sensor: the label's sensor
 is ``None`` (any sensor), equals the event's sensor, or names ``<sensor>.<quantity>`` and
 the event is on that sensor with that ``quantity`` field or with none (a failed read
-concerns every quantity of the sensor). A detection already active before a window opened
-raises no new alarm and so catches nothing: a detector that is on all along is not
-rewarded.
+concerns every quantity of the sensor), or with the vector quantity whose axis the label
+names (an alarm on ``accel`` concerns ``accel_x``). A detection already active before a
+window opened raises no new alarm and so catches nothing: a detector that is on all along
+is not rewarded.
 
 - TP: labels caught by at least one matching detection; FN: scorable labels caught by none.
 - FP: detections matching no label window of their class (grace included).
@@ -97,8 +98,11 @@ class Detection:
         if label.sensor is None or label.sensor == self.sensor:
             return True
         sensor, dot, quantity = label.sensor.rpartition(".")
-        # A whole-sensor report (a failed read) concerns each of its quantities.
-        return bool(dot) and sensor == self.sensor and self.quantity in (None, quantity)
+        if not dot or sensor != self.sensor:
+            return False
+        # A whole-sensor report (a failed read) concerns each of its quantities; a report on
+        # a vector quantity (``accel``) concerns each of its axes (``accel_x``).
+        return self.quantity in (None, quantity) or quantity.startswith(f"{self.quantity}_")
 
     def matches(self, label: Label, grace: float) -> bool:
         return (

@@ -115,6 +115,45 @@ def series(
     )
 
 
+def joined(
+    recording: RecordingData, data: Series, inputs: Sequence[str], *, source: str = ""
+) -> Series:
+    """``data`` with the latest reading of each of ``inputs`` appended to each of its readings.
+
+    As the runtime joins a detector's ``inputs``: a reading of ``data`` before every joined
+    series has read once is dropped. ``inputs`` name ``sensor`` or ``sensor.quantity``.
+    """
+    if not inputs:
+        return data
+    if data.width is not None:
+        raise ModelCommandError(
+            f"sensor {data.sensor!r} gives vectors: only a scalar series takes joined inputs"
+        )
+    columns = [data.values]
+    first = np.zeros(len(data.times), dtype=bool)
+    for name in inputs:
+        sensor, dot, quantity = name.partition(".")
+        other = series(recording, sensor, quantity if dot else None, source=source)
+        if other.width is not None:
+            raise ModelCommandError(f"input {name!r} gives vectors: join scalar series only")
+        at = np.searchsorted(other.times, data.times, side="right") - 1
+        first |= at < 0
+        columns.append(other.values[np.maximum(at, 0)])
+    keep = ~first
+    return Series(
+        data.sensor,
+        data.quantity,
+        data.times[keep],
+        np.stack(columns, axis=1)[keep],
+        1 + len(inputs),
+        data.skipped,
+    )
+
+
+def _series_names(sensor: str, quantity: str | None, inputs: Sequence[str]) -> list[str]:
+    return [f"{sensor}.{quantity}" if quantity else sensor, *inputs]
+
+
 def _pick(value: Any, sensor: str, quantity: str | None, where: str) -> float | list[float] | None:
     """A reading's number (or vector) for ``quantity``; None when it holds none."""
     if isinstance(value, Mapping):
@@ -142,16 +181,23 @@ def _number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def concerns(label: Label, sensor: str) -> bool:
-    """Whether ``label`` is about ``sensor`` (any of its quantities) or the whole device."""
-    return label.sensor is None or label.sensor.split(".")[0] == sensor
+def concerns(label: Label, sensor: str | Sequence[str]) -> bool:
+    """Whether ``label`` is about ``sensor`` (any of its quantities; or any of several series,
+    each ``sensor`` or ``sensor.quantity``) or the whole device."""
+    if label.sensor is None:
+        return True
+    names = [sensor] if isinstance(sensor, str) else sensor
+    return label.sensor.split(".")[0] in {name.split(".")[0] for name in names}
 
 
-def normal_segments(data: Series, labels: Sequence[Label]) -> Iterator[tuple[int, int]]:
-    """``[start, stop)`` index runs of ``data`` outside every scored label window on it."""
+def normal_segments(
+    data: Series, labels: Sequence[Label], names: Sequence[str] = ()
+) -> Iterator[tuple[int, int]]:
+    """``[start, stop)`` index runs of ``data`` outside every scored label window on it (or
+    on any of the series ``names`` joined to it)."""
     abnormal = np.zeros(len(data.times), dtype=bool)
     for label in labels:
-        if label.kind in SCORED_KINDS and concerns(label, data.sensor):
+        if label.kind in SCORED_KINDS and concerns(label, names or data.sensor):
             abnormal |= (data.times >= label.start) & (data.times <= label.end)
     edges = np.flatnonzero(np.diff(np.concatenate(([True], abnormal, [True])).astype(np.int8)))
     for start, stop in zip(edges[::2], edges[1::2], strict=True):
@@ -234,6 +280,7 @@ def train(
     *,
     sensor: str,
     quantity: str | None = None,
+    inputs: Sequence[str] = (),
     window: int,
     hop: int | None = None,
     features: str | Sequence[str],
@@ -258,12 +305,14 @@ def train(
     spec = FeatureSpec.parse(features)
     recording = read_recording(recording_path)
     data = series(recording, sensor, quantity, source=str(recording_path))
+    data = joined(recording, data, inputs, source=str(recording_path))
     rate = data.rate
     spec.check_rate(rate)
     if false_alarms_per_day is not None:
         fpr = training.fpr_for_daily_false_alarms(false_alarms_per_day, hop=hop, rate=rate)
     _check_window(window, hop)
-    segments = list(normal_segments(data, recording.labels))
+    names = _series_names(sensor, quantity, inputs)
+    segments = list(normal_segments(data, recording.labels, names))
     matrix, used = feature_matrix(data, iter(segments), window, hop, spec, rate)
     gap = math.ceil(window / hop) - 1  # windows sharing readings with the last fitted one
     try:
@@ -278,7 +327,7 @@ def train(
         created=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         input=(
             f"{training.INPUT_NAME} [1, {k}] float32: features {spec} of {window}-reading "
-            f"windows every {hop} readings of {sensor}{'.' + quantity if quantity else ''} at "
+            f"windows every {hop} readings of {' + '.join(names)} at "
             f"{rate:g} Hz, feature-major ({', '.join(spec.labels(data.width))}); "
             f"output {training.OUTPUT_NAME} [1, 1]: reconstruction error"
         ),
@@ -297,6 +346,7 @@ def train(
             "seed": recording.header.seed,
             "sensor": sensor,
             "quantity": quantity,
+            "inputs": list(inputs),
             "readings": used,
             "excluded_readings": len(data.times) - used,
             "windows": len(matrix),
@@ -306,6 +356,7 @@ def train(
             "model": "pca-reconstruction",
         },
         weights_sha256="",
+        inputs=tuple(inputs),
     )
     digest = training.export_onnx(model, out, meta.as_props())
     return TrainReport(
@@ -394,6 +445,7 @@ def evaluate(
     model = models.load(model_path, backend)
     recording = read_recording(recording_path)
     data = series(recording, sensor, quantity, source=str(recording_path))
+    data = joined(recording, data, meta.inputs, source=str(recording_path))
     if data.width != meta.width:
         raise ModelCommandError(
             f"{model_path} takes readings of width {meta.width or 'scalar'}, but {sensor} "
@@ -416,10 +468,10 @@ def evaluate(
         if (s > limit) != active:
             active = not active
             fields = {"state": "active" if active else "clear", "score": s, "threshold": limit}
-            if quantity is not None:
+            if quantity is not None and not meta.inputs:
                 fields["quantity"] = quantity
             alarms.append(Alarm(float(t), sensor, ANOMALY, fields))
-    labels = [label for label in recording.labels if concerns(label, sensor)]
+    labels = _labels_for(recording.labels, sensor, _series_names(sensor, quantity, meta.inputs))
     result = score(labels, alarms, grace=grace, duration=recording.header.duration)
     return EvalReport(
         model=Path(model_path),
@@ -433,6 +485,19 @@ def evaluate(
         scores=np.asarray(scores, dtype=np.float32),
         times=np.asarray(ends, dtype=np.float64),
     )
+
+
+def _labels_for(labels: Sequence[Label], sensor: str, names: Sequence[str]) -> list[Label]:
+    """The labels a model on ``names`` answers for. A model on joined series answers for each
+    of them as one: their labels move to ``sensor`` as a whole, one per distinct window."""
+    if len(names) == 1:
+        return [label for label in labels if concerns(label, sensor)]
+    merged: dict[tuple[str, str, float, float], Label] = {}
+    for label in labels:
+        if concerns(label, names):
+            moved = replace(label, sensor=None if label.sensor is None else sensor)
+            merged.setdefault((moved.kind, moved.label, moved.start, moved.end), moved)
+    return list(merged.values())
 
 
 # -- info -------------------------------------------------------------------------------------

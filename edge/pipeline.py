@@ -71,6 +71,17 @@ class DetectorCommon:
     quantity: str | None = field(
         default=None, metadata={"doc": "which quantity of a multi-quantity sensor it watches"}
     )
+    inputs: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "doc": "other sensors' readings (`sensor` or `sensor.quantity`) joined to each "
+            "reading of this one as a vector, for a multivariate model"
+        },
+    )
+
+
+# (sensor id, quantity or None): one series joined to a detector's own readings.
+Input = tuple[str, str | None]
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,7 @@ class DetectorConfig:
     type: str
     params: Any  # the detector type's frozen params dataclass
     quantity: str | None = None
+    inputs: tuple[Input, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -199,7 +211,7 @@ def parse_detectors(
         if not isinstance(table, dict):
             problems.add(path, f"expected a table, found {describe(table)}")
             continue
-        common_keys = {"id", "sensor", "type", "quantity"}
+        common_keys = {"id", "sensor", "type", "quantity", "inputs"}
         common = build(
             DetectorCommon, {k: v for k, v in table.items() if k in common_keys}, path, problems
         )
@@ -221,11 +233,55 @@ def parse_detectors(
         sensor = sensors.get(common.sensor)
         if sensor is not None:
             _check_quantity(sensor, common.quantity, join(path, "quantity"), problems)
-        if params is not None and sensor is not None:
+        inputs = _inputs(common, params, sensors, declared, join(path, "inputs"), problems)
+        if params is not None and sensor is not None and inputs is not None:
             detectors.append(
-                DetectorConfig(ident, common.sensor, common.type, params, common.quantity)
+                DetectorConfig(ident, common.sensor, common.type, params, common.quantity, inputs)
             )
     return detectors
+
+
+def _inputs(
+    common: DetectorCommon,
+    params: Any,
+    sensors: Mapping[str, SensorConfig],
+    declared: set[str],
+    path: str,
+    problems: Problems,
+) -> tuple[Input, ...] | None:
+    """The detector's joined series, checked: scalar quantities of other declared sensors."""
+    if not common.inputs:
+        return ()
+    found: list[Input] = []
+    ok = True
+    for i, name in enumerate(common.inputs):
+        where = join(path, i)
+        sensor_id, dot, quantity = name.partition(".")
+        joined: Input = (sensor_id, quantity if dot else None)
+        if sensor_id not in declared:
+            unknown_type(problems, where, sensor_id, dict.fromkeys(declared), what="a sensor id")
+            ok = False
+            continue
+        if joined == (common.sensor, common.quantity) or joined in found:
+            problems.add(where, f"expected a series not already in the vector, found '{name}'")
+            ok = False
+            continue
+        sensor = sensors.get(sensor_id)
+        if sensor is not None:
+            before = len(problems.items)
+            _check_quantity(sensor, joined[1], where, problems)
+            ok = ok and len(problems.items) == before
+        found.append(joined)
+    width = getattr(params, "width", None)
+    if params is not None and width != 1 + len(found):
+        takes = f"width {width}" if isinstance(width, int) else "no vectors"
+        problems.add(
+            path,
+            f"expected a detector taking vectors of width {1 + len(found)} (this reading and "
+            f"{len(found)} joined), found type '{common.type}' with {takes}",
+        )
+        ok = False
+    return tuple(found) if ok else None
 
 
 def _check_quantity(

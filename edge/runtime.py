@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from models import DETECTOR_TYPES, Detector
+from models.onnx_detector import OnnxDetector
 from sensors import SENSOR_TYPES, Hardware, Value
 
 from . import __version__
@@ -20,6 +21,7 @@ from .actions import Actions
 from .clock import Clock, VirtualClock
 from .config import Config, DetectorConfig
 from .events import Draft, Event, Severity, Stamp, format_ts
+from .modelwatch import ModelWatch
 from .outbox import Outbox
 from .recorder import Recorder
 from .scheduler import Scheduler
@@ -81,6 +83,7 @@ class Runtime:
             storage.state_dir, self.device, durability=storage.durability, epoch=clock.epoch
         )
         self.scheduler = Scheduler(clock, drive_clock=drive_clock)
+        self.models = ModelWatch(self.scheduler)  # hot reload of model files
         self.recorder = Recorder(
             self.outbox, clock, window=storage.commit_window_ms / 1000, on_commit=self._committed
         )
@@ -115,7 +118,10 @@ class Runtime:
         detectors: dict[str, list[tuple[DetectorConfig, Detector]]] = {}
         for det in self.config.detectors:
             detector = DETECTOR_TYPES[det.type].build(det.params)
+            if isinstance(detector, OnnxDetector):
+                self.models.add(det.id, detector)
             detectors.setdefault(det.sensor, []).append((det, detector))
+        latest: dict[str, Value] = {}  # each sensor's latest reading, for joined inputs
         for cfg in self.config.sensors:
             kind = SENSOR_TYPES[cfg.type]
             device = kind.build(cfg.params, self.hardware)
@@ -126,6 +132,7 @@ class Runtime:
                 detectors.get(cfg.id, []),
                 emit=self._emit,
                 on_detection=self.actions.detected,
+                latest=latest,
             )
             if cfg.type == "gpio.output":
                 self.actions.outputs[cfg.id] = device
@@ -136,6 +143,7 @@ class Runtime:
         """Start every thread; sampling runs until ``stop()`` or the clock reaches ``until``."""
         self.recorder.start()
         self.uplink.start()
+        self.models.start()
         for sensor in self.sensors.values():
             if sensor.config.interval is not None:
                 poll = self._poller(sensor)
@@ -189,6 +197,7 @@ class Runtime:
         self._closed = True
         try:
             self.scheduler.stop()
+            self.models.close()
             self.sampling_done(timeout)
             self._close_sensors()
             self.recorder.flush(timeout)  # every event sampled so far is on disk
@@ -208,6 +217,7 @@ class Runtime:
             return
         self._closed = True
         self.scheduler.stop()
+        self.models.close()
         self.sampling_done(5.0)
         self.recorder.abort()
         self.uplink.abort()

@@ -23,6 +23,7 @@ from sensors.filters import FILTER_TYPES, Chain
 
 from .config import DetectorConfig, SensorConfig
 from .events import Severity, Stamp
+from .pipeline import Input
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,15 @@ Emit = Callable[[str, str, Severity, Any, Stamp, dict[str, Any]], None]
 OnDetection = Callable[[str, Detection, Stamp], None]
 
 
+@dataclass(frozen=True)
+class Watch:
+    """A detector on a channel, and the other sensors' series joined to its readings."""
+
+    id: str
+    detector: Detector
+    inputs: tuple[Input, ...] = ()
+
+
 @dataclass
 class Channel:
     """One quantity of a sensor and what watches it."""
@@ -39,7 +49,7 @@ class Channel:
     quantity: str | None  # None for a sensor with a single value
     chain: Chain
     limits: tuple[float, float] | None
-    detectors: list[tuple[str, Detector]] = field(default_factory=list)
+    detectors: list[Watch] = field(default_factory=list)
     last: float | None = None
     repeats: int = 0
     stuck: bool = False
@@ -56,8 +66,12 @@ class SensorRunner:
         *,
         emit: Emit,
         on_detection: OnDetection,
+        latest: dict[str, Value] | None = None,
     ) -> None:
         self.config = config
+        # Every sensor's latest reading, shared by the runners of one runtime (all on the
+        # sampling thread): what a detector's joined ``inputs`` read.
+        self.latest: dict[str, Value] = {} if latest is None else latest
         self.kind = kind
         self.device = device
         self.emit = emit
@@ -68,7 +82,7 @@ class SensorRunner:
         for quantity in quantities:
             self.channels[quantity] = self._channel(quantity)
         for det, detector in detectors:
-            self.channels[det.quantity].detectors.append((det.id, detector))
+            self.channels[det.quantity].detectors.append(Watch(det.id, detector, det.inputs))
         self.last_state: Any = None
         self.degraded = False
         self.failures = 0  # consecutive failed reads
@@ -113,6 +127,7 @@ class SensorRunner:
     def reading(self, value: Value, stamp: Stamp) -> None:
         """A good reading: recover if needed, then check, filter and detect."""
         cfg = self.config
+        self.latest[cfg.id] = value
         self.readings += 1
         self.failures = 0
         if self.degraded:
@@ -199,14 +214,32 @@ class SensorRunner:
         vector = isinstance(value, tuple)
         if not vector and (not isinstance(value, int | float) or isinstance(value, bool)):
             return
-        for detector_id, detector in channel.detectors:
+        for watch in channel.detectors:
+            detector = watch.detector
             if channel.quantity in self._blocks and hasattr(detector, "observe_block"):
                 continue  # fed the whole block of samples instead, in ``blocks``
-            if vector and not getattr(detector, "accepts_vectors", False):
+            reading: Any = value if vector else float(value)
+            if watch.inputs:
+                reading = self._joined(float(value), watch.inputs)
+                if reading is None:
+                    continue  # a joined sensor has not read yet, or its last read failed
+            elif vector and not getattr(detector, "accepts_vectors", False):
                 continue
-            found = detector.observe(stamp.mono, value if vector else float(value))
+            found = detector.observe(stamp.mono, reading)
             if found is not None:
-                self._found(channel, detector_id, found, stamp)
+                self._found(channel, watch.id, found, stamp)
+
+    def _joined(self, value: float, inputs: tuple[Input, ...]) -> tuple[float, ...] | None:
+        """This reading and the latest of each joined series, as one vector."""
+        vector = [value]
+        for sensor, quantity in inputs:
+            latest = self.latest.get(sensor)
+            if isinstance(latest, Mapping):
+                latest = latest.get(quantity or "")
+            if not isinstance(latest, int | float) or isinstance(latest, bool):
+                return None
+            vector.append(float(latest))
+        return tuple(vector)
 
     def blocks(self, stamp: Stamp) -> None:
         """Hand a sensor's block of samples (a FIFO window) to the detectors that take one."""
@@ -219,9 +252,10 @@ class SensorRunner:
         channel = self.channels.get(quantity)
         if channel is None:
             return
-        for detector_id, detector in channel.detectors:
-            observe_block = getattr(detector, "observe_block", None)
-            if observe_block is None:
+        for watch in channel.detectors:
+            detector_id = watch.id
+            observe_block = getattr(watch.detector, "observe_block", None)
+            if observe_block is None or watch.inputs:
                 continue
             try:
                 found_all = observe_block(times, samples)

@@ -79,6 +79,9 @@ def _expected(annotation: Any, meta: Mapping[str, Any]) -> str:
         return " or ".join(_expected(a, meta) for a in options)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(annotation))
+    if origin is tuple:
+        item = _expected(get_args(annotation)[0], {}).removeprefix("a ").removeprefix("an ")
+        return f"a list of {item}s"
     low, high = meta.get("min"), meta.get("max")
     name = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
         annotation, str(annotation)
@@ -105,6 +108,11 @@ def _coerce(value: Any, annotation: Any, meta: Mapping[str, Any]) -> tuple[bool,
         return False, None
     if origin is Literal:
         return (value in get_args(annotation) and type(value) is not bool), value
+    if origin is tuple:  # tuple[X, ...]: a TOML array of X, kept immutable
+        if not isinstance(value, list):
+            return False, None
+        items = [_coerce(item, get_args(annotation)[0], meta) for item in value]
+        return all(ok for ok, _ in items), tuple(item for _, item in items)
     if annotation is bool:
         return isinstance(value, bool), value
     if annotation is int:

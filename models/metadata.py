@@ -12,6 +12,8 @@ keys to string values, readable without the ``onnx`` package):
 ``width``                 vector length of a reading (3 for x, y, z); empty for scalars
 ``rate``                  sample rate (Hz) the features were computed at
 ``sensor``, ``quantity``  what was trained on (quantity empty for a single-valued sensor)
+``inputs``                optional: other series (``sensor.quantity``, comma-separated) joined
+                          to each reading of ``sensor`` as the vector's later elements
 ``threshold``             score above which a window is anomalous
 ``calibration``           JSON: how the threshold was chosen (method, fpr, held-out windows)
 ``training``              JSON: training data summary (source file, windows, readings...)
@@ -66,6 +68,7 @@ class ModelMetadata:
     calibration: Mapping[str, Any]
     training: Mapping[str, Any]
     weights_sha256: str
+    inputs: tuple[str, ...] = ()
 
     def as_props(self) -> dict[str, str]:
         """The ``metadata_props`` strings, keys in a fixed order."""
@@ -81,6 +84,7 @@ class ModelMetadata:
             "rate": repr(self.rate),
             "sensor": self.sensor,
             "quantity": self.quantity or "",
+            **({"inputs": ",".join(self.inputs)} if self.inputs else {}),
             "threshold": repr(self.threshold),
             "calibration": json.dumps(dict(self.calibration), sort_keys=True),
             "training": json.dumps(dict(self.training), sort_keys=True),
@@ -135,6 +139,7 @@ class ModelMetadata:
             calibration=document("calibration"),
             training=document("training"),
             weights_sha256=get(WEIGHTS_KEY),
+            inputs=tuple(name for name in props.get("inputs", "").split(",") if name),
         )
 
 

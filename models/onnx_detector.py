@@ -30,7 +30,6 @@ the config validator reads real types from the fields of :class:`OnnxParams`.
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from models.alarm import Alarm, AlarmState, Limits
@@ -78,7 +77,9 @@ __all__ = [
 class OnnxParams:
     """Parameters of an ``onnx`` detector."""
 
-    model: str = field(metadata={"doc": "path to the .onnx model file"})
+    model: str = field(
+        metadata={"doc": "path to the .onnx model file, or a shipped model: vibration, environment"}
+    )
     window: int = field(
         metadata={"min": 1, "max": 1_000_000, "doc": "readings in each window fed to the model"}
     )
@@ -134,6 +135,22 @@ class OnnxParams:
     severity: Literal["warning", "critical"] = field(
         default="warning", metadata={"doc": "severity of the alarm (a clear is always info)"}
     )
+    watch: float = field(
+        default=5.0,
+        metadata={
+            "min": 0.0,
+            "max": 86_400,
+            "doc": "seconds between looks at the model file: a new version is checked, then "
+            "replaces the running model (0: never)",
+        },
+    )
+    shadow: str | None = field(
+        default=None,
+        metadata={
+            "doc": "a candidate model file run in shadow beside the running one (watched like "
+            "model: put a file there to start a trial)"
+        },
+    )
     shadow_promote_after: int | None = field(
         default=None,
         metadata={
@@ -173,6 +190,15 @@ class OnnxParams:
         from models.features import FeatureSpec  # numpy: only when features are configured
 
         return FeatureSpec.parse(self.features)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A model file read and checked by :meth:`OnnxDetector.prepare`, or why it was not."""
+
+    path: str
+    bound: "BoundModel | None"
+    error: "ModelError | None"
 
 
 class OnnxDetector:
@@ -300,15 +326,7 @@ class OnnxDetector:
         new threshold, clearing the alarm if its score is back below it. A shadow candidate
         keeps running, with its stats restarted: they compared it with the old model.
         """
-        bound, result = self._try_bind(path or self.params.model)
-        if bound is None:
-            self._notify("model_refused", "warning", result)
-            return result
-        self._make_active(bound)
-        if self._candidate is not None:
-            self._tally = Tally()
-        self._notify("model_reloaded", "info", result)
-        return result
+        return self.adopt(self.prepare(path))
 
     def shadow(self, path: str) -> ReloadResult:
         """Run the model at ``path`` beside the running one, on the same windows, silently.
@@ -319,13 +337,7 @@ class OnnxDetector:
         the candidate is promoted after that many windows if the models agreed on at least
         ``shadow_min_agreement`` of them, and dropped otherwise.
         """
-        bound, result = self._try_bind(path)
-        if bound is None:
-            self._notify("shadow_refused", "warning", result)
-            return result
-        self._candidate, self._tally = bound, Tally()
-        self._notify("shadow_started", "info", result)
-        return result
+        return self.adopt(self.prepare(path), shadow=True)
 
     def shadow_stats(self) -> ShadowStats | None:
         """How the candidate compares with the running model; ``None`` without a candidate."""
@@ -360,13 +372,47 @@ class OnnxDetector:
         self._notify_shadow("model_dropped", stats, reason)
         return stats
 
-    def _try_bind(self, path: str) -> "tuple[BoundModel | None, ReloadResult]":
-        trial = self._latest_feed()
+    def prepare(self, path: str | None = None) -> "Prepared":
+        """The slow half of :meth:`reload` and :meth:`shadow`: read the file at ``path``
+        (default: the configured one) and check it, on any thread, touching nothing of the
+        running detector. Hand the result to :meth:`adopt` on the thread that calls
+        ``observe``: a runtime loads a new model off its sampling thread."""
+        path = path or self.params.model
         try:
-            bound = self._bind(path, trial)
+            return Prepared(path, self._load(path), None)
         except ModelError as exc:
-            sha256, name, version = identify(Path(path))
-            return None, ReloadResult(False, f"refused: {exc}", sha256, name, version)
+            return Prepared(path, None, exc)
+
+    def adopt(self, prepared: "Prepared", *, shadow: bool = False) -> ReloadResult:
+        """Finish a :meth:`prepare`: try the model on the latest window, then make it the
+        running model (or, with ``shadow``, the candidate), exactly as :meth:`reload` and
+        :meth:`shadow` do. Call it where ``observe`` is called."""
+        bound, result = self._try_bind(prepared)
+        if bound is None:
+            self._notify("shadow_refused" if shadow else "model_refused", "warning", result)
+            return result
+        if shadow:
+            self._candidate, self._tally = bound, Tally()
+            self._notify("shadow_started", "info", result)
+            return result
+        self._make_active(bound)
+        if self._candidate is not None:
+            self._tally = Tally()
+        self._notify("model_reloaded", "info", result)
+        return result
+
+    def _try_bind(self, prepared: "Prepared") -> "tuple[BoundModel | None, ReloadResult]":
+        bound, error = prepared.bound, prepared.error
+        if bound is not None:
+            try:
+                self._trial(bound, self._latest_feed(), finite=True)
+            except ModelError as exc:
+                bound, error = None, exc
+        if bound is None:
+            from models.shipped import model_path
+
+            sha256, name, version = identify(model_path(prepared.path))
+            return None, ReloadResult(False, f"refused: {error}", sha256, name, version)
         reason = f"accepted {bound.model.path.name} (trial score {bound.trial_score:.6g})"
         return bound, ReloadResult(True, reason, bound.model.sha256, bound.name, bound.version)
 
@@ -504,18 +550,24 @@ class OnnxDetector:
         ``finite`` its score must be a finite number. The build passes ``finite=False``:
         zeros are no reading the model was made for, and the first windows judge it anyway.
         """
-        import numpy as np
+        bound = self._load(path)
+        self._trial(bound, trial, finite=finite)
+        return bound
 
+    def _load(self, path: str) -> "BoundModel":
+        """Read ``path`` and check it against this detector's feed: disk work, no trial run,
+        nothing of the detector's state touched (safe on any thread)."""
         from models.loader import load
+        from models.shipped import model_path
 
         p = self.params
-        file = Path(path)
+        file = model_path(path)
         model = load(file, p.backend)
         check_weights(file, model.sha256)
         spec = choose_input(model, p.input)
         count = self._values_fed()
         shape = feed_shape(spec, count, self._describe_feed(count), file.name)
-        bound = BoundModel(
+        return BoundModel(
             model=model,
             input_name=spec.name,
             dtype=spec.dtype,
@@ -525,14 +577,20 @@ class OnnxDetector:
             name=model.metadata.get("name") or file.stem,
             version=model.metadata.get("version"),
         )
-        bound.trial_score = trial_run(bound, np.zeros(count) if trial is None else trial)
+
+    def _trial(
+        self, bound: "BoundModel", trial: "npt.NDArray[np.generic] | None", *, finite: bool
+    ) -> None:
+        import numpy as np
+
+        feed = np.zeros(self._values_fed()) if trial is None else trial
+        bound.trial_score = trial_run(bound, feed)
         if finite and not math.isfinite(bound.trial_score):
             where = "an all-zero input" if trial is None else "the most recent window"
             raise ModelMismatch(
-                f"{file.name} scores {bound.trial_score} on {where}: a model must give a "
-                f"finite score"
+                f"{bound.model.path.name} scores {bound.trial_score} on {where}: a model must "
+                f"give a finite score"
             )
-        return bound
 
     def _values_fed(self) -> int:
         width = self.params.width

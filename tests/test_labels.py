@@ -109,6 +109,11 @@ def test_sensors_and_quantities_must_match() -> None:
     ]
     for event, caught in cases:
         assert score([humid], [event], grace=0, duration=HOUR).true_positives == caught, event
+    # An alarm on a vector quantity concerns each of its axes, and only those.
+    axis = Label("anomaly", "bearing", "motor.accel_x", 100.0, 200.0)
+    for quantity, caught in [("accel", 1), ("gyro", 0), ("acc", 0), ("accel_x", 1)]:
+        event = alarm(150.0, sensor="motor", quantity=quantity)
+        assert score([axis], [event], grace=0, duration=HOUR).true_positives == caught, quantity
     # A failed read of the whole sensor is a fault on each of its quantities.
     assert score([STUCK], [health(1050.0, "degraded")], grace=0, duration=HOUR).true_positives == 1
 
