@@ -147,6 +147,44 @@ class UplinkConfig:
 
 
 @dataclass(frozen=True)
+class CommandsConfig:
+    enabled: bool = field(
+        default=False,
+        metadata={"doc": "accept downlink commands on {prefix}/{device}/cmd/{name}"},
+    )
+    key_file: str | None = field(
+        default=None, metadata={"doc": "file holding the HMAC-SHA256 key commands are signed with"}
+    )
+    key_env: str | None = field(default=None, metadata={"doc": "env var with the command key"})
+    allow_unsigned: bool = field(
+        default=False, metadata={"doc": "accept commands with no signature (a lab bench only)"}
+    )
+    max_age: float = field(
+        default=300.0,
+        metadata={"min": 1.0, "max": 86_400, "doc": "seconds a command stays valid"},
+    )
+
+    def __post_init__(self) -> None:
+        if self.key_file and self.key_env:
+            raise ValueError("give the command key in key_file or key_env, not both")
+        if self.enabled and not (self.key_file or self.key_env or self.allow_unsigned):
+            raise ValueError(
+                "commands need a key (key_file or key_env), or allow_unsigned = true on a lab bench"
+            )
+
+    def key(self) -> bytes | None:
+        """The command key from its file or environment variable; None when unsigned."""
+        if self.key_file:
+            return Path(self.key_file).read_bytes().strip()
+        if self.key_env:
+            value = os.environ.get(self.key_env)
+            if not value:
+                raise OSError(f"environment variable {self.key_env} is not set")
+            return value.encode()
+        return None
+
+
+@dataclass(frozen=True)
 class Config:
     source: str
     device: DeviceConfig
@@ -155,6 +193,7 @@ class Config:
     sensors: tuple[SensorConfig, ...]
     detectors: tuple[DetectorConfig, ...]
     actions: tuple[ActionConfig, ...] = ()
+    commands: CommandsConfig = CommandsConfig()
 
     def summary(self) -> str:
         """One paragraph saying what this config will do."""
@@ -170,7 +209,7 @@ class Config:
         )
 
 
-_SECTIONS = ("device", "storage", "uplink", "sensors", "detectors", "actions")
+_SECTIONS = ("device", "storage", "uplink", "commands", "sensors", "detectors", "actions")
 
 
 def load(path: str | Path, *, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Config:
@@ -207,19 +246,28 @@ def validate(data: dict[str, Any], source: str) -> Config:
     device = build(DeviceConfig, data.get("device", {}), "device", problems)
     storage = build(StorageConfig, data.get("storage", {}), "storage", problems)
     uplink = build(UplinkConfig, data.get("uplink", {}), "uplink", problems)
+    commands = build(CommandsConfig, data.get("commands", {}), "commands", problems)
     declared: set[str] = set()  # every sensor id given, valid sensor or not
     sensors = parse_sensors(data.get("sensors", []), problems, declared)
     detectors = parse_detectors(data.get("detectors", []), sensors, declared, problems)
     actions = parse_actions(data.get("actions", []), sensors, detectors, problems)
-    if problems or device is None or storage is None or uplink is None:
+    if problems or device is None or storage is None or uplink is None or commands is None:
         raise ConfigError(problems.items)
     return Config(
-        source, device, storage, uplink, tuple(sensors.values()), tuple(detectors), actions
+        source,
+        device,
+        storage,
+        uplink,
+        tuple(sensors.values()),
+        tuple(detectors),
+        actions,
+        commands,
     )
 
 
 __all__ = [
     "ActionConfig",
+    "CommandsConfig",
     "Config",
     "DetectorCommon",
     "DetectorConfig",

@@ -19,7 +19,10 @@ from sensors import SENSOR_TYPES, Hardware, Value
 from . import __version__
 from .actions import Actions
 from .clock import Clock, VirtualClock
+from .commands import Checker, Commands, Handler, Policy, Request
+from .commandset import model_handler, ping, status_handler
 from .config import Config, DetectorConfig
+from .errors import ConfigError
 from .events import Draft, Event, Severity, Stamp, format_ts
 from .modelwatch import ModelWatch
 from .outbox import Outbox
@@ -88,12 +91,16 @@ class Runtime:
             self.outbox, clock, window=storage.commit_window_ms / 1000, on_commit=self._committed
         )
         self.sensors: dict[str, SensorRunner] = {}
+        self._onnx: dict[str, OnnxDetector] = {}  # by detector id: what model commands drive
         self.actions = Actions(config.actions, self.scheduler)
         self._thread: threading.Thread | None = None
         self._closed = False
+        self.commands = self._commands()  # None unless [commands] enabled
         try:
             self.uplink = self._uplink()
             self._build_sensors()
+            if self.commands is not None:
+                self.commands.handlers.update(self._command_handlers())
         except BaseException:
             self._close_sensors()
             self.outbox.close()
@@ -112,7 +119,36 @@ class Runtime:
                 "version": __version__,
                 "sensors": [s.id for s in config.sensors],
             },
+            commands=self.commands.received if self.commands is not None else None,
         )
+
+    def _commands(self) -> Commands | None:
+        settings = self.config.commands
+        if not settings.enabled:
+            return None
+        try:
+            key = settings.key()
+        except OSError as exc:
+            self.outbox.close()
+            raise ConfigError(
+                [f"{self.config.source}: commands: cannot read the key: {exc}"]
+            ) from exc
+
+        def send(name: str, payload: bytes, request: Request | None) -> None:
+            response = request.response_topic if request else None
+            correlation = request.correlation if request else None
+            self.uplink.reply(name, payload, response, correlation)
+
+        checker = Checker(self.device, Policy(key, settings.max_age))
+        return Commands(
+            checker, {"ping": ping}, send, wall=self.clock.wall, synced=self.clock.synced
+        )
+
+    def _command_handlers(self) -> dict[str, Handler]:
+        return {
+            "status": status_handler(self.outbox, self.sensors),
+            "model": model_handler(self._onnx, self.scheduler.post),
+        }
 
     def _build_sensors(self) -> None:
         detectors: dict[str, list[tuple[DetectorConfig, Detector]]] = {}
@@ -120,6 +156,7 @@ class Runtime:
             detector = DETECTOR_TYPES[det.type].build(det.params)
             if isinstance(detector, OnnxDetector):
                 self.models.add(det.id, detector)
+                self._onnx[det.id] = detector
             detectors.setdefault(det.sensor, []).append((det, detector))
         latest: dict[str, Value] = {}  # each sensor's latest reading, for joined inputs
         for cfg in self.config.sensors:
@@ -144,6 +181,8 @@ class Runtime:
         self.recorder.start()
         self.uplink.start()
         self.models.start()
+        if self.commands is not None:
+            self.commands.start()
         for sensor in self.sensors.values():
             if sensor.config.interval is not None:
                 poll = self._poller(sensor)
@@ -198,6 +237,8 @@ class Runtime:
         try:
             self.scheduler.stop()
             self.models.close()
+            if self.commands is not None:
+                self.commands.close(timeout)
             self.sampling_done(timeout)
             self._close_sensors()
             self.recorder.flush(timeout)  # every event sampled so far is on disk
@@ -218,6 +259,8 @@ class Runtime:
         self._closed = True
         self.scheduler.stop()
         self.models.close()
+        if self.commands is not None:
+            self.commands.close(1.0)
         self.sampling_done(5.0)
         self.recorder.abort()
         self.uplink.abort()

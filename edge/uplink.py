@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from .clock import Clock
 from .config import UplinkConfig
@@ -72,6 +74,10 @@ def _write_on_link_thread(client: mqtt.Client, userdata: Any, sock: Any) -> None
     """paho's write hook: nothing to do, the link thread's loop() writes queued packets."""
 
 
+# (name, payload, response topic, correlation data): a downlink command arrived.
+CommandSink = Callable[[str, bytes, "str | None", "bytes | None"], None]
+
+
 class _Session:
     """One connection: its paho client and the events it has in flight (mid -> seq)."""
 
@@ -100,8 +106,11 @@ class Uplink:
         on_ack: Callable[[Sequence[int]], None],
         birth: Mapping[str, Any] | None = None,
         rng: random.Random | None = None,
+        commands: CommandSink | None = None,
     ) -> None:
         self.settings = settings
+        # Downlink commands go here (name, payload, MQTT 5 response topic, correlation data).
+        self.commands = commands
         self.device = device
         self.outbox = outbox
         self.clock = clock
@@ -281,6 +290,8 @@ class Uplink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        if self.commands is not None:
+            client.on_message = self._on_message
         # With a socket-write hook set, publish() on another thread only queues the packet
         # and wakes the link thread's loop(), which does all the writing.
         client.on_socket_register_write = _write_on_link_thread
@@ -315,12 +326,53 @@ class Uplink:
                 return
             info = client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
             session.control.add(info.mid)
+            if self.commands is not None:
+                client.subscribe(f"{self.prefix}/cmd/+", qos=1)
             session.online = session.connected = True
             self.stats.connects += 1
             self.stats.state = "online"
             self._wanted += 1
             self._lock.notify_all()
         log.info("connected to %s", self.settings.broker)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        """A downlink command: hand it over at once (the handler only queues it)."""
+        if self.commands is None:
+            return
+        props = message.properties
+        response = getattr(props, "ResponseTopic", None) if props is not None else None
+        correlation = getattr(props, "CorrelationData", None) if props is not None else None
+        name = message.topic.rsplit("/", 1)[-1]
+        self.commands(name, bytes(message.payload), response, correlation)
+
+    def reply(
+        self, name: str, payload: bytes, response_topic: str | None, correlation: bytes | None
+    ) -> bool:
+        """Publish a command's reply (QoS 1, not stored: a lost reply is asked for again).
+
+        Safe from any thread: paho queues the packet, the link thread writes it. Goes to
+        ``{prefix}/reply/{name}``, and to an MQTT 5 request's response topic with its
+        correlation data. False when offline."""
+        with self._lock:
+            session = self._session
+        if session is None or not session.online:
+            return False
+        sends: list[tuple[str, Properties | None]] = [(f"{self.prefix}/reply/{name}", None)]
+        if response_topic and self.settings.protocol == "5":
+            response = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            if correlation is not None:
+                response.CorrelationData = correlation
+            sends.append((response_topic, response))
+        sent = True
+        for topic, props in sends:
+            info = session.client.publish(topic, payload, qos=1, properties=props)
+            sent = sent and info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+            with self._lock:  # its PUBACK is no event's: a control message
+                if info.mid in session.early:
+                    session.early.discard(info.mid)
+                else:
+                    session.control.add(info.mid)
+        return sent
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any

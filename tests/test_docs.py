@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from edge.cli import _parser
-from edge.config import DetectorCommon, DeviceConfig, SensorCommon, StorageConfig, UplinkConfig
+from edge.config import (
+    CommandsConfig,
+    DetectorCommon,
+    DeviceConfig,
+    SensorCommon,
+    StorageConfig,
+    UplinkConfig,
+)
 from models import DETECTOR_TYPES
 from sensors import SENSOR_TYPES
 
@@ -43,7 +50,7 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
                 assert action.help, f"edge {name} {action.option_strings[0]} has no help"
 
 
-SECTIONS = [DeviceConfig, StorageConfig, UplinkConfig, SensorCommon, DetectorCommon]
+SECTIONS = [DeviceConfig, StorageConfig, UplinkConfig, CommandsConfig, SensorCommon, DetectorCommon]
 
 
 @pytest.mark.parametrize("section", SECTIONS, ids=lambda c: c.__name__)

@@ -1,0 +1,180 @@
+"""Downlink commands through a real Mosquitto: signed commands in, replies out, models driven.
+
+The runtime runs on simulated hardware with a virtual clock nobody advances: the sampling
+thread idles, and still takes the work a command posts to it (a model swap).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge.clock import VirtualClock
+from edge.commands import sign
+from edge.runtime import Runtime
+from edge.scenario import parse_scenario
+from edge.simulation import SimulatedHardware
+from tests.brokers import Mosquitto, publish, split_url
+from tests.models.test_onnx_reload import write_mean_model
+
+KEY = b"0123456789abcdef0123456789abcdef"
+DEVICE = "cmd-01"
+
+SCENARIO = """
+[device]
+id = "cmd-01"
+[storage]
+state_dir = "{state}"
+commit_window_ms = 0
+[uplink]
+broker = "{broker}"
+protocol = "{protocol}"
+backoff_min = 0.1
+backoff_max = 0.5
+[commands]
+enabled = true
+key_file = "{key}"
+
+[[sensors]]
+id = "probe"
+type = "i2c.tmp102"
+interval = 1.0
+
+[[detectors]]
+id = "probe-model"
+sensor = "probe"
+type = "onnx"
+model = "{model}"
+backend = "onnxruntime"
+window = 4
+watch = 0
+
+[simulation]
+duration = 60.0
+"""
+
+
+def command(name: str, request_id: str, args: dict[str, Any], key: bytes = KEY) -> bytes:
+    # A VirtualClock's wall time starts at 2026-01-01; it is what judges freshness here.
+    ts = datetime(2026, 1, 1, tzinfo=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    sig = sign(key, DEVICE, name, request_id, ts, args)
+    return json.dumps({"id": request_id, "ts": ts, "args": args, "sig": sig}).encode()
+
+
+class Device:
+    def __init__(self, tmp_path: Path, broker: str, protocol: str) -> None:
+        models = tmp_path / "models"
+        models.mkdir()
+        live = write_mean_model(
+            models / "live.onnx", gain=1.0, threshold=0.5, name="a", version="1"
+        )
+        write_mean_model(models / "b.onnx", gain=2.0, threshold=1.5, name="b", version="2")
+        (tmp_path / "key").write_bytes(KEY + b"\n")
+        text = SCENARIO.format(state=tmp_path / "state", broker=broker, protocol=protocol,
+                               key=tmp_path / "key", model=live)  # fmt: skip
+        scenario = parse_scenario(text, "cmd.toml", overrides={})
+        clock = VirtualClock()
+        hardware = SimulatedHardware(scenario, clock)
+        self.runtime = Runtime(scenario.config, hardware=hardware.hardware, clock=clock)
+        self.runtime.start()
+
+    def close(self) -> None:
+        self.runtime.close(timeout=2)
+
+
+@pytest.fixture
+def device(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Device]:
+    running = Device(tmp_path, mosquitto.url, "3.1.1")
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def not_hello(messages: list[Any]) -> list[Any]:
+    return [m for m in messages if not json.loads(m.payload)["id"].startswith("hello-")]
+
+
+def replies(messages: list[Any]) -> dict[str, dict[str, Any]]:
+    return {json.loads(m.payload)["id"]: json.loads(m.payload) for m in messages}
+
+
+def test_signed_commands_are_answered_and_drive_the_model(
+    device: Device, mosquitto: Mosquitto, mqtt_subscriber: Any
+) -> None:
+    answers = mqtt_subscriber(mosquitto.url, f"edgeline/{DEVICE}/reply/#")
+    base = f"edgeline/{DEVICE}/cmd"
+    for attempt in range(50):  # until the device has subscribed to its command topics
+        publish(mosquitto.url, f"{base}/ping", command("ping", f"hello-{attempt}", {}))
+        with contextlib.suppress(AssertionError):
+            answers.wait_for(lambda ms: len(ms) > 0, timeout=0.2)
+            break
+    publish(mosquitto.url, f"{base}/ping", command("ping", "p1", {"echo": "hi"}))
+    publish(mosquitto.url, f"{base}/model", command("model", "m1", {
+        "detector": "probe-model", "action": "shadow", "path": "b.onnx"}))  # fmt: skip
+    publish(mosquitto.url, f"{base}/model", command("model", "m2", {
+        "detector": "probe-model", "action": "promote"}))  # fmt: skip
+    publish(mosquitto.url, f"{base}/status", command("status", "s1", {}))
+    publish(mosquitto.url, f"{base}/ping", command("ping", "bad", {}, key=b"not the key"))
+    publish(mosquitto.url, f"{base}/ping", command("ping", "p1", {"echo": "hi"}))  # a replay
+    got = answers.wait_for(lambda ms: len(not_hello(ms)) >= 6)
+    got = not_hello(got)
+    by_id = replies(got[:5])
+    assert by_id["p1"] == {"id": "p1", "ok": True, "result": {"pong": True, "echo": "hi"}}
+    assert by_id["m1"]["ok"] and by_id["m1"]["result"]["accepted"] is True
+    assert by_id["m2"]["ok"] and by_id["m2"]["result"]["candidate"] == "b"
+    assert by_id["s1"]["result"]["sensors"]["probe"]["state"] == "ok"
+    assert by_id["bad"] == {"id": "bad", "ok": False, "error": "refused: bad signature"}
+    assert json.loads(got[5].payload)["error"].startswith("refused: replayed")
+    assert [m.topic.rsplit("/", 1)[1] for m in got] == [
+        "ping", "model", "model", "status", "ping", "ping"]  # fmt: skip
+    detector = device.runtime._onnx["probe-model"]
+    assert detector.model_version == "2"
+
+
+def test_mqtt5_replies_go_to_the_response_topic_with_the_correlation_data(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    device = Device(tmp_path, mosquitto.url, "5")
+    host, port = split_url(mosquitto.url)
+    got: list[tuple[str, bytes | None, bytes]] = []
+    ready, answered = threading.Event(), threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+
+    def on_message(c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
+        got.append((msg.topic, getattr(msg.properties, "CorrelationData", None), msg.payload))
+        answered.set()
+
+    client.on_message = on_message
+    client.on_subscribe = lambda *args: ready.set()
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        client.subscribe("answers/me", qos=1)
+        assert ready.wait(10)
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ResponseTopic = "answers/me"
+        props.CorrelationData = b"corr-42"
+        for _ in range(50):  # until the device has subscribed to its command topic
+            client.publish(f"edgeline/{DEVICE}/cmd/ping", command("ping", f"r{_}", {}), qos=1,
+                           properties=props)  # fmt: skip
+            if answered.wait(0.2):
+                break
+        assert answered.is_set()
+        topic, correlation, payload = got[0]
+        assert topic == "answers/me" and correlation == b"corr-42"
+        assert json.loads(payload)["ok"] is True
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        device.close()
