@@ -141,6 +141,17 @@ def _parser() -> argparse.ArgumentParser:
     sink.add_argument("--prefix", default="edgeline", help="topic prefix (default edgeline)")
     sink.add_argument("--device", default="+", help="one device id (default: all)")
     sink.set_defaults(handler=cmd_sink)
+
+    bench = commands.add_parser(
+        "bench", help="measure throughput, latency, footprint and budgets against baselines"
+    )
+    bench.add_argument("--smoke", action="store_true", help="tiny sizes, in seconds (a check)")
+    bench.add_argument("--json", metavar="FILE", help="also write every figure as JSON here")
+    bench.add_argument("--only", metavar="NAME,...", help="run only these figure groups")
+    bench.add_argument(
+        "--dir", metavar="DIR", help="scratch directory; its disk is the one measured for wear"
+    )
+    bench.set_defaults(handler=cmd_bench)
     return parser
 
 
@@ -560,6 +571,31 @@ def cmd_model_info(args: argparse.Namespace) -> int:
         return EXIT_OK if found.weights.ok else EXIT_FAILURE
 
     return _model_errors(run)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import FIGURES, BenchError, run
+    from .bench.mosquitto import BrokerUnavailable
+
+    only = tuple(n.strip() for n in args.only.split(",") if n.strip()) if args.only else FIGURES
+    unknown = [name for name in only if name not in FIGURES]
+    if unknown:
+        raise UsageError(f"--only: unknown {', '.join(unknown)}; known: {', '.join(FIGURES)}")
+    try:
+        result = run(smoke=args.smoke, only=only, directory=args.dir)
+    except (BenchError, BrokerUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(result["table"])
+    machine = result["machine"]
+    print(
+        f"\n{result['mode']} run, {machine['date']}, {machine['cpus']} x {machine['cpu_model']},"
+        f" Python {machine['python']}, load average {machine['load_average']} before and"
+        f" {result['load_average_after']} after, {result['seconds']['total']:.0f} s"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return EXIT_OK
 
 
 def cmd_sink(args: argparse.Namespace) -> int:

@@ -1,0 +1,118 @@
+"""Figure 2: latency from a reading to its event on disk to its receipt by a subscriber.
+
+The runtime runs in one process (simulated sensors with telemetry, real clock), a paho
+subscriber in another; both stamp with CLOCK_MONOTONIC, so their times compare. Each event
+is traced from its reading (the draft's stamp) to the end of the group commit that stored
+it to the subscriber's receipt, at 100 and 1,000 events/s, with the commit window at 0 ms
+(commit as soon as the previous commit ends) and at the default 100 ms.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from . import measure, mqtt
+from .child import run_child
+from .rig import DEVICE, RigSpec
+
+SENSOR_HZ = 10
+
+
+class Listener:
+    """``python -m edge.bench.mqtt`` subscribed to the bench device's events."""
+
+    def __init__(self, url: str, out: Path) -> None:
+        self.out = out
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "edge.bench.mqtt", url, f"edgeline/{DEVICE}/events/#", str(out)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().strip()
+        if line != mqtt.READY:
+            self.close()
+            raise mqtt.BaselineError(f"the listener did not subscribe (said {line!r})")
+
+    def received(self) -> dict[int, float]:
+        found: dict[int, float] = {}
+        if self.out.exists():
+            for line in self.out.read_text(encoding="ascii").splitlines():
+                parts = line.split()
+                if len(parts) == 2:
+                    found.setdefault(int(parts[0]), float(parts[1]))  # the first delivery
+        return found
+
+    def wait_for(self, seqs: set[int], timeout: float) -> dict[int, float]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.received()
+            if seqs <= found.keys() or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(10.0)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def one(
+    url: str, workdir: Path, *, rate: int, window_ms: int, warmup: float, duration: float
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(dir=workdir) as scratch:
+        listener = Listener(url, Path(scratch) / "received.txt")
+        try:
+            spec = RigSpec(
+                state_dir=str(Path(scratch) / "state"),
+                broker=url,
+                sensors=rate // SENSOR_HZ,
+                interval=1 / SENSOR_HZ,
+                telemetry=True,
+                threshold=False,
+                commit_window_ms=window_ms,
+            )
+            options = {"spec": asdict(spec), "warmup": warmup, "duration": duration}
+            result = run_child("latency", options, timeout=warmup + duration + 60)
+            traces = result["traces"]
+            received = listener.wait_for({int(t[0]) for t in traces}, timeout=10.0)
+        finally:
+            listener.close()
+    disk = [(stored - read) * 1000 for _, read, stored in traces]
+    broker = [(received[seq] - read) * 1000 for seq, read, _ in traces if seq in received]
+    return {
+        "rate": rate,
+        "commit_window_ms": window_ms,
+        "events": len(traces),
+        "events_per_s": len(traces) / result["wall_s"],
+        "received": len(broker),
+        "to_disk_p50_ms": measure.percentile(disk, 0.5),
+        "to_disk_p99_ms": measure.percentile(disk, 0.99),
+        "p50_ms": measure.percentile(broker, 0.5),
+        "p99_ms": measure.percentile(broker, 0.99),
+        "max_ms": max(broker, default=float("nan")),
+    }
+
+
+def run(
+    url: str, workdir: Path, *, rates: tuple[int, ...], windows: tuple[int, ...],
+    warmup: float, duration: float,
+) -> dict[str, Any]:  # fmt: skip
+    cases = {}
+    for window in windows:
+        for rate in rates:
+            cases[f"{rate}/s window {window} ms"] = one(
+                url, workdir, rate=rate, window_ms=window, warmup=warmup, duration=duration
+            )
+    return {"cases": cases}
