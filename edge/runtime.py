@@ -22,6 +22,7 @@ from .clock import Clock, VirtualClock
 from .commands import Checker, Commands, Handler, Policy, Request
 from .commandset import model_handler, ping, status_handler
 from .config import Config, DetectorConfig
+from .detector_state import DetectorStates
 from .errors import ConfigError
 from .events import Draft, Event, Severity, Stamp, format_ts
 from .modelwatch import ModelWatch
@@ -86,6 +87,7 @@ class Runtime:
             storage.state_dir, self.device, durability=storage.durability, epoch=clock.epoch
         )
         self.scheduler = Scheduler(clock, drive_clock=drive_clock)
+        self.detector_states = DetectorStates(storage.state_dir)  # what detectors learnt
         self.models = ModelWatch(self.scheduler)  # hot reload of model files
         self.recorder = Recorder(
             self.outbox, clock, window=storage.commit_window_ms / 1000, on_commit=self._committed
@@ -154,6 +156,7 @@ class Runtime:
         detectors: dict[str, list[tuple[DetectorConfig, Detector]]] = {}
         for det in self.config.detectors:
             detector = DETECTOR_TYPES[det.type].build(det.params)
+            self.detector_states.add(det.id, detector)  # resumes a persistent detector
             if isinstance(detector, OnnxDetector):
                 self.models.add(det.id, detector)
                 self._onnx[det.id] = detector
@@ -190,6 +193,7 @@ class Runtime:
             else:
                 device: Any = sensor.device
                 device.start(self._edge_handler(sensor))
+        self.detector_states.start(self.scheduler)
         self.sample(until)
 
     def sample(self, until: float | None = None) -> None:
@@ -240,6 +244,7 @@ class Runtime:
             if self.commands is not None:
                 self.commands.close(timeout)
             self.sampling_done(timeout)
+            self.detector_states.close()  # sampling has stopped: save what they learnt
             self._close_sensors()
             self.recorder.flush(timeout)  # every event sampled so far is on disk
             self.uplink.close(timeout)  # offline published; in-flight PUBACKs came before it
@@ -262,6 +267,7 @@ class Runtime:
         if self.commands is not None:
             self.commands.close(1.0)
         self.sampling_done(5.0)
+        self.detector_states.abort()
         self.recorder.abort()
         self.uplink.abort()
         self._close_sensors()  # the hardware outlives the process: free its pins

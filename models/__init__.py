@@ -4,7 +4,8 @@ Importing this package is cheap (no numpy, no onnxruntime); heavy backends load 
 detector that needs them is built.
 """
 
-from models.detection import Detection, Detector, DetectorType, Severity
+from models.adaptive import AdaptiveDetector, AdaptiveParams
+from models.detection import Detection, Detector, DetectorType, PersistentDetector, Severity
 from models.errors import ModelError, ParamsError
 from models.loader import (
     BackendUnavailable,
@@ -24,6 +25,8 @@ from models.threshold import ThresholdDetector, ThresholdParams
 
 __all__ = [
     "DETECTOR_TYPES",
+    "AdaptiveDetector",
+    "AdaptiveParams",
     "BackendUnavailable",
     "Detection",
     "Detector",
@@ -36,6 +39,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelRunError",
     "ParamsError",
+    "PersistentDetector",
     "Severity",
     "TensorSpec",
     "ThresholdDetector",

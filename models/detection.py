@@ -42,6 +42,24 @@ class Detector(Protocol):
         ...
 
 
+@runtime_checkable
+class PersistentDetector(Detector, Protocol):
+    """A detector whose learning outlives the process.
+
+    The runtime keeps its snapshot in the state directory and hands it back to ``restore``
+    when the detector is built again, so a reboot does not make it learn from scratch.
+    """
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the detector has learnt, as JSON-serialisable data of bounded size."""
+        ...
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Resume from a ``snapshot``; raise ``ValueError`` (changing nothing) if it does not
+        fit this detector."""
+        ...
+
+
 @dataclass(frozen=True)
 class DetectorType:
     """A registry entry: how a config table of this ``name`` becomes a running detector.

@@ -6,6 +6,7 @@ its ``build``, so a config without such a detector never pays for it.
 
 from __future__ import annotations
 
+from models.adaptive import AdaptiveDetector, AdaptiveParams
 from models.detection import DetectorType
 from models.onnx_detector import OnnxDetector, OnnxParams
 from models.rules import RateDetector, RateParams, ZScoreDetector, ZScoreParams
@@ -14,6 +15,12 @@ from models.threshold import ThresholdDetector, ThresholdParams
 DETECTOR_TYPES: dict[str, DetectorType] = {
     t.name: t
     for t in [
+        DetectorType(
+            name="adaptive",
+            params=AdaptiveParams,
+            build=AdaptiveDetector,
+            summary="learn a signal's normal behaviour as it runs; alarm on what is not",
+        ),
         DetectorType(
             name="threshold",
             params=ThresholdParams,

@@ -140,7 +140,7 @@ class Window:
                 f"got times of shape {t.shape} and samples of shape {x.shape}"
             )
         if len(t) and (
-            np.any(np.diff(t) < 0)
+            bool((t[1:] < t[:-1]).any())
             or (self._count and t[0] < self._times[self._next - 1 + self.size])
         ):
             raise ValueError("sample times must not decrease")
