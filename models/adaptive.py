@@ -1,6 +1,6 @@
 """The ``adaptive`` detector: learns what normal looks like for one signal as it runs.
 
-No training, no labels, no limits to set. Every reading is measured nine ways, each a
+No training, no labels, no limits to set. Every reading is measured ten ways, each a
 non-negative measure of how unusual it is, and each measure is turned into a rarity on one
 common scale by :class:`~models.adaptive_rarity.Rarity` (``log`` of how many readings ago a
 measure at least as large was last seen, over ``log`` of the readings seen; 1 is "the most
@@ -12,7 +12,10 @@ extreme in the horizon", more is a new extreme by a margin). The measures:
   lower median) of the previous 2, 8 and 32 readings, in units of the median step between
   readings: a sudden change, even inside the usual range (a spike at night, a drop in speed);
 * **shift**: relative entropy of the last 32 readings' histogram against the baseline's:
-  the signal stays where it seldom goes, or its spread changes (a stuck value, a burst).
+  the signal stays where it seldom goes, or its spread changes (a stuck value, a burst);
+* **lull**: readings since the last one at or above the baseline's upper quartile: the
+  signal's usual highs stop coming although every value is in range (a missed daily peak,
+  an idle machine), which no distance from a median or a histogram over 32 readings sees.
 
 The score is ``c / (1 + c)`` of the largest rarity ``c``, so it lies in [0, 1) and 0.5 is a
 new extreme. Two rules make it report an anomaly at its first sign and once: nothing is
@@ -22,7 +25,7 @@ an :class:`~models.alarm.Alarm` on the score, with ``threshold``, ``hysteresis``
 ``min_duration`` exactly as a ``threshold`` detector.
 
 Memory is fixed whatever the run length (``baseline`` values, 300 steps, 32 recent values,
-and at most 84 pairs per measure); :meth:`AdaptiveDetector.snapshot` and
+one count, and at most 84 pairs per measure); :meth:`AdaptiveDetector.snapshot` and
 :meth:`~AdaptiveDetector.restore` carry all of it as JSON-serialisable data, so a restart
 resumes exactly where the detector was. Counts are in readings, not seconds: the detector
 expects a sensor read at a steady rate. Non-finite readings are ignored.
@@ -44,7 +47,7 @@ from models.detection import Detection
 from models.errors import ParamsError
 from models.params import check_fields
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 JUMP_SCALES = (2, 8, 32)  # readings in the local medians a jump is measured from
 RECENT = 32  # readings in the recent histogram (and the longest local median)
 BINS = 8  # histogram bins across the baseline's 1st to 99th percentile
@@ -55,6 +58,7 @@ _WARM_LEVEL = 20  # baseline readings before the level and jump are measured
 _WARM_STEPS = 10
 _WARM_SHIFT = 100
 _TINY = 1e-9
+LULL_QUANTILE = 0.75  # a lull: readings since the last one at or above this baseline quantile
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ MEASURES: tuple[tuple[str, str | None], ...] = (
     ("level", "below"),
     *((f"jump{scale}", side) for scale in JUMP_SCALES for side in ("above", "below")),
     ("shift", None),
+    ("lull", None),
 )
 
 
@@ -138,8 +143,9 @@ class AdaptiveDetector:
     Build it with defaults and feed it: ``AdaptiveDetector().update(value)`` returns the
     score; :meth:`observe` does the same for the runtime and returns the alarm's changes
     as :class:`~models.detection.Detection` (``kind`` ``anomaly``; ``fields`` carry
-    ``score``, ``threshold``, ``state``, ``duration``, ``signal`` — ``level``, ``jump``
-    or ``shift`` — ``side`` — ``above``/``below`` the baseline, or null for a shift —
+    ``score``, ``threshold``, ``state``, ``duration``, ``signal`` — ``level``, ``jump``,
+    ``shift`` or ``lull`` — ``side`` — ``above``/``below`` the baseline, or null for a
+    shift or a lull —
     ``rarity`` and ``baseline``, the median it was measured against).
     """
 
@@ -161,6 +167,7 @@ class AdaptiveDetector:
         self._score = 0.0
         self._cause: tuple[str, str | None, float] = ("level", None, 0.0)
         self._median = math.nan
+        self._lull = 0  # readings since the last one at or above the baseline's upper quartile
 
     @property
     def anomaly_score(self) -> float:
@@ -233,6 +240,12 @@ class AdaptiveDetector:
             below = (median - x) / lower if x < median else 0.0
             found.append(("level", "above", rarity["level_above"].update(above)))
             found.append(("level", "below", rarity["level_below"].update(below)))
+            if x >= ordered[int(LULL_QUANTILE * size)]:
+                self._lull = 0
+            else:
+                self._lull += 1
+            if size >= _WARM_SHIFT:
+                found.append(("lull", None, rarity["lull"].update(self._lull)))
             steps = self._steps.sorted
             if len(steps) >= _WARM_STEPS:
                 unit = steps[len(steps) // 2] or steps[min(len(steps) - 1, len(steps) * 9 // 10)]
@@ -304,6 +317,7 @@ class AdaptiveDetector:
             "recent": list(self._recent),
             "rarity": {name: r.snapshot() for name, r in self._rarity.items()},
             "rest": self._rest,
+            "lull": self._lull,
             "peak": self._peak,
             "score": self._score,
         }
@@ -337,6 +351,7 @@ class AdaptiveDetector:
         for name, machine in self._rarity.items():
             machine.restore(rarity[name])
         self._rest = min(_count(state["rest"]), self.params.rest)
+        self._lull = _count(state["lull"])
         self._peak = _finite(state["peak"])
         self._score = _finite(state["score"])
 

@@ -141,7 +141,8 @@ def test_a_restored_detector_continues_exactly_as_if_never_stopped() -> None:
         {},
         {"type": "zscore", "version": 1},
         {"type": "adaptive", "version": 99},
-        {"type": "adaptive", "version": 1, "readings": 5},
+        {"type": "adaptive", "version": 1},  # the nine-measure detector
+        {"type": "adaptive", "version": 2, "readings": 5},
         "broken-baseline",
         "nan-in-stack",
     ],
@@ -169,3 +170,23 @@ def test_a_restore_keeps_the_detectors_own_params() -> None:
     assert len(state["baseline"]) == 200  # the newest 200 of the 1000 saved
     assert state["baseline"] == source.snapshot()["baseline"][-200:]
     assert small.params.rest == 5
+
+
+def test_a_missing_peak_is_a_lull_although_every_value_is_in_range() -> None:
+    """A daily-like cycle (40 high readings in 100) whose high phase does not come."""
+    rng = random.Random(3)
+
+    def cycle(start: int, count: int, peak: float = 10.0) -> list[float]:
+        return [
+            (peak if i % 100 < 40 else 0.0) + rng.gauss(0.0, 1.0)
+            for i in range(start, start + count)
+        ]
+
+    values = [*cycle(0, 3000), *cycle(3000, 300, peak=0.0)]
+    detector = AdaptiveDetector(AdaptiveParams(threshold=0.51))
+    signals = []
+    for i, value in enumerate(values):
+        detection = detector.observe(float(i), value)
+        if i >= 3000 and detection is not None and detection.fields["state"] == "active":
+            signals.append(detection.fields["signal"])
+    assert signals[:1] == ["lull"]
