@@ -17,6 +17,12 @@ extreme in the horizon", more is a new extreme by a margin). The measures:
   signal's usual highs stop coming although every value is in range (a missed daily peak,
   an idle machine), which no distance from a median or a histogram over 32 readings sees.
 
+Given the reading's time (:meth:`AdaptiveDetector.observe`), it also learns the signal's
+daily cycle (:class:`~models.adaptive_season.DailyProfile`) and measures the six jumps on
+the signal with that cycle taken out; once the cycle is learnt and explains the signal,
+each jump's rarity is the smaller of the two, so the daily rise and fall stop scoring as
+new extremes while a jump at an unusual hour still does.
+
 The score is ``c / (1 + c)`` of the largest rarity ``c``, so it lies in [0, 1) and 0.5 is a
 new extreme. Two rules make it report an anomaly at its first sign and once: nothing is
 scored during the first ``learn`` readings, and after a score of 0.5 or more, the next
@@ -25,10 +31,12 @@ an :class:`~models.alarm.Alarm` on the score, with ``threshold``, ``hysteresis``
 ``min_duration`` exactly as a ``threshold`` detector.
 
 Memory is fixed whatever the run length (``baseline`` values, 300 steps, 32 recent values,
-one count, and at most 84 pairs per measure); :meth:`AdaptiveDetector.snapshot` and
-:meth:`~AdaptiveDetector.restore` carry all of it as JSON-serialisable data, so a restart
-resumes exactly where the detector was. Counts are in readings, not seconds: the detector
-expects a sensor read at a steady rate. Non-finite readings are ignored.
+one count, and at most 84 pairs per measure; for the deseasonalised jumps, 300 steps, 32
+values and six more measures' pairs, and the 288 bins of the daily profile);
+:meth:`AdaptiveDetector.snapshot` and :meth:`~AdaptiveDetector.restore` carry all of it as
+JSON-serialisable data, so a restart resumes exactly where the detector was. Counts are in
+readings, not seconds: the detector expects a sensor read at a steady rate (only the daily
+profile goes by the clock). Non-finite readings are ignored.
 
 This module has no ``from __future__ import annotations``: the config validator reads real
 types from the fields of the params classes.
@@ -42,12 +50,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from models.adaptive_rarity import Rarity, RollingQuantiles
+from models.adaptive_season import DailyProfile
 from models.alarm import Alarm, Limits
 from models.detection import Detection
 from models.errors import ParamsError
 from models.params import check_fields
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 JUMP_SCALES = (2, 8, 32)  # readings in the local medians a jump is measured from
 RECENT = 32  # readings in the recent histogram (and the longest local median)
 BINS = 8  # histogram bins across the baseline's 1st to 99th percentile
@@ -160,6 +169,16 @@ class AdaptiveDetector:
             (scale, f"jump{scale}_above", f"jump{scale}_below", f"jump{scale}")
             for scale in JUMP_SCALES
         ]
+        # The same jumps on the deseasonalised signal (the reading minus the daily profile).
+        self._season = DailyProfile()
+        self._steps_e = RollingQuantiles(STEPS)
+        self._recent_e: deque[float] = deque(maxlen=RECENT)
+        self._rarity_e = {
+            key: Rarity(params.horizon)
+            for _, above, below, _ in self._jump_keys
+            for key in (above, below)
+        }
+        self._last_e: float | None = None
         self._last: float | None = None
         self._readings = 0
         self._rest = 0  # readings of rest left
@@ -182,7 +201,7 @@ class AdaptiveDetector:
     def observe(self, t: float, value: float) -> Detection | None:
         if not math.isfinite(value):
             return None
-        score = self.update(value)
+        score = self.update(value, t)
         change = self._alarm.update(t, score)
         if change is None:
             return None
@@ -200,12 +219,15 @@ class AdaptiveDetector:
         severity = self.params.severity if change.state == "active" else "info"
         return Detection(kind="anomaly", severity=severity, value=value, fields=fields)
 
-    def update(self, value: float) -> float:
-        """Take one reading and return its anomaly score (0.0 for a non-finite one)."""
+    def update(self, value: float, t: float | None = None) -> float:
+        """Take one reading and return its anomaly score (0.0 for a non-finite one).
+
+        ``t``, in seconds of a steady clock, lets it learn the signal's daily cycle (and
+        discount the jumps that cycle explains); without it, it learns no cycle."""
         if not math.isfinite(value):
             return 0.0
         self._readings += 1
-        rarities = self._measure(value)
+        rarities = self._measure(value, t)
         raw = 0.0
         if rarities and self._readings >= self.params.learn:
             self._cause = best = max(rarities, key=lambda item: item[2])
@@ -224,12 +246,14 @@ class AdaptiveDetector:
             self._peak, self._rest = raw, self.params.rest
         return raw
 
-    def _measure(self, x: float) -> list[tuple[str, str | None, float]]:
+    def _measure(self, x: float, t: float | None) -> list[tuple[str, str | None, float]]:
         """Every measure of ``x`` that can be taken yet, as (signal, side, rarity)."""
         found: list[tuple[str, str | None, float]] = []
         rarity = self._rarity
         ordered = self._baseline.sorted
         size = len(ordered)
+        expected = None if t is None else self._season.expected(t)
+        residual = None if expected is None else x - expected
         if size >= _WARM_LEVEL:
             median = ordered[size // 2]
             self._median = median
@@ -246,20 +270,38 @@ class AdaptiveDetector:
                 self._lull += 1
             if size >= _WARM_SHIFT:
                 found.append(("lull", None, rarity["lull"].update(self._lull)))
-            steps = self._steps.sorted
-            if len(steps) >= _WARM_STEPS:
-                unit = steps[len(steps) // 2] or steps[min(len(steps) - 1, len(steps) * 9 // 10)]
-                self._jumps(x, unit or full, found)
-        self._learn(x)
+            if t is not None:
+                self._season.learn(t, x - median)
+            unit = _unit(self._steps.sorted)
+            explained: dict[str, float] = {}
+            if residual is not None and (unit_e := _unit(self._steps_e.sorted)) is not None:
+                # The same jumps on the deseasonalised signal, always (their rarities must
+                # see every reading from the third day); they count while the profile is trusted.
+                unit_e = unit_e or unit or full
+                self._jumps(residual, self._recent_e, unit_e, self._rarity_e, explained)
+                if t is not None and not self._season.trusted(t):
+                    explained = {}
+            if unit is not None:
+                self._jumps(x, self._recent, unit or full, rarity, explained, found)
+        self._learn(x, residual)
         if size >= _WARM_SHIFT - 1 and len(self._recent) == RECENT:
             found.append(("shift", None, rarity["shift"].update(self._shift())))
         return found
 
-    def _jumps(self, x: float, unit: float, found: list[tuple[str, str | None, float]]) -> None:
-        """Distance of ``x`` from the median of the previous 2, 8 and 32 readings."""
-        recent = list(self._recent)
+    def _jumps(
+        self,
+        x: float,
+        recent_values: deque[float],
+        unit: float,
+        rarity: Mapping[str, Rarity],
+        explained: dict[str, float],
+        found: list[tuple[str, str | None, float]] | None = None,
+    ) -> None:
+        """Distance of ``x`` from the median of the previous 2, 8 and 32 readings, as
+        rarities: into ``found``, each at most its ``explained`` one (the same jump with the
+        daily cycle taken out) if there is one; without ``found``, into ``explained``."""
+        recent = list(recent_values)
         available = len(recent)
-        rarity = self._rarity
         for scale, above_key, below_key, signal in self._jump_keys:
             if available < (scale if scale < 4 else 4):
                 continue
@@ -267,17 +309,28 @@ class AdaptiveDetector:
             k = len(window)
             high = window[k // 2]
             low = window[k - 1 - k // 2]
-            above = (x - high) / unit if x > high else 0.0
-            below = (low - x) / unit if x < low else 0.0
-            found.append((signal, "above", rarity[above_key].update(above)))
-            found.append((signal, "below", rarity[below_key].update(below)))
+            above = rarity[above_key].update((x - high) / unit if x > high else 0.0)
+            below = rarity[below_key].update((low - x) / unit if x < low else 0.0)
+            if found is None:
+                explained[above_key], explained[below_key] = above, below
+                continue
+            if explained:  # a jump counts only as far as the daily cycle does not explain it
+                above = min(above, explained.get(above_key, above))
+                below = min(below, explained.get(below_key, below))
+            found.append((signal, "above", above))
+            found.append((signal, "below", below))
 
-    def _learn(self, x: float) -> None:
+    def _learn(self, x: float, residual: float | None) -> None:
         if self._last is not None:
             self._steps.add(abs(x - self._last))
         self._last = x
         self._baseline.add(x)
         self._recent.append(x)
+        if residual is not None:
+            if self._last_e is not None:
+                self._steps_e.add(abs(residual - self._last_e))
+            self._last_e = residual
+            self._recent_e.append(residual)
 
     def _shift(self) -> float:
         """Relative entropy of the recent histogram against the baseline's (same bins)."""
@@ -316,6 +369,13 @@ class AdaptiveDetector:
             "steps": self._steps.snapshot(),
             "recent": list(self._recent),
             "rarity": {name: r.snapshot() for name, r in self._rarity.items()},
+            "season": self._season.snapshot(),
+            "residual": {
+                "last": self._last_e,
+                "steps": self._steps_e.snapshot(),
+                "recent": list(self._recent_e),
+                "rarity": {name: r.snapshot() for name, r in self._rarity_e.items()},
+            },
             "rest": self._rest,
             "lull": self._lull,
             "peak": self._peak,
@@ -350,10 +410,29 @@ class AdaptiveDetector:
             raise ValueError("the measures differ")
         for name, machine in self._rarity.items():
             machine.restore(rarity[name])
+        self._season.restore(state["season"])
+        residual = state["residual"]
+        last_e = residual["last"]
+        self._last_e = None if last_e is None else _finite(last_e)
+        self._steps_e.restore(residual["steps"])
+        self._recent_e.extend(_finite(v) for v in _items(residual["recent"]))
+        rarity_e = residual["rarity"]
+        if set(rarity_e) != set(self._rarity_e):
+            raise ValueError("the measures differ")
+        for name, machine in self._rarity_e.items():
+            machine.restore(rarity_e[name])
         self._rest = min(_count(state["rest"]), self.params.rest)
         self._lull = _count(state["lull"])
         self._peak = _finite(state["peak"])
         self._score = _finite(state["score"])
+
+
+def _unit(steps: list[float]) -> float | None:
+    """The jump unit: the median step between readings (or the 90th percentile if the
+    median is 0); 0 if both are, None until :data:`_WARM_STEPS` steps were seen."""
+    if len(steps) < _WARM_STEPS:
+        return None
+    return steps[len(steps) // 2] or steps[min(len(steps) - 1, len(steps) * 9 // 10)]
 
 
 def _count(value: Any) -> int:

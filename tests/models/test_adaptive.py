@@ -105,17 +105,20 @@ def test_every_score_is_in_0_1_for_any_finite_series(values: list[float]) -> Non
 
 
 def test_memory_is_bounded_whatever_the_run_length() -> None:
-    """A falling ramp is the worst case for the return-period stacks; 60,000 readings."""
+    """A falling ramp is the worst case for the return-period stacks; 60,000 readings, five
+    minutes apart (208 days: the daily profile and the deseasonalised jumps fill up too)."""
     detector = AdaptiveDetector()
     rng = random.Random(5)
     size = []
     for i in range(60_000):
-        detector.update(1e6 - i * 3.0 + rng.random())
+        detector.observe(300.0 * i, 1e6 - i * 3.0 + rng.random())
         if i % 20_000 == 19_999:
             size.append(len(json.dumps(detector.snapshot())))
     state = detector.snapshot()
     assert len(state["baseline"]) == 1000 and len(state["steps"]) == 300
-    for rarity in state["rarity"].values():
+    assert len(state["residual"]["steps"]) == 300 and len(state["residual"]["recent"]) == 32
+    assert len(state["season"]["profile"]) == 288
+    for rarity in [*state["rarity"].values(), *state["residual"]["rarity"].values()]:
         assert len(rarity["stack"]) <= STACK_LIMIT and len(rarity["tail"]) <= TAIL_SIZE
     assert max(size) < 80_000 and max(size) - min(size) < 2_000
 
@@ -142,7 +145,8 @@ def test_a_restored_detector_continues_exactly_as_if_never_stopped() -> None:
         {"type": "zscore", "version": 1},
         {"type": "adaptive", "version": 99},
         {"type": "adaptive", "version": 1},  # the nine-measure detector
-        {"type": "adaptive", "version": 2, "readings": 5},
+        {"type": "adaptive", "version": 2, "readings": 5},  # before the daily profile
+        {"type": "adaptive", "version": 3, "readings": 5},
         "broken-baseline",
         "nan-in-stack",
     ],
