@@ -83,18 +83,24 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", metavar="FILE")
     check.set_defaults(handler=cmd_check_config)
 
-    outbox = commands.add_parser("outbox", help="inspect a device's outbox")
+    outbox = commands.add_parser("outbox", help="inspect a device's outbox, replay a range")
     verbs = outbox.add_subparsers(dest="verb", required=True, metavar="VERB")
-    stats = verbs.add_parser("stats", help="stream, last seq, pending, delivered, evicted")
+    stats = verbs.add_parser("stats", help="depth per priority, oldest age, evicted, delivered")
     stats.add_argument("--json", action="store_true", help="one JSON object")
-    tail = verbs.add_parser("tail", help="the newest pending events, as JSON lines")
+    tail = verbs.add_parser("tail", help="the newest stored events, as JSON lines")
     tail.add_argument("-n", type=int, default=10, help="how many (default 10)")
-    for verb in (stats, tail):
+    tail.add_argument("--pending", action="store_true", help="only events not yet delivered")
+    replay = verbs.add_parser("replay", help="publish a seq range again (a consumer lost it)")
+    replay.add_argument("--from-seq", type=int, required=True, metavar="N", help="first seq")
+    replay.add_argument("--to-seq", type=int, metavar="M", help="last seq (default: the newest)")
+    replay.add_argument("--broker", metavar="URL", help="broker URL (default: the config's)")
+    for verb in (stats, tail, replay):
         where = verb.add_mutually_exclusive_group(required=True)
         where.add_argument("--config", metavar="FILE", help="the device's config")
         where.add_argument("--state-dir", metavar="DIR", help="the state directory")
     stats.set_defaults(handler=cmd_outbox_stats)
     tail.set_defaults(handler=cmd_outbox_tail)
+    replay.set_defaults(handler=cmd_outbox_replay)
 
     model = commands.add_parser("model", help="train, evaluate and inspect ONNX anomaly models")
     model_verbs = model.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -303,6 +309,7 @@ def _simulate(
     scenario: Any, args: argparse.Namespace, stop: threading.Event, embedded: bool
 ) -> int:
     from .console import Console
+    from .errors import UplinkError
     from .labels import score
     from .plot import plot
     from .recording import Recording, read_recording, sensor_infos
@@ -361,7 +368,12 @@ def _simulate(
         device=config.device.id if args.devices == 1 else "+",
         on_event=lambda topic, body, dup: _to_console(consoles, body, topic, dup),
         on_status=lambda topic, body: _status_to_console(consoles, topic, body),
-    ).start()
+    )
+    try:
+        sink.start()
+    except UplinkError as exc:  # the device runs without its broker: events wait on disk
+        print(f"broker unreachable ({exc}); events are stored until it is back", flush=True)
+        sink.start(wait=False)
     simulator = Simulator(
         scenario,
         speed=speed,
@@ -385,7 +397,9 @@ def _simulate(
             recording.close()
     for run in runs:
         device = run.scenario.config.device.id
-        sink.wait_for(device, run.stream, run.last_seq, timeout=5.0 if run.drained else 0.5)
+        sink.wait_for(
+            device, run.stream, run.last_seq, 5.0 if run.drained else 0.5, first=run.first_seq
+        )
     sink.close()
     for run in runs:
         device = run.scenario.config.device.id
@@ -393,7 +407,7 @@ def _simulate(
         console.close()  # every line printed before the summary
         received = sink.received(device, run.stream)
         kinds = ", ".join(f"{n} {k}/{sev}" for (k, sev), n in sorted(console.events.items()))
-        missing = len(received.missing(run.last_seq))
+        missing = len(received.missing(run.last_seq, first=run.first_seq))
         crashes = f"; {run.crashes} power cut(s)" if run.crashes else ""
         print(
             f"summary{f' {device}' if args.devices > 1 else ''}: {console.readings} readings; "
@@ -470,25 +484,51 @@ def _outbox_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_outbox_stats(args: argparse.Namespace) -> int:
-    from .outbox import Outbox
+    from .outboxcmd import stats
 
-    with Outbox.open_existing(_outbox_dir(args)) as outbox:
-        stats = outbox.stats()
+    limits = None
+    if args.config:
+        from .config import load
+        from .limits import Limits
+
+        limits = Limits.from_config(load(args.config).storage)
+    figures = stats(_outbox_dir(args), limits)
     if args.json:
-        print(json.dumps(stats.as_json()))
+        print(json.dumps(figures))
     else:
-        for key, value in stats.as_json().items():
+        for key, value in figures.items():
             print(f"{key:<20} {value}")
     return EXIT_OK
 
 
 def cmd_outbox_tail(args: argparse.Namespace) -> int:
-    from .outbox import Outbox
+    from .outboxcmd import tail
 
-    with Outbox.open_existing(_outbox_dir(args)) as outbox:
-        for event in outbox.tail(args.n):
-            print(event.payload)
+    for event in tail(_outbox_dir(args), args.n, pending_only=args.pending):
+        print(event.payload)
     return EXIT_OK
+
+
+def cmd_outbox_replay(args: argparse.Namespace) -> int:
+    from .config import UplinkConfig, broker_url, load
+    from .outboxcmd import replay
+
+    if args.from_seq < 1 or (args.to_seq is not None and args.to_seq < args.from_seq):
+        raise UsageError("expected 1 <= --from-seq <= --to-seq")
+    if args.config:
+        settings = load(args.config).uplink
+        if args.broker:
+            settings = dataclasses.replace(settings, broker=args.broker)
+    elif args.broker:
+        settings = UplinkConfig(broker=args.broker)
+    else:
+        raise UsageError("edge outbox replay --state-dir needs --broker URL (or use --config)")
+    problem = broker_url(settings.broker)
+    if problem:
+        raise UsageError(f"--broker: expected {problem}, found {settings.broker!r}")
+    result = replay(_outbox_dir(args), settings, first=args.from_seq, last=args.to_seq)
+    print(result.summary())
+    return EXIT_OK if result.acked == result.sent else EXIT_FAILURE
 
 
 def _model_errors(run: Callable[[], int]) -> int:

@@ -27,6 +27,7 @@ from .pipeline import (
     parse_actions,
     parse_detectors,
     parse_sensors,
+    unknown_type,
 )
 from .validation import Problems, build, topic_level, unknown_key
 
@@ -58,6 +59,15 @@ def hide_password(value: Any) -> Any:
     return re.sub(r"//([^:@/]*):[^@/]*@", r"//\1:***@", value) if isinstance(value, str) else value
 
 
+MIN_CAP = 128 * 1024  # below this the WAL and SQLite's own pages leave no room for events
+
+
+def cap_bytes(value: int) -> str | None:
+    if value < 0 or 0 < value < MIN_CAP:
+        return f"0 (no cap) or at least {MIN_CAP} bytes"
+    return None
+
+
 @dataclass(frozen=True)
 class DeviceConfig:
     id: str = field(metadata={"check": topic_level, "doc": "device id; an MQTT topic level"})
@@ -82,6 +92,41 @@ class StorageConfig:
     commit_window_ms: int = field(
         default=100,
         metadata={"min": 0, "max": 10_000, "doc": "group commit window; critical events at once"},
+    )
+    max_bytes: int = field(
+        default=64 * 1024 * 1024,
+        metadata={
+            "check": cap_bytes,
+            "doc": "cap on the outbox files, WAL included, in bytes; 0: no cap",
+        },
+    )
+    max_events: int | None = field(
+        default=None,
+        metadata={"min": 100, "doc": "cap on stored events, pending and kept; unset: none"},
+    )
+    critical_reserve: float = field(
+        default=0.1,
+        metadata={"min": 0.0, "max": 0.9, "doc": "share of the caps only critical events may use"},
+    )
+    keep_delivered: bool = field(
+        default=True,
+        metadata={"doc": "keep delivered events, within the caps, for `edge outbox replay`"},
+    )
+    ttl_warning: float | None = field(
+        default=None,
+        metadata={"min": 1.0, "doc": "seconds a warning event may wait; unset: no limit"},
+    )
+    ttl_info: float | None = field(
+        default=None,
+        metadata={"min": 1.0, "doc": "seconds an info event may wait; unset: no limit"},
+    )
+    ttl_telemetry: float | None = field(
+        default=None,
+        metadata={"min": 1.0, "doc": "seconds a telemetry event may wait; unset: no limit"},
+    )
+    full_output: str | None = field(
+        default=None,
+        metadata={"doc": "a gpio.output id switched on while the outbox is full (alarm)"},
     )
 
 
@@ -115,6 +160,14 @@ class UplinkConfig:
     )
     backoff_max: float = field(
         default=60.0, metadata={"min": 0.1, "max": 3600, "doc": "longest reconnect delay"}
+    )
+    max_rate: float = field(
+        default=0.0,
+        metadata={
+            "min": 0.0,
+            "max": 1_000_000.0,
+            "doc": "events/s sent at most (metered links); 0: no limit; critical events exempt",
+        },
     )
 
     def __post_init__(self) -> None:
@@ -251,6 +304,11 @@ def validate(data: dict[str, Any], source: str) -> Config:
     sensors = parse_sensors(data.get("sensors", []), problems, declared)
     detectors = parse_detectors(data.get("detectors", []), sensors, declared, problems)
     actions = parse_actions(data.get("actions", []), sensors, detectors, problems)
+    if storage is not None and storage.full_output is not None:
+        outputs = {s.id: s for s in sensors.values() if s.type == "gpio.output"}
+        if storage.full_output not in outputs:
+            path = "storage.full_output"
+            unknown_type(problems, path, storage.full_output, outputs, what="a gpio.output id")
     if problems or device is None or storage is None or uplink is None or commands is None:
         raise ConfigError(problems.items)
     return Config(

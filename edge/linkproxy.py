@@ -218,7 +218,8 @@ class LinkProxy:
         self._control(self._apply_restore)
 
     def delay(self, seconds: float) -> None:
-        """Forward each chunk read from now on ``seconds`` late (0 forwards at once)."""
+        """Forward each chunk read from now on ``seconds`` late (0 forwards at once), and
+        never ahead of a chunk still held from before: the stream keeps its order."""
         if not seconds >= 0:
             raise ValueError(f"LinkProxy.delay: seconds must be >= 0, got {seconds!r}")
 
@@ -370,8 +371,10 @@ class LinkProxy:
         if self._mode == "blackhole" or other is None or other.closed:
             self.bytes_dropped += len(data)
             return
-        if self._delay > 0:
-            other.hold(time.monotonic() + self._delay, data)
+        if self._delay > 0 or other.delayed:
+            # A byte stream: no chunk overtakes one still held (the delay may have dropped).
+            due = time.monotonic() + self._delay
+            other.hold(max(due, other.delayed[-1][0]) if other.delayed else due, data)
         else:
             other.outgoing += data
             self._flush(connection, other)

@@ -3,7 +3,11 @@
 ``submit`` never blocks: the sampling loop hands over a draft and goes on. The recorder
 waits up to the commit window to gather more drafts (and acknowledgements to delete) into
 one transaction, which keeps SD-card writes low; a critical draft is committed at once.
-After each commit it tells the uplink what is new.
+After each commit it tells the uplink what is new (the outbox's own reports included:
+evictions, alarms). A full disk does not stop it: the commit is retried once the outbox
+has made room, and drafts wait in memory meanwhile (bounded; overflow is counted and
+reported). With a time-to-live configured it also ticks when idle, so stale events expire
+even when nothing new arrives.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Callable, Collection, Sequence
 
 from .clock import Clock
 from .events import Draft, Event
-from .outbox import Outbox
+from .outbox import Outbox, OutboxFull
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +141,12 @@ class Recorder:
                 self._idle.notify_all()
 
     def _loop(self) -> None:
+        tick = self.outbox.limits.expiry_interval if self.outbox.limits.ttl else None
         while True:
-            self._work.wait()
+            if not self._work.wait(tick):
+                if self.outbox.expiry_due():
+                    self._commit_batch()  # nothing queued: expire what is stale
+                continue
             if not self._stop.is_set() and not self._urgent.is_set() and self.window > 0:
                 # Group commit: gather what arrives within the window (real time: it is
                 # about disk writes, whatever clock the scheduler runs on).
@@ -151,12 +159,20 @@ class Recorder:
                 return
             with self._idle:
                 serving = self._flushes  # flushes asked before this pass began
-            while self._drafts or self._acks:
-                if not self._commit_batch():
+            # Commit what was queued when the pass began. What arrives meanwhile waits for
+            # the next window (unless urgent): committing it at once would chain commits
+            # back to back, each new commit catching the PUBACKs of the one before.
+            drafts, acks = len(self._drafts), len(self._acks)
+            while drafts > 0 or acks > 0:
+                taken = self._commit_batch()
+                if taken is None:
                     self._stop.wait(RETRY_DELAY)
                     if self._stop.is_set() and self._failing > 3:
                         log.error("giving up on %d queued events at shutdown", len(self._drafts))
                         return
+                    continue
+                drafts -= taken[0]
+                acks -= taken[1]
             self._check_clock_sync()
             self._report_drops()
             with self._idle:
@@ -166,16 +182,23 @@ class Recorder:
             if self._stop.is_set() and not self._drafts and not self._acks:
                 return
 
-    def _commit_batch(self) -> bool:
-        drafts = [self._drafts[i] for i in range(min(MAX_BATCH, len(self._drafts)))]
+    def _commit_batch(self) -> tuple[int, int] | None:
+        """Commit the oldest queued drafts and acks; (drafts, acks) committed, or None."""
+        batch = min(MAX_BATCH, self.outbox.max_batch)
+        drafts = [self._drafts[i] for i in range(min(batch, len(self._drafts)))]
         acks = [self._acks[i] for i in range(min(MAX_BATCH * 10, len(self._acks)))]
         try:
             events = self.outbox.commit(drafts, acks)
+        except OutboxFull as exc:  # expected on a full disk: the next commit makes room
+            self.failures += 1
+            self._failing += 1
+            log.error("%s; %d events stay queued", exc, len(self._drafts))
+            return None
         except Exception:
             self.failures += 1
             self._failing += 1
             log.exception("outbox commit failed; %d events stay queued", len(self._drafts))
-            return False
+            return None
         for _ in drafts:
             self._drafts.popleft()
         for _ in acks:
@@ -187,7 +210,7 @@ class Recorder:
                 self.on_commit(events, acks)
             except Exception:  # a listener's bug must not stop the recorder
                 log.exception("on_commit listener failed")
-        return True
+        return len(drafts), len(acks)
 
     def _report_drops(self) -> None:
         """Once the queue has room again, say upstream how many drafts were dropped."""

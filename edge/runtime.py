@@ -25,6 +25,8 @@ from .config import Config, DetectorConfig
 from .detector_state import DetectorStates
 from .errors import ConfigError
 from .events import Draft, Event, Severity, Stamp, format_ts
+from .eviction import outbox_alarm
+from .limits import Limits
 from .modelwatch import ModelWatch
 from .outbox import Outbox
 from .recorder import Recorder
@@ -84,7 +86,12 @@ class Runtime:
         self.watcher = watcher or Watcher()
         storage = config.storage
         self.outbox = Outbox.open(
-            storage.state_dir, self.device, durability=storage.durability, epoch=clock.epoch
+            storage.state_dir,
+            self.device,
+            durability=storage.durability,
+            epoch=clock.epoch,
+            limits=Limits.from_config(storage),
+            clock=clock,
         )
         self.scheduler = Scheduler(clock, drive_clock=drive_clock)
         self.detector_states = DetectorStates(storage.state_dir)  # what detectors learnt
@@ -118,6 +125,7 @@ class Runtime:
             on_ack=self.recorder.acknowledge,
             birth={
                 "stream": self.outbox.stream,
+                "outbox": self.outbox.describe(),
                 "version": __version__,
                 "sensors": [s.id for s in config.sensors],
             },
@@ -339,6 +347,10 @@ class Runtime:
 
     def _committed(self, events: Sequence[Event], deleted: Sequence[int] | Any) -> None:
         self.uplink.committed(events, deleted)
+        alarm = outbox_alarm(events)  # the outbox filled with critical events, or recovered
+        output = self.actions.outputs.get(self.config.storage.full_output or "")
+        if alarm is not None and output is not None:
+            self.scheduler.post(lambda: output.set(alarm))
         if events:
             self.watcher.committed(events)
 

@@ -37,6 +37,7 @@ class DeviceRun:
     crashes: int = 0
     last_seq: int = 0
     stream: str = ""
+    first_seq: int = 1  # the first seq this run makes (a resumed outbox has earlier ones)
     drained: bool = True
     polls: int = 0
     jitter_p99: float = 0.0
@@ -101,6 +102,7 @@ class Simulator:
         watcher = self.make_watcher(scenario, t0)
         run = DeviceRun(scenario, clock, hardware, watcher, self._runtime(scenario, clock,
                         hardware, watcher), t0, proxy)  # fmt: skip
+        run.first_seq = run.runtime.outbox.last_seq + 1
         self._schedule(run)
         if self.on_start is not None:
             self.on_start(run)
@@ -163,6 +165,9 @@ class Simulator:
                 self._power_cut(run, cut)
             if self._sample(run, end):
                 run.drained = run.runtime.drain(drain_timeout)
+            else:  # stopped early: no drain, but say whether events stay stored
+                run.runtime.recorder.flush(timeout=1.0)
+                run.drained = not run.runtime.outbox.has_pending()
         finally:
             self._finish(run)
 

@@ -37,9 +37,9 @@ class StreamState:
             self.complete_to += 1
         return False
 
-    def missing(self, upto: int | None = None) -> list[int]:
+    def missing(self, upto: int | None = None, first: int = 1) -> list[int]:
         top = max(self.seqs, default=0) if upto is None else upto
-        return [s for s in range(1, top + 1) if s not in self.seqs]
+        return [s for s in range(first, top + 1) if s not in self.seqs]
 
 
 Arrival = Callable[[str, dict[str, Any], bool], None]  # topic, body, duplicate
@@ -75,9 +75,19 @@ class Sink:
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
 
-    def start(self, timeout: float = 10.0) -> Sink:
+    def start(self, timeout: float = 10.0, *, wait: bool = True) -> Sink:
+        """Connect and subscribe, returning once the broker acknowledged the subscription.
+
+        With ``wait`` False, return at once and keep trying in the background: a broker
+        that is down now (a device booting during an outage) is subscribed to once it is up.
+        """
         if self.tls:
             self._client.tls_set()
+        if not wait:
+            self._client.reconnect_delay_set(min_delay=1, max_delay=5)
+            self._client.connect_async(self.host, self.port, keepalive=30)
+            self._client.loop_start()
+            return self
         try:
             self._client.connect(self.host, self.port, keepalive=30)
         except OSError as exc:
@@ -102,12 +112,25 @@ class Sink:
         with self._cond:
             return self.streams.get((device, stream), StreamState())
 
-    def wait_for(self, device: str, stream: str, last_seq: int, timeout: float) -> bool:
-        """Wait until seqs 1..last_seq of the stream have all arrived."""
+    def wait_for(
+        self, device: str, stream: str, last_seq: int, timeout: float, *, first: int = 1
+    ) -> bool:
+        """Wait until seqs first..last_seq of the stream have all arrived (``first`` > 1:
+        a run resumed on an outbox whose earlier seqs went upstream before it subscribed)."""
+        remaining: set[int] | None = None  # found once, then only re-checked
 
         def complete() -> bool:
+            nonlocal remaining
             state = self.streams.get((device, stream))
-            return last_seq == 0 or (state is not None and state.complete_to >= last_seq)
+            if state is None:
+                return last_seq < first
+            if state.complete_to >= last_seq:
+                return True
+            if remaining is None:
+                remaining = set(state.missing(last_seq, first))
+            else:
+                remaining = {seq for seq in remaining if seq not in state.seqs}
+            return not remaining
 
         with self._cond:
             return self._cond.wait_for(complete, timeout)

@@ -20,7 +20,7 @@ import socket
 import ssl
 import threading
 from collections import deque
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,7 +32,8 @@ from paho.mqtt.properties import Properties
 from .clock import Clock
 from .config import UplinkConfig
 from .errors import UplinkError
-from .events import Event, format_ts
+from .events import PRIORITY_CRITICAL, Event, format_ts
+from .eviction import evicted_seqs
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,28 @@ class UplinkStats:
     acked: int = 0
     rejected: int = 0
     last_error: str = ""
+
+
+class RateLimit:
+    """A token bucket on the uplink's clock: at most ``rate`` events a second on average,
+    in bursts of at most a tenth of a second's worth (for metered links)."""
+
+    def __init__(self, rate: float, clock: Clock) -> None:
+        self.rate = rate
+        self.clock = clock
+        self.capacity = max(1.0, rate / 10)
+        self.tokens = self.capacity
+        self._last = clock.monotonic()
+
+    def delay(self) -> float:
+        """Seconds (on the clock) until an event may go; 0 when one may go now."""
+        now = self.clock.monotonic()
+        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self._last) * self.rate)
+        self._last = now
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+    def take(self) -> None:
+        self.tokens -= 1
 
 
 class Backoff:
@@ -129,11 +152,14 @@ class Uplink:
         self._wanted = 1
         self._claimed = 0
         self._urgent: int | None = None  # most urgent priority committed since a claim began
+        self._evicted: set[int] | None = None  # evicted while a claim ran (None: no claim)
         self._stop = threading.Event()
         self._closing = False
         self._aborting = False
         self._threads: list[threading.Thread] = []
         self._publishing = threading.Lock()  # one publisher at a time: seq order
+        # [uplink] max_rate: a metered link's pace; critical events do not wait for it.
+        self._limit = RateLimit(settings.max_rate, clock) if settings.max_rate > 0 else None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -207,8 +233,14 @@ class Uplink:
                 urgent = min(event.priority for event in events)
                 self._urgent = urgent if self._urgent is None else min(self._urgent, urgent)
                 session = self._session
+                # Claimed (or being claimed), then evicted: do not send them.
+                gone = evicted_seqs(events) if urgent <= 1 else set()
+                if self._evicted is not None:
+                    self._evicted |= gone
                 if session and session.buffer:
                     session.preempt |= urgent < session.buffer[-1].priority
+                    if gone:
+                        session.buffer = deque(e for e in session.buffer if e.seq not in gone)
                 self._lock.notify_all()
 
     def in_flight(self) -> int:
@@ -249,6 +281,8 @@ class Uplink:
             with self._lock:
                 self._session = None
                 self._wanted += 1  # whatever was in flight is claimed again next time
+                delivered = set(self._delivered)
+            self.outbox.release(keep=delivered)  # unsent claims may be evicted again
             if not session.lost:  # stopped mid-connection: do not leak the socket
                 if self._aborting:  # a power cut says nothing: the broker sends the will
                     sock: Any = session.client.socket()
@@ -433,7 +467,7 @@ class Uplink:
 
     def _send_some(self) -> None:
         with self._lock:
-            self._lock.wait_for(self._ready, timeout=1.0)
+            self._lock.wait_for(self._ready, timeout=self._pause())
             session = self._session
             if self._stop.is_set() or self._closing or not self._ready() or session is None:
                 return
@@ -444,13 +478,15 @@ class Uplink:
             exclude = set(self._delivered)
             generation = self._wanted
             self._urgent = None
+            self._evicted = set() if refill else None
         if refill:
             # Claiming ahead of the window keeps SQLite off the per-event path.
-            batch = self.outbox.claim(PREFETCH, exclude, after=session.cursor)
+            batch = self.outbox.claim(PREFETCH, exclude, after=session.cursor, mark=True)
             with self._lock:
                 for event in batch:
                     session.cursor[event.priority] = event.seq
-                session.buffer.extend(batch)
+                gone, self._evicted = self._evicted or set(), None
+                session.buffer.extend(e for e in batch if e.seq not in gone)
                 if len(batch) < PREFETCH:
                     self._claimed = generation  # all claimed, as of that generation
                 # Something more urgent was stored while claiming: it goes first.
@@ -476,9 +512,12 @@ class Uplink:
                         or not session.online
                         or not session.buffer
                         or len(session.inflight) >= self.settings.inflight
+                        or self._throttled(session)
                     ):
                         return
                     event = session.buffer.popleft()
+                    if self._limit is not None and event.priority != PRIORITY_CRITICAL:
+                        self._limit.take()
                 if not self._publish(session, event):
                     return
         finally:
@@ -502,7 +541,26 @@ class Uplink:
             and session.online
             and (self._wanted != self._claimed or bool(session.buffer))
             and len(session.inflight) < self.settings.inflight
+            and not self._throttled(session)
         )
+
+    def _throttled(self, session: _Session) -> bool:
+        """The next buffered event must wait for ``max_rate`` (lock held)."""
+        return (
+            self._limit is not None
+            and bool(session.buffer)
+            and not session.preempt
+            and session.buffer[0].priority != PRIORITY_CRITICAL
+            and self._limit.delay() > 0
+        )
+
+    def _pause(self) -> float:
+        """How long the sender may sleep (real seconds, lock held): a second, or until the
+        rate limit lets the next event go (re-checked often: the clock may be virtual)."""
+        session = self._session
+        if session is None or self._limit is None or not self._throttled(session):
+            return 1.0
+        return min(0.02, max(0.001, self._limit.delay()))
 
     def _publish(self, session: _Session, event: Event) -> bool:
         topic = event.topic(self.settings.topic_prefix, self.device)
@@ -521,3 +579,102 @@ class Uplink:
         if accepted:
             self.on_ack([event.seq])
         return True
+
+
+def republish(
+    settings: UplinkConfig,
+    device: str,
+    events: Iterable[Event],
+    *,
+    clock: Clock,
+    timeout: float = 30.0,
+) -> int:
+    """Publish ``events`` once more, in the order given, for ``edge outbox replay``.
+
+    A one-shot client of its own (client id ``<client id>-replay``, so the running
+    runtime's session is left alone; no birth, no will, no status), the same topics and
+    payloads, the configured QoS and in-flight window, paced by ``max_rate``. Returns how
+    many the broker acknowledged; raises ``UplinkError`` when it cannot connect or the
+    connection is lost.
+    """
+    s = settings
+    v5 = s.protocol == "5"
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"{s.client_id or f'edgeline-{device}'}-replay",
+        clean_session=None if v5 else True,
+        protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+    )
+    client.max_inflight_messages_set(s.inflight)
+    client.max_queued_messages_set(0)
+    try:
+        password = s.password()
+    except OSError as exc:
+        raise UplinkError(f"cannot read the broker password: {exc}") from exc
+    if s.username is not None:
+        client.username_pw_set(s.username, password)
+    if s.tls:
+        try:
+            client.tls_set(ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise UplinkError(f"cannot load TLS files for {s.broker}: {exc}") from exc
+    connected = threading.Event()
+    refused: list[str] = []
+
+    def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            refused.append(str(reason))
+        connected.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(s.host, s.port, s.keepalive)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise UplinkError(f"cannot connect to {s.broker}: {exc}") from exc
+    client.loop_start()
+    try:
+        if not connected.wait(timeout) or refused:
+            raise UplinkError(f"{s.broker} did not accept the connection: {refused or 'timeout'}")
+        return _publish_all(client, settings, device, events, clock, timeout)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def _publish_all(
+    client: mqtt.Client,
+    settings: UplinkConfig,
+    device: str,
+    events: Iterable[Event],
+    clock: Clock,
+    timeout: float,
+) -> int:
+    window: deque[mqtt.MQTTMessageInfo] = deque()
+    limit = RateLimit(settings.max_rate, clock) if settings.max_rate > 0 else None
+    acked = 0
+
+    def settle(info: mqtt.MQTTMessageInfo) -> int:
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError) as exc:
+            raise UplinkError(f"connection to {settings.broker} lost: {exc}") from exc
+        if not info.is_published():
+            raise UplinkError(f"{settings.broker} did not acknowledge within {timeout:g} s")
+        return 1
+
+    wake = threading.Event()
+    for event in events:
+        while limit is not None and event.priority != PRIORITY_CRITICAL and limit.delay() > 0:
+            clock.wait(wake, clock.monotonic() + limit.delay())
+        if limit is not None and event.priority != PRIORITY_CRITICAL:
+            limit.take()
+        topic = event.topic(settings.topic_prefix, device)
+        info = client.publish(topic, event.payload, qos=settings.qos)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise UplinkError(f"cannot publish to {settings.broker}: {mqtt.error_string(info.rc)}")
+        window.append(info)
+        if len(window) >= settings.inflight:
+            acked += settle(window.popleft())
+    while window:
+        acked += settle(window.popleft())
+    return acked

@@ -171,6 +171,20 @@ def test_delay_holds_each_chunk_on_the_way(server: socket.socket) -> None:
         proxy.delay(-1)
 
 
+def test_a_delay_lowered_mid_stream_never_reorders_the_bytes(server: socket.socket) -> None:
+    # TCP is a byte stream: a chunk read after the delay dropped must not overtake one
+    # still held in the delay line (the broker would get MQTT packets out of order).
+    with LinkProxy("127.0.0.1", port_of(server)) as proxy, dial(proxy) as client:
+        peer, _ = server.accept()
+        with peer:
+            proxy.delay(0.5)
+            client.sendall(b"first ")
+            time.sleep(0.1)  # the proxy reads it into the delay line (it has 0.5 s to go)
+            proxy.delay(0)
+            client.sendall(b"second")
+            assert receive_exactly(peer, 12) == b"first second"
+
+
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 

@@ -23,9 +23,10 @@ from hypothesis.stateful import (
     rule,
 )
 
+from edge.clock import VirtualClock
 from edge.errors import OutboxError
 from edge.events import Draft, Severity, format_ts, priority_of
-from edge.outbox import FILENAME, MIGRATIONS, Outbox
+from edge.outbox import FILENAME, MIGRATIONS, Limits, Outbox
 
 DEVICE = "pi-kitchen"
 WALL0 = 1_767_225_600.0
@@ -158,10 +159,19 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         Outbox.open(tmp_path, DEVICE)
 
 
-def test_unreadable_file_is_an_outbox_error(tmp_path: Path) -> None:
-    (tmp_path / FILENAME).write_bytes(b"this is not a database, it is a shopping list" * 50)
-    with pytest.raises(OutboxError, match=str(tmp_path)):
-        Outbox.open(tmp_path, DEVICE)
+def test_a_locked_file_is_an_outbox_error_and_is_left_alone(tmp_path: Path) -> None:
+    with Outbox.open(tmp_path, DEVICE) as box:
+        box.append(draft())
+    holder = sqlite3.connect(tmp_path / FILENAME, isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")  # another process holds the file: not corruption
+    try:
+        with pytest.raises(OutboxError, match=str(tmp_path)):
+            Outbox.open(tmp_path, DEVICE)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert sorted(p.name for p in tmp_path.iterdir() if "corrupt" in p.name) == []
 
 
 # -- claiming and acknowledging ------------------------------------------------------------
@@ -186,6 +196,29 @@ def test_claim_orders_by_priority_then_seq_and_skips_excluded(outbox: Outbox) ->
     assert list(outbox) == outbox.claim(limit=-1)
 
 
+def test_acked_events_are_kept_for_replay_but_never_claimed_again(tmp_path: Path) -> None:
+    with Outbox.open(tmp_path, DEVICE) as box:
+        for i in range(4):
+            box.append(draft(i))
+        box.ack([1, 3])
+        assert pending_seqs(box) == [2, 4]
+        assert [e.seq for e in box.stored(1, 4)] == [1, 2, 3, 4]
+        assert [e.seq for e in box.tail(10)] == [1, 2, 3, 4]
+        assert [e.seq for e in box.tail(10, pending_only=True)] == [2, 4]
+        stats = box.stats()
+        assert (stats.pending, stats.kept, stats.delivered) == (2, 2, 2)
+
+
+def test_without_keep_delivered_acked_events_are_deleted(tmp_path: Path) -> None:
+    with Outbox.open(tmp_path, DEVICE, limits=Limits(keep_delivered=False)) as box:
+        for i in range(4):
+            box.append(draft(i))
+        box.ack([1, 3])
+        assert [e.seq for e in box.stored(1, 4)] == [2, 4]
+        stats = box.stats()
+        assert (stats.pending, stats.kept, stats.delivered) == (2, 0, 2)
+
+
 def test_acked_events_never_come_back(tmp_path: Path) -> None:
     with Outbox.open(tmp_path, DEVICE) as box:
         for i in range(6):
@@ -196,7 +229,7 @@ def test_acked_events_never_come_back(tmp_path: Path) -> None:
         assert box.stats().delivered == 2
     with Outbox.open(tmp_path, DEVICE) as box:
         assert pending_seqs(box) == [1, 3, 5, 6]
-        assert box.tail(2)[-1].seq == 6
+        assert box.tail(2, pending_only=True)[-1].seq == 6
 
 
 def test_delivered_counts_only_the_events_an_ack_deleted(outbox: Outbox) -> None:
@@ -222,10 +255,10 @@ def test_a_failing_commit_changes_nothing(tmp_path: Path) -> None:
     with Outbox.open(tmp_path, DEVICE) as box:
         for i in range(3):
             box.append(draft(i))
-        # Make the delete of seq 2 fail *after* the insert and the delete of seq 1 ran.
+        # Make the delivery of seq 2 fail *after* the insert and seq 1's delivery ran.
         other = sqlite3.connect(tmp_path / FILENAME, isolation_level=None)
         other.execute(
-            "CREATE TRIGGER keep_two BEFORE DELETE ON events WHEN old.seq = 2"
+            "CREATE TRIGGER keep_two BEFORE DELETE ON pending WHEN old.seq = 2"
             " BEGIN SELECT RAISE(ABORT, 'seq 2 is pinned'); END"
         )
         with pytest.raises(sqlite3.DatabaseError, match="pinned"):
@@ -247,16 +280,49 @@ def test_stats_as_json(outbox: Outbox) -> None:
     outbox.append(draft(kind="telemetry"))
     outbox.ack([2])
     stats = outbox.stats().as_json()
+    sizes = [e.size for e in _rows(outbox)]
     assert stats == {
         "stream": outbox.stream,
         "device": DEVICE,
         "last_seq": 3,
         "pending": 2,
-        "pending_by_priority": {"0": 1, "3": 1},
+        "pending_by_priority": {"critical": 1, "warning": 0, "info": 0, "telemetry": 1},
+        "oldest_age_s": stats["oldest_age_s"],
         "delivered": 1,
+        "kept": 1,
         "evicted": 0,
+        "evicted_by_priority": {"critical": 0, "warning": 0, "info": 0, "telemetry": 0},
+        "bytes": sum(sizes),
+        "file_bytes": outbox.file_bytes(),
+        "max_bytes": 0,
     }
+    assert stats["oldest_age_s"] is not None and stats["oldest_age_s"] >= 0
     json.dumps(stats)
+
+
+class _Row:
+    def __init__(self, seq: int, size: int) -> None:
+        self.seq, self.size = seq, size
+
+
+def _rows(box: Outbox) -> list[_Row]:
+    conn = sqlite3.connect(box.path)
+    try:
+        return [_Row(*r) for r in conn.execute("SELECT seq, size FROM events ORDER BY seq")]
+    finally:
+        conn.close()
+
+
+def test_oldest_age_is_measured_on_the_clock_of_this_boot(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    with Outbox.open(tmp_path, DEVICE, clock=clock) as box:
+        assert box.stats().oldest_age_s is None
+        box.append(draft(mono=clock.monotonic()))
+        clock.advance(42.0)
+        box.append(draft(mono=clock.monotonic()))
+        assert box.stats().oldest_age_s == pytest.approx(42.0)
+        box.ack([1])
+        assert box.stats().oldest_age_s == pytest.approx(0.0)
 
 
 # -- clock-sync correction -----------------------------------------------------------------
@@ -286,6 +352,18 @@ def test_correct_timestamps_restamps_unsynced_rows_of_this_epoch_only(tmp_path: 
         assert rows[fine.seq] == fine.body()
         assert box.correct_timestamps(mono_now + 5, wall_now + 5) == 0  # done once
         assert rows == {e.seq: e.body() for e in box.claim(limit=-1)}
+
+
+def test_delivered_events_keep_the_payload_they_were_delivered_with(tmp_path: Path) -> None:
+    with Outbox.open(tmp_path, DEVICE, epoch="boot-1") as box:
+        sent = box.append(draft(1, synced=False, mono=5.0, wall=10.0))
+        waiting = box.append(draft(2, synced=False, mono=6.0, wall=11.0))
+        box.ack([sent.seq])
+        assert box.correct_timestamps(100.0, WALL0) == 1
+        stored = {e.seq: e for e in box.stored(1, 2)}
+        assert stored[sent.seq].payload == sent.payload  # a replay sends what was sent
+        assert stored[waiting.seq].body()["ts_corrected"] is True
+        assert box.stats().bytes == sum(r.size for r in _rows(box))
 
 
 # -- a property: the outbox behaves like a sorted dict of pending events ---------------------
@@ -379,7 +457,9 @@ class OutboxModel(RuleBasedStateMachine):
             by_priority[p] = by_priority.get(p, 0) + 1
         assert stats.pending_by_priority == by_priority
         assert stats.delivered == self.delivered
+        assert stats.kept == self.delivered  # no cap: every delivered event is kept
         assert stats.stream == self.stream
+        assert stats.bytes == sum(r.size for r in _rows(self.box))
 
 
 TestOutboxModel = OutboxModel.TestCase

@@ -17,7 +17,7 @@ import pytest
 
 from edge.clock import VirtualClock
 from edge.events import Draft, Event, Severity, format_ts
-from edge.outbox import Outbox
+from edge.outbox import Limits, Outbox
 from edge.recorder import Recorder
 
 DEVICE = "pi-1"
@@ -253,3 +253,56 @@ def test_drafts_dropped_for_lack_of_memory_are_reported_upstream(tmp_path: Path)
     assert len(bodies) == 6 and len(health) == 1
     assert health[0]["sensor"] == "runtime" and health[0]["severity"] == "critical"
     assert health[0]["dropped"] == 3 and health[0]["state"] == "dropped"
+
+
+def test_a_full_disk_does_not_stop_the_recorder_and_is_reported(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    commits = Commits()
+    with Outbox.open(tmp_path, DEVICE, clock=clock) as box:
+        recorder = Recorder(box, clock, window=0.01, on_commit=commits)
+        recorder.start()
+        try:
+            for _ in range(300):
+                recorder.submit(stamp(clock, "x" * 300))
+            assert recorder.flush(timeout=WAIT)
+            pages = box._conn.execute("PRAGMA page_count").fetchone()[0]
+            box._conn.execute(f"PRAGMA max_page_count = {pages + 2}")  # the disk is full
+            for _ in range(300):
+                recorder.submit(stamp(clock, "y" * 300))
+            assert commits.wait_for(lambda c: any(e.sensor == "outbox" for e in c.events))
+            assert recorder.flush(timeout=WAIT)
+            assert recorder.failures >= 1 and recorder.queued == 0
+        finally:
+            recorder.close()
+        states = [e.body()["state"] for e in commits.events if e.sensor == "outbox"]
+        assert "disk_full" in states and "evicted" in states
+        assert box.last_seq == 600 + len(states)  # every draft got its seq, none was lost
+        # silently: each is stored or named in a report
+        named = {
+            s
+            for e in commits.events
+            if e.sensor == "outbox" and e.body()["state"] == "evicted"
+            for a, b in e.body()["ranges"]
+            for s in range(a, b + 1)
+        }
+        assert {e.seq for e in box} | named == set(range(1, box.last_seq + 1))
+
+
+def test_stale_events_expire_even_when_nothing_new_arrives(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    commits = Commits()
+    limits = Limits(ttl={3: 10.0})  # expiry every second (a tenth of the TTL, at least 1 s)
+    with Outbox.open(tmp_path, DEVICE, limits=limits, clock=clock) as box:
+        recorder = Recorder(box, clock, window=0.01, on_commit=commits)
+        recorder.start()
+        try:
+            for i in range(5):
+                recorder.submit(stamp(clock, i))
+            assert recorder.flush(timeout=WAIT)
+            clock.advance(11.0)  # nothing submitted from here on
+            assert commits.wait_for(lambda c: any(e.sensor == "outbox" for e in c.events))
+        finally:
+            recorder.close()
+        report = next(e.body() for e in commits.events if e.sensor == "outbox")
+        assert (report["reason"], report["ranges"]) == ("ttl", [[1, 5]])
+        assert [e.sensor for e in box] == ["outbox"]

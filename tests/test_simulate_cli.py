@@ -63,6 +63,46 @@ def test_restart_on_the_same_state_dir_continues_stream_and_seq(
     assert body["pending"] == 0 and body["evicted"] == 0
 
 
+def test_a_run_resumed_on_a_state_dir_reports_only_its_own_seqs_missing(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    # The earlier run's seqs went upstream before this run's sink subscribed: they are
+    # not missing, and waiting for them would only delay the exit.
+    common = ["--speed", "max", "--duration", "30", "--quiet", "--broker", mosquitto.url]
+    first = simulate(*common, "--state-dir", str(tmp_path / "state"))
+    second = simulate(*common, "--state-dir", str(tmp_path / "state"))
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    one, two = summary(first.stdout), summary(second.stdout)
+    assert two["seq"] > one["seq"] and two["missing"] == 0
+    assert two["got"] == two["seq"] - one["seq"]
+
+
+def test_simulate_runs_with_its_broker_down_and_says_what_stays_stored_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    # A device that boots during an outage samples and stores; stopped, it says the
+    # outbox is not drained (and does not wait for a broker that is not there).
+    down = Mosquitto(tmp_path / "mosquitto")  # a free port nothing listens on
+    process = subprocess.Popen(
+        [*EDGE, "simulate", "--speed", "20", "--duration", "3600", "--quiet",
+         "--broker", down.url, "--state-dir", str(tmp_path / "state")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        assert "broker unreachable" in process.stdout.readline() + process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    figures = summary(out)
+    assert figures["seq"] > 0 and figures["got"] == 0
+    assert "not drained" in out
+
+
 def test_sigterm_stops_cleanly_commits_and_publishes_offline(
     tmp_path: Path, mosquitto: Mosquitto, mqtt_subscriber: Any
 ) -> None:

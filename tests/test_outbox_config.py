@@ -1,0 +1,75 @@
+"""The outbox's config keys: validated with a clear answer, turned into Limits."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.config import parse
+from edge.errors import ConfigError
+from edge.limits import Limits
+
+BASE = """
+[device]
+id = "d"
+[uplink]
+broker = "mqtt://h"
+{uplink}
+[storage]
+{storage}
+[[sensors]]
+id = "siren"
+type = "gpio.output"
+pin = 22
+"""
+
+
+def config(storage: str = "", uplink: str = "") -> str:
+    return BASE.format(storage=storage, uplink=uplink)
+
+
+def test_defaults_are_a_64_mib_cap_with_a_tenth_reserved_and_replay_kept() -> None:
+    loaded = parse(config(), "edge.toml")
+    limits = Limits.from_config(loaded.storage)
+    assert limits == Limits(max_bytes=64 * 1024 * 1024, critical_reserve=0.1)
+    assert limits.keep_delivered and limits.ttl == {} and limits.max_events == 0
+    assert 0.8 * limits.max_bytes < limits.row_bytes < limits.max_bytes
+    assert loaded.uplink.max_rate == 0.0 and loaded.storage.full_output is None
+
+
+def test_every_key_reaches_the_limits() -> None:
+    storage = """
+max_bytes = 0
+max_events = 5000
+critical_reserve = 0.25
+keep_delivered = false
+ttl_telemetry = 3600
+ttl_info = 86400.0
+full_output = "siren"
+"""
+    loaded = parse(config(storage, "max_rate = 50.5"), "edge.toml")
+    limits = Limits.from_config(loaded.storage)
+    assert (limits.max_bytes, limits.row_bytes, limits.max_events) == (0, 0, 5000)
+    assert limits.ttl == {3: 3600.0, 2: 86400.0}
+    assert limits.critical_reserve == 0.25 and not limits.keep_delivered
+    assert limits.expiry_interval == 60.0
+    assert loaded.uplink.max_rate == 50.5
+
+
+@pytest.mark.parametrize(
+    ("storage", "uplink", "message"),
+    [
+        ("max_bytes = 4096", "", "storage.max_bytes: expected 0 (no cap) or at least 131072"),
+        ("max_bytes = -1", "", "storage.max_bytes"),
+        ("max_events = 10", "", "storage.max_events: expected an integer >= 100"),
+        ("critical_reserve = 1.0", "", "storage.critical_reserve: expected a number from 0.0"),
+        ("ttl_telemetry = 0", "", "storage.ttl_telemetry: expected a number >= 1.0"),
+        ("ttl_critical = 10", "", "storage.ttl_critical: unknown key (known keys:"),
+        ("full_output = 'sirne'", "", "did you mean 'siren'?"),
+        ("keep_delivered = 'yes'", "", "storage.keep_delivered: expected true or false"),
+        ("", "max_rate = -5", "uplink.max_rate: expected a number from 0.0"),
+    ],
+)
+def test_bad_values_are_named(storage: str, uplink: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(config(storage, uplink), "edge.toml")
+    assert any(message in problem for problem in caught.value.problems), caught.value.problems
