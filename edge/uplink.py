@@ -227,7 +227,9 @@ class Uplink:
     def committed(self, events: Sequence[Event], deleted: Collection[int]) -> None:
         """The recorder's commit callback: new events stored, delivered ones deleted."""
         with self._lock:
-            self._delivered.difference_update(deleted)
+            if deleted:
+                self._delivered.difference_update(deleted)
+                self._lock.notify_all()  # their window slots are free: the sender goes on
             if events:
                 self._wanted += 1
                 urgent = min(event.priority for event in events)
