@@ -157,10 +157,10 @@ class Checker:
 
     def _fresh(self, request_id: str, ts: str | None, *, now: float, synced: bool) -> None:
         max_age = self.policy.max_age
-        while self._seen and (
-            len(self._seen) > SEEN or next(iter(self._seen.values())) < now - max_age
-        ):
+        # Ids are remembered until the command could no longer pass the age check.
+        while self._seen and (len(self._seen) > SEEN or next(iter(self._seen.values())) < now):
             self._seen.popitem(last=False)
+        expires = now + max_age
         if ts is not None:
             try:
                 sent = parse_ts(ts)
@@ -172,9 +172,11 @@ class Checker:
                 raise CommandRefused(
                     f"stale: sent {ts}, more than {max_age:g} s from the device's clock"
                 )
+            if synced:
+                expires = max(now, sent) + max_age  # a command dated ahead stays valid longer
         if request_id in self._seen:
             raise CommandRefused(f"replayed: id {request_id!r} was seen already")
-        self._seen[request_id] = now
+        self._seen[request_id] = expires
 
 
 Handler = Callable[[Mapping[str, Any]], Mapping[str, Any]]
@@ -221,7 +223,7 @@ class Commands:
             self._queue.put_nowait((name, payload, response_topic, correlation))
         except queue.Full:
             self.busy += 1
-            request_id = _id_of(payload)
+            request_id = _id_of(payload) if len(payload) <= MAX_PAYLOAD else None
             if request_id is not None:
                 request = Request(name, request_id, None, {}, response_topic, correlation)
                 self._reply(request, {"ok": False, "error": "busy: too many commands queued"})
@@ -308,10 +310,15 @@ def _plain(value: Any) -> Any:
 
 
 def on_sampler(post: Callable[[Callable[[], None]], None], task: Callable[[], T]) -> T:
-    """Run ``task`` on the sampling thread (through ``post``) and return its result here."""
+    """Run ``task`` on the sampling thread (through ``post``) and return its result here.
+
+    A task the sampling loop has not started within ``ON_SAMPLER_TIMEOUT`` is cancelled (it
+    will not run later, after its command was answered as refused)."""
     done: Future[T] = Future()
 
     def run() -> None:
+        if not done.set_running_or_notify_cancel():
+            return  # answered already: the command was refused
         try:
             done.set_result(task())
         except BaseException as exc:  # handed back to the worker, which answers with it
@@ -321,6 +328,8 @@ def on_sampler(post: Callable[[Callable[[], None]], None], task: Callable[[], T]
     try:
         return done.result(ON_SAMPLER_TIMEOUT)
     except FutureTimeout:
-        raise CommandRefused(
-            "the sampling loop did not take the command (is it running?)"
-        ) from None
+        if done.cancel():
+            raise CommandRefused(
+                "the sampling loop did not take the command (is it running?)"
+            ) from None
+        return done.result()  # it started just now: its answer is the one

@@ -199,6 +199,9 @@ class UplinkConfig:
         return None
 
 
+MIN_COMMAND_KEY = 16  # bytes
+
+
 @dataclass(frozen=True)
 class CommandsConfig:
     enabled: bool = field(
@@ -228,13 +231,16 @@ class CommandsConfig:
     def key(self) -> bytes | None:
         """The command key from its file or environment variable; None when unsigned."""
         if self.key_file:
-            return Path(self.key_file).read_bytes().strip()
-        if self.key_env:
-            value = os.environ.get(self.key_env)
-            if not value:
-                raise OSError(f"environment variable {self.key_env} is not set")
-            return value.encode()
-        return None
+            key = Path(self.key_file).read_bytes().strip()
+        elif self.key_env:
+            key = os.environ.get(self.key_env, "").encode()
+        else:
+            return None
+        if len(key) < MIN_COMMAND_KEY:
+            # An empty key would let anyone sign commands.
+            where = self.key_file or f"environment variable {self.key_env}"
+            raise OSError(f"{where}: a command key needs at least {MIN_COMMAND_KEY} bytes")
+        return key
 
 
 @dataclass(frozen=True)

@@ -93,9 +93,13 @@ class ModelWatch:
             if time.time() - current[2] / 1e9 < SETTLE:
                 item.due = now  # look again on the next pass: it may still be written
                 continue
-            item.seen = current
             log.info("model file %s changed: checking it for %s", item.path, item.detector_id)
-            prepared = item.detector.prepare(str(item.path))
+            try:
+                prepared = item.detector.prepare(str(item.path))
+            except Exception:  # not a ModelError: a bug; the next look tries again
+                log.exception("checking %s failed", item.path)
+                continue
+            item.seen = current
             self.scheduler.post(functools.partial(_adopt, item, prepared))
             handed += 1
         return handed

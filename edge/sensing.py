@@ -222,7 +222,7 @@ class SensorRunner:
             if watch.inputs:
                 reading = self._joined(float(value), watch.inputs)
                 if reading is None:
-                    continue  # a joined sensor has not read yet, or its last read failed
+                    continue  # a joined sensor has not read yet (later: its last good reading)
             elif vector and not getattr(detector, "accepts_vectors", False):
                 continue
             found = detector.observe(stamp.mono, reading)

@@ -402,7 +402,9 @@ class Uplink:
         sent = True
         for topic, props in sends:
             info = session.client.publish(topic, payload, qos=1, properties=props)
-            sent = sent and info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                sent = False
+                continue
             with self._lock:  # its PUBACK is no event's: a control message
                 if info.mid in session.early:
                     session.early.discard(info.mid)

@@ -199,6 +199,8 @@ class Prepared:
     path: str
     bound: "BoundModel | None"
     error: "ModelError | None"
+    # The refused file's (sha256, name, version), read here rather than where it is adopted.
+    identity: "tuple[str | None, str | None, str | None]" = (None, None, None)
 
 
 class OnnxDetector:
@@ -377,11 +379,13 @@ class OnnxDetector:
         (default: the configured one) and check it, on any thread, touching nothing of the
         running detector. Hand the result to :meth:`adopt` on the thread that calls
         ``observe``: a runtime loads a new model off its sampling thread."""
+        from models.shipped import model_path
+
         path = path or self.params.model
         try:
             return Prepared(path, self._load(path), None)
         except ModelError as exc:
-            return Prepared(path, None, exc)
+            return Prepared(path, None, exc, identify(model_path(path)))
 
     def adopt(self, prepared: "Prepared", *, shadow: bool = False) -> ReloadResult:
         """Finish a :meth:`prepare`: try the model on the latest window, then make it the
@@ -402,16 +406,15 @@ class OnnxDetector:
         return result
 
     def _try_bind(self, prepared: "Prepared") -> "tuple[BoundModel | None, ReloadResult]":
-        bound, error = prepared.bound, prepared.error
+        bound, error, identity = prepared.bound, prepared.error, prepared.identity
         if bound is not None:
             try:
                 self._trial(bound, self._latest_feed(), finite=True)
-            except ModelError as exc:
+            except ModelError as exc:  # loaded, then failed: the file is the one loaded
+                identity = (bound.model.sha256, bound.name, bound.version)
                 bound, error = None, exc
         if bound is None:
-            from models.shipped import model_path
-
-            sha256, name, version = identify(model_path(prepared.path))
+            sha256, name, version = identity
             return None, ReloadResult(False, f"refused: {error}", sha256, name, version)
         reason = f"accepted {bound.model.path.name} (trial score {bound.trial_score:.6g})"
         return bound, ReloadResult(True, reason, bound.model.sha256, bound.name, bound.version)

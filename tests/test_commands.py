@@ -186,3 +186,37 @@ def commands_for_unknown(detector: OnnxDetector) -> str:
     reply = box.handle("model", payload("model", "x", {"detector": "zz", "action": "status"}))
     assert reply is not None
     return str(reply["error"])
+
+
+def test_a_command_dated_ahead_is_remembered_until_it_could_no_longer_pass() -> None:
+    ahead = "2026-09-21T14:17:30.000Z"  # NOW + 250 s
+    guard = checker()
+    assert guard.check("ping", payload("ping", "f1", {}, ts=ahead), now=NOW, synced=True).id
+    with pytest.raises(CommandRefused, match="replayed"):  # still within its own age
+        guard.check("ping", payload("ping", "f1", {}, ts=ahead), now=NOW + 301, synced=True)
+
+
+def test_a_short_or_empty_command_key_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge.config import CommandsConfig
+
+    (tmp_path / "key").write_bytes(b"  \n")
+    with pytest.raises(OSError, match="at least 16 bytes"):
+        CommandsConfig(enabled=True, key_file=str(tmp_path / "key")).key()
+    monkeypatch.setenv("EDGE_KEY", "x" * 16)
+    assert CommandsConfig(enabled=True, key_env="EDGE_KEY").key() == b"x" * 16
+
+
+def test_a_task_the_sampling_loop_never_took_does_not_run_after_the_refusal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import edge.commands as commands_module
+
+    monkeypatch.setattr(commands_module, "ON_SAMPLER_TIMEOUT", 0.01)
+    posted: list[Callable[[], None]] = []
+    ran: list[int] = []
+    with pytest.raises(CommandRefused, match="did not take"):
+        commands_module.on_sampler(posted.append, lambda: ran.append(1))
+    posted[0]()  # the loop gets to it late
+    assert ran == []
