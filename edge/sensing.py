@@ -220,7 +220,8 @@ class SensorRunner:
                 continue  # fed the whole block of samples instead, in ``blocks``
             reading: Any = value if vector else float(value)
             if watch.inputs:
-                reading = self._joined(float(value), watch.inputs)
+                # Only a scalar reading takes joined inputs (training refuses vectors too).
+                reading = None if vector else self._joined(float(value), watch.inputs)
                 if reading is None:
                     continue  # a joined sensor has not read yet (later: its last good reading)
             elif vector and not getattr(detector, "accepts_vectors", False):
