@@ -28,8 +28,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sqlite_utils import Database
-
 from . import salvage as salvaging
 from .clock import Clock, RealClock
 from .errors import OutboxError
@@ -44,6 +42,7 @@ from .outbox_schema import (
     SIDE_FILES,
     migrate,
     row_size,
+    transaction,
     wal_pages,
 )
 from .outbox_schema import VERSION as SCHEMA_VERSION
@@ -148,7 +147,6 @@ class Outbox:
         self.limits = limits or Limits()
         self.salvage: salvaging.Salvage | None = None  # set when open() salvaged a file
         self._conn = conn
-        self._db = Database(conn)
         self._evictor = Evictor(conn, self.epoch)
         self._lock = threading.Lock()
         self.stream = self._meta("stream")
@@ -275,7 +273,7 @@ class Outbox:
         with self._lock:
             state = self._state.copy()
             try:
-                with self._db.atomic():
+                with transaction(self._conn):
                     held = frozenset(spare).union(self._claimed)
                     self._write(state, drafts, acked, events, held)
                 evicting = state.evicted != self._state.evicted
@@ -348,7 +346,7 @@ class Outbox:
         offset = wall_now - mono_now
         with self._lock:
             state = self._state.copy()
-            with self._db.atomic():
+            with transaction(self._conn):
                 rows = self._conn.execute(
                     "SELECT e.seq, e.priority, e.sensor, e.kind, e.payload, e.mono, e.size"
                     " FROM events e WHERE e.synced = 0 AND e.epoch = ? AND EXISTS"
@@ -373,24 +371,6 @@ class Outbox:
                     self._save(state)
             self._state = state
         return len(rows)
-
-    def tail(self, count: int, *, pending_only: bool = False) -> list[Event]:
-        """The newest ``count`` stored events (or pending ones), oldest first."""
-        with self._lock:
-            if pending_only:
-                rows = self._conn.execute(
-                    "SELECT p.seq, p.priority, e.sensor, e.kind, e.payload"
-                    " FROM pending p CROSS JOIN events e ON e.seq = p.seq"
-                    " ORDER BY p.seq DESC LIMIT ?",
-                    (count,),
-                ).fetchall()
-            else:
-                rows = self._conn.execute(
-                    "SELECT seq, priority, sensor, kind, payload FROM events"
-                    " ORDER BY seq DESC LIMIT ?",
-                    (count,),
-                ).fetchall()
-        return [Event(*row) for row in reversed(rows)]
 
     def stored(self, first: int, last: int) -> Iterator[Event]:
         """Every stored event (pending or kept) with ``first <= seq <= last``, by seq."""
@@ -721,7 +701,7 @@ class Outbox:
         with self._lock:
             state = self._state.copy()
             events: list[Event] = []
-            with self._db.atomic():
+            with transaction(self._conn):
                 plan = salvaging.plan(
                     recovered, self.device, self.stream, keep=self.limits.keep_delivered
                 )

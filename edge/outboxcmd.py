@@ -40,9 +40,31 @@ def stats(state_dir: str | Path, limits: Limits | None = None) -> dict[str, Any]
 
 
 def tail(state_dir: str | Path, count: int, *, pending_only: bool = False) -> list[Event]:
-    """The newest ``count`` stored events (or only pending ones), oldest first."""
+    """The newest ``count`` stored events (or only pending ones), oldest first.
+
+    Read with sqlite-utils on a read-only connection, after ``open_existing`` has checked
+    the file and upgraded an older one (the runtime itself never imports sqlite-utils)."""
+    import sqlite3
+
+    from sqlite_utils import Database
+
     with Outbox.open_existing(state_dir) as outbox:
-        return outbox.tail(count, pending_only=pending_only)
+        path = outbox.path
+    db = Database(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
+    try:
+        source = "pending p CROSS JOIN events e ON e.seq = p.seq" if pending_only else "events e"
+        rows = list(
+            db.query(
+                "SELECT e.seq, e.priority, e.sensor, e.kind, e.payload"
+                f" FROM {source} ORDER BY e.seq DESC LIMIT :count",
+                {"count": count},
+            )
+        )
+    finally:
+        db.close()
+    return [
+        Event(r["seq"], r["priority"], r["sensor"], r["kind"], r["payload"]) for r in reversed(rows)
+    ]
 
 
 @dataclass

@@ -27,6 +27,7 @@ from edge.clock import VirtualClock
 from edge.errors import OutboxError
 from edge.events import Draft, Severity, format_ts, priority_of
 from edge.outbox import FILENAME, MIGRATIONS, Limits, Outbox
+from edge.outboxcmd import tail
 
 DEVICE = "pi-kitchen"
 WALL0 = 1_767_225_600.0
@@ -203,8 +204,9 @@ def test_acked_events_are_kept_for_replay_but_never_claimed_again(tmp_path: Path
         box.ack([1, 3])
         assert pending_seqs(box) == [2, 4]
         assert [e.seq for e in box.stored(1, 4)] == [1, 2, 3, 4]
-        assert [e.seq for e in box.tail(10)] == [1, 2, 3, 4]
-        assert [e.seq for e in box.tail(10, pending_only=True)] == [2, 4]
+        assert [e.seq for e in tail(tmp_path, 10)] == [1, 2, 3, 4]
+        assert [e.seq for e in tail(tmp_path, 10, pending_only=True)] == [2, 4]
+        assert [e.seq for e in tail(tmp_path, 1)] == [4]
         stats = box.stats()
         assert (stats.pending, stats.kept, stats.delivered) == (2, 2, 2)
 
@@ -229,7 +231,7 @@ def test_acked_events_never_come_back(tmp_path: Path) -> None:
         assert box.stats().delivered == 2
     with Outbox.open(tmp_path, DEVICE) as box:
         assert pending_seqs(box) == [1, 3, 5, 6]
-        assert box.tail(2, pending_only=True)[-1].seq == 6
+        assert tail(tmp_path, 2, pending_only=True)[-1].seq == 6
 
 
 def test_delivered_counts_only_the_events_an_ack_deleted(outbox: Outbox) -> None:
