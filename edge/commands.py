@@ -269,7 +269,7 @@ class Commands:
             )
         try:
             result = dict(handler(request.args))
-        except (CommandRefused, ValueError, KeyError, LookupError) as exc:
+        except (ValueError, LookupError) as exc:
             return self._reply(request, {"ok": False, "error": str(exc).strip("'\"")})
         except Exception as exc:  # a handler bug: answer, and keep the worker alive
             log.exception("command %s failed", name)

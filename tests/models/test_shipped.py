@@ -14,8 +14,13 @@ from edge.modelcmd import evaluate
 from models.metadata import read_metadata, verify
 from models.shipped import DIRECTORY, SHIPPED, model_path
 from tests.test_scenarios import simulate
+from tools.build_models import SHIPPED as BUILT
 
-SCENARIO_OF = {"vibration": "factory-vibration", "environment": "wildfire"}
+SCENARIO_OF = {model.name: model.scenario for model in BUILT}
+
+
+def test_the_build_tool_makes_exactly_the_shipped_models() -> None:
+    assert sorted(SCENARIO_OF) == sorted(SHIPPED)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
