@@ -16,10 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sensors.base import Hardware, PolledSensor, SensorType, SignalFor, SimulatedPart
+from sensors.base import Hardware, PolledSensor, SensorType
 from sensors.errors import SensorConfigError, SensorError, SensorTimeout
 from sensors.ports import I2CBus, read_word_be, write_word_be
-from sensors.simbus import SimulatedChip, repeat_word, written_word
 
 CONVERSION = 0x00
 CONFIG = 0x01
@@ -183,86 +182,6 @@ class ADS1115:
         return decode_volts(code >> 8, code & 0xFF, self.full_scale)
 
 
-def _ground() -> float:
-    return 0.0
-
-
-class SimulatedADS1115(SimulatedChip):
-    """Register model of an ADS1115 for :class:`~sensors.simbus.SimulatedBus`.
-
-    ``ain0``..``ain3`` give each input's voltage against GND. A config write with OS = 1
-    in single-shot mode samples the inputs MUX selects, converts at the PGA's range
-    (clipping at full scale) and reads busy (OS = 0) on the first config poll; the next
-    poll reads ready and the conversion register holds the result. In continuous mode
-    each read of the conversion register converts afresh. Not modelled: conversion
-    timing, input limits beyond full scale (GND - 0.3 V .. VDD + 0.3 V), the comparator
-    and ALERT/RDY.
-    """
-
-    def __init__(
-        self,
-        ain0: Callable[[], float] = _ground,
-        ain1: Callable[[], float] = _ground,
-        ain2: Callable[[], float] = _ground,
-        ain3: Callable[[], float] = _ground,
-    ) -> None:
-        super().__init__()
-        self._inputs = (ain0, ain1, ain2, ain3)
-        self.words = {CONVERSION: 0x0000, CONFIG: CONFIG_POWER_UP, LO_THRESH: 0x8000}
-        self.words[HI_THRESH] = 0x7FFF
-        self._busy_polls = 0
-        self._pending: int | None = None
-
-    def _convert(self) -> int:
-        config = self.words[CONFIG]
-        mux = config >> MUX_SHIFT & 0b111
-        pga = min(config >> PGA_SHIFT & 0b111, 0b101)
-        full_scale = next(fs for fs, code in FULL_SCALES.items() if code == pga)
-        positive, negative = {0: (0, 1), 1: (0, 3), 2: (1, 3), 3: (2, 3)}.get(mux, (mux - 4, -1))
-        volts = self._inputs[positive]() - (self._inputs[negative]() if negative >= 0 else 0.0)
-        msb, lsb = encode_volts(volts, full_scale)
-        return msb << 8 | lsb
-
-    def _finish(self) -> None:
-        if self._busy_polls == 0 and self._pending is not None:
-            self.words[CONVERSION] = self._pending
-            self._pending = None
-
-    def read(self, register: int, length: int) -> list[int]:
-        # Only P1/P0 select a register and the pointer does not auto-increment:
-        # bytes past the second repeat the register (a model choice; drivers read 2).
-        pointer = register & 0x03
-        self.pointer = pointer
-        word = self.words[pointer]
-        if pointer == CONFIG:
-            if self._busy_polls:
-                self._busy_polls -= 1
-                word &= ~OS
-            else:
-                self._finish()
-        elif pointer == CONVERSION:
-            if not self.words[CONFIG] & MODE_SINGLE_SHOT:
-                self.words[CONVERSION] = self._convert()
-            self._finish()
-            word = self.words[CONVERSION]
-        return repeat_word(word, length)
-
-    def write(self, register: int, data: bytes) -> None:
-        pointer = register & 0x03
-        self.pointer = pointer
-        if pointer == CONVERSION or not data:
-            return  # read-only register, or a pointer-only write
-        old = self.words[pointer]
-        new = written_word(data, old)
-        if pointer != CONFIG:
-            self.words[pointer] = new
-            return
-        self.words[CONFIG] = new | OS  # OS reads 1 whenever no conversion is running
-        if new & OS and new & MODE_SINGLE_SHOT:
-            self._pending = self._convert()
-            self._busy_polls = 1
-
-
 # Registry entry -----------------------------------------------------------------
 
 
@@ -333,18 +252,6 @@ def _build(params: ADS1115Params, hw: Hardware) -> PolledSensor:
     return ADS1115Sensor(driver, all_channels=all_channels)
 
 
-def _simulate(params: ADS1115Params, signal: SignalFor) -> SimulatedPart:
-    typical = params.range / 2
-    if params.channel == "all":
-        inputs = [signal(f"ain{n}", typical) for n in range(4)]
-        return SimulatedPart(params.bus, params.address, SimulatedADS1115(*inputs))
-    # The channel's positive input carries the signal; its negative input stays at GND.
-    positive = int(params.channel[0])
-    inputs = [_ground] * 4
-    inputs[positive] = signal("voltage", typical)
-    return SimulatedPart(params.bus, params.address, SimulatedADS1115(*inputs))
-
-
 def _quantities(params: ADS1115Params) -> dict[str, str]:
     """All four inputs with ``channel = "all"``; otherwise one value, in volts."""
     return {f"ain{i}": "V" for i in range(4)} if params.channel == "all" else {}
@@ -358,7 +265,6 @@ SENSOR_TYPE = SensorType(
     summary="TI ADS1115 16-bit ADC on I2C: one input's volts, or all four (channel = 'all')",
     units={"ain0": "V", "ain1": "V", "ain2": "V", "ain3": "V"},
     quantities=_quantities,
-    simulate=_simulate,
     # The widest full-scale range; readings at a range's full scale raise instead.
     limits={q: (-6.144, 6.144) for q in ("", "ain0", "ain1", "ain2", "ain3")},
 )

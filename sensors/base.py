@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sensors.ports import I2CBus, Monotonic
-from sensors.signals import Signal
-from sensors.simbus import SimulatedChip
 
 Scalar = float | int | bool | tuple[float, ...]
 # A reading: one scalar or vector, or several named quantities read together from one chip
@@ -52,33 +50,14 @@ class EdgeSensor(Protocol):
     def close(self) -> None: ...
 
 
-class SignalFor(Protocol):
-    """The simulator's signals for one sensor: ``signal(quantity, typical)`` is the signal
-    that quantity follows; ``clock`` is the simulation's clock, for models (a FIFO) that
-    produce samples at their own rate in simulated time."""
-
-    clock: Monotonic
-
-    def __call__(self, quantity: str, typical: float, /) -> Signal: ...
-
-
-@dataclass(frozen=True)
-class SimulatedPart:
-    """Where a simulated chip sits and the register model that answers there."""
-
-    bus: int
-    address: int
-    chip: SimulatedChip
-
-
 @dataclass(frozen=True)
 class SensorType:
     """A registry entry: how a ``[[sensors]]`` table of this ``name`` becomes a sensor.
 
     ``units`` names the quantities of a sensor whose ``read()`` returns a mapping, with
-    their units; ``limits`` gives each quantity's measurable range. ``simulate`` builds
-    the register-level model the simulator attaches for an I2C type, fed by the
-    scenario's signals; GPIO types use gpiozero's MockFactory.
+    their units; ``limits`` gives each quantity's measurable range. The simulated chip an
+    I2C type runs on in the simulator is registered apart, in :mod:`sensors.sim`, so a
+    device never loads it.
     """
 
     name: str
@@ -87,7 +66,6 @@ class SensorType:
     polled: bool
     summary: str
     units: Mapping[str, str] = field(default_factory=dict)
-    simulate: Callable[[Any, SignalFor], SimulatedPart] | None = None
     # What the chip can measure (datasheet), per quantity ("" for a single value): a
     # reading outside is a fault, reported as a health event and not acted on.
     limits: Mapping[str, tuple[float, float]] = field(default_factory=dict)

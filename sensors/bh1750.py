@@ -18,10 +18,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sensors.base import Hardware, PolledSensor, SensorType, SignalFor, SimulatedPart
+from sensors.base import Hardware, PolledSensor, SensorType
 from sensors.errors import SensorConfigError
 from sensors.ports import I2CBus, bare_read
-from sensors.simbus import SimulatedChip, repeat_word
 
 POWER_DOWN = 0x00
 POWER_ON = 0x01
@@ -86,74 +85,6 @@ class BH1750:
         return {"illuminance": decode_lux(msb, lsb)}
 
 
-class SimulatedBH1750(SimulatedChip):
-    """Model of a BH1750 for :class:`~sensors.simbus.SimulatedBus`.
-
-    ``signal()`` gives the illuminance in lux. The first byte of a write is an
-    instruction (the bus hands it over as ``register``). A one-time H-resolution
-    instruction measures at once and powers down; in continuous H-resolution mode each
-    read measures afresh. A plain read (:meth:`receive`: ``i2c_rdwr``, ``read_byte``)
-    returns the data register, high byte first; bytes past the second repeat them (a
-    model choice). A register read's register byte is an instruction, obeyed after the
-    bytes read are taken. Not modelled: the measurement time (a plain read right after
-    an instruction sees its result), H-resolution mode 2, L-resolution mode and MTreg
-    changes: those instructions raise ``NotImplementedError``.
-    """
-
-    _UNMODELLED = frozenset(
-        {CONTINUOUS_H_RES2, CONTINUOUS_L_RES, ONE_TIME_H_RES2, ONE_TIME_L_RES}
-        | set(range(0x40, 0x48))  # MTreg high bits
-        | set(range(0x60, 0x80))  # MTreg low bits
-    )
-
-    def __init__(self, signal: Callable[[], float]) -> None:
-        super().__init__()
-        self._signal = signal
-        self.powered = False
-        self.continuous = False
-        self.data = 0x0000
-
-    def _measure(self) -> None:
-        msb, lsb = encode_lux(self._signal())
-        self.data = msb << 8 | lsb
-
-    def _instruct(self, opcode: int) -> None:
-        if opcode in self._UNMODELLED:
-            raise NotImplementedError(f"SimulatedBH1750 does not model instruction {opcode:#04x}")
-        if opcode == POWER_DOWN:
-            self.powered = self.continuous = False
-        elif opcode == POWER_ON:
-            self.powered = True
-        elif opcode == RESET and self.powered:
-            self.data = 0x0000
-        elif opcode == CONTINUOUS_H_RES:
-            self.powered = self.continuous = True
-            self._measure()
-        elif opcode == ONE_TIME_H_RES:
-            self._measure()
-            self.powered = self.continuous = False
-        # Any other byte is not an instruction the chip knows; it ignores it.
-
-    def receive(self, length: int) -> list[int]:
-        """A plain read of ``length`` bytes: the data register, high byte first."""
-        if self.continuous:
-            self._measure()
-        return repeat_word(self.data, length)
-
-    def read(self, register: int, length: int) -> list[int]:
-        # A register read (read_i2c_block_data) first sends its register byte, which this
-        # chip takes as an instruction; the bytes that follow microseconds later are the
-        # result it held before, as a measurement takes 120 ms.
-        held = self.receive(length)
-        self._instruct(register)
-        return held
-
-    def write(self, register: int, data: bytes) -> None:
-        # "Not able to accept plural command without stop condition": one opcode per
-        # write; the model ignores any further bytes.
-        self._instruct(register)
-
-
 # Registry entry -----------------------------------------------------------------
 
 
@@ -195,16 +126,11 @@ def _build(params: BH1750Params, hw: Hardware) -> PolledSensor:
     return BH1750Sensor(BH1750(hw.i2c(params.bus), params.address, sleep=hw.sleep))
 
 
-def _simulate(params: BH1750Params, signal: SignalFor) -> SimulatedPart:
-    return SimulatedPart(params.bus, params.address, SimulatedBH1750(signal("illuminance", 300.0)))
-
-
 SENSOR_TYPE = SensorType(
     name="i2c.bh1750",
     params=BH1750Params,
     build=_build,
     polled=True,
     summary="ROHM BH1750FVI ambient light sensor on I2C, lx",
-    simulate=_simulate,
     limits={"": (0.0, _COUNT_MAX / COUNTS_PER_LUX)},  # H-resolution counts 0..65535
 )

@@ -2,7 +2,7 @@
 
 Drivers take these as arguments so that the same driver code runs on a Pi
 (``smbus2.SMBus(1)``, ``time.monotonic``) and in the simulator or the tests
-(:class:`sensors.simbus.SimulatedBus`, a virtual clock).
+(:class:`sensors.sim.bus.SimulatedBus`, a virtual clock).
 
 Beside the port, the transfers several chips share that SMBus has no single call for:
 a bare read (:func:`bare_read`) and 16-bit registers sent most significant byte first

@@ -21,11 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
-from sensors.base import Hardware, PolledSensor, SensorType, SignalFor, SimulatedPart
+from sensors.base import Hardware, PolledSensor, SensorType
 from sensors.errors import CRCError, SensorConfigError
 from sensors.ports import I2CBus, bare_read
-from sensors.signals import Signal
-from sensors.simbus import NACK_ERRNO, SimulatedChip
 
 ADDRESSES = (0x44, 0x45)  # ADDR pin to VSS, to VDD
 SOFT_RESET = 0x30A2
@@ -135,64 +133,6 @@ class SHT3x:
         return chunk[0] << 8 | chunk[1]
 
 
-class SimulatedSHT3x(SimulatedChip):
-    """Command-level model of an SHT3x for a simulated bus with ``i2c_rdwr``.
-
-    ``temperature()`` (degC) and ``humidity()`` (%RH) are sampled when a single-shot
-    command arrives; the next plain read (:meth:`receive`) returns the six result bytes
-    with their CRCs, once. A plain read with no result pending is NACKed, as on the chip.
-    A register-style read (SMBus ``read_i2c_block_data``, which writes a byte first) is
-    NACKed too: the datasheet defines no such transfer. ``corrupt_crc`` is the number of
-    coming results whose two CRC bytes are corrupted (fault injection). Soft reset
-    (0x30A2) drops a pending result. Not modelled: conversion time, periodic mode,
-    status register, heater, alerts, repeatability's noise; other commands are ignored.
-    """
-
-    def __init__(self, temperature: Signal, humidity: Signal) -> None:
-        super().__init__()
-        self._temperature = temperature
-        self._humidity = humidity
-        self._result: bytes | None = None
-        self.corrupt_crc = 0
-        self.commands: list[int] = []  # every command received, for tests
-
-    def write(self, register: int, data: bytes) -> None:
-        # The bus hands over the first byte as the "register": here, a command's msb.
-        if len(data) != 1:
-            return  # not a bare 16-bit command (partial, or with arguments): not modelled
-        command = register << 8 | data[0]
-        self.commands.append(command)
-        if command in {mode.command for mode in SINGLE_SHOT.values()}:
-            self._result = self._measure()
-        elif command == SOFT_RESET:
-            self._result = None
-
-    def read(self, register: int, length: int) -> list[int]:
-        raise OSError(
-            NACK_ERRNO,
-            f"SHT3x has no registers: a register read (write {register:#04x}, then read) "
-            "is not a datasheet transfer",
-        )
-
-    def receive(self, length: int) -> list[int]:
-        """A plain read of ``length`` bytes: the pending result, or a NACK."""
-        if self._result is None:
-            raise OSError(NACK_ERRNO, "SHT3x has no measurement result to read")
-        result, self._result = self._result, None
-        # Past the six result bytes the chip has nothing more to send; the bus reads 0xFF.
-        return list(result[:length]) + [0xFF] * max(0, length - len(result))
-
-    def _measure(self) -> bytes:
-        words = (encode_temperature(self._temperature()), encode_humidity(self._humidity()))
-        flip = 0x01 if self.corrupt_crc > 0 else 0x00
-        self.corrupt_crc = max(0, self.corrupt_crc - 1)
-        out = bytearray()
-        for word in words:
-            pair = bytes((word >> 8, word & 0xFF))
-            out += pair + bytes((crc8(pair) ^ flip,))
-        return bytes(out)
-
-
 # -- the registry entry ------------------------------------------------------------------
 
 
@@ -235,11 +175,6 @@ def _build(params: SHT3xParams, hw: Hardware) -> PolledSensor:
     )
 
 
-def _simulate(params: SHT3xParams, signal: SignalFor) -> SimulatedPart:
-    chip = SimulatedSHT3x(signal("temperature", 21.0), signal("humidity", 45.0))
-    return SimulatedPart(params.bus, params.address, chip)
-
-
 SENSOR_TYPE = SensorType(
     name="i2c.sht3x",
     params=SHT3xParams,
@@ -247,6 +182,5 @@ SENSOR_TYPE = SensorType(
     polled=True,
     summary="Sensirion SHT3x (SHT30/31/35) temperature and humidity sensor on I2C",
     units={"temperature": "degC", "humidity": "%RH"},
-    simulate=_simulate,
     limits={"temperature": (-40.0, 125.0), "humidity": (0.0, 100.0)},  # operating ranges
 )

@@ -27,11 +27,9 @@ from sensors.base import (
     Hardware,
     PolledSensor,
     SensorType,
-    SignalFor,
-    SimulatedPart,
     Value,
 )
-from sensors.tmp102 import TMP102, SimulatedTMP102
+from sensors.tmp102 import TMP102
 
 __all__ = ["SENSOR_TYPES", "EdgeSensor", "Hardware", "PolledSensor", "SensorType", "Value"]
 
@@ -94,10 +92,6 @@ def _build_tmp102(params: TMP102Params, hw: Hardware) -> PolledSensor:
     return TMP102Sensor(TMP102(hw.i2c(params.bus), params.address))
 
 
-def _simulate_tmp102(params: TMP102Params, signal: SignalFor) -> SimulatedPart:
-    return SimulatedPart(params.bus, params.address, SimulatedTMP102(signal("temperature", 21.0)))
-
-
 # gpiozero is imported only when a config actually uses a GPIO sensor.
 def _build_gpio_input(params: GpioInputParams, hw: Hardware) -> PolledSensor:
     from sensors.gpio import GpioInput
@@ -127,7 +121,6 @@ _BUILT_IN = (
         build=_build_tmp102,
         polled=True,
         summary="TI TMP102 temperature sensor on I2C, degC",
-        simulate=_simulate_tmp102,
         limits={"": (-55.0, 150.0)},
     ),
     SensorType(

@@ -1,4 +1,4 @@
-"""The test brokers really work: Mosquitto from tests/brokers.py and edge.broker.EmbeddedBroker."""
+"""The test brokers really work: Mosquitto from tests/brokers.py and the embedded broker."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge import broker as broker_module
-from edge.broker import BrokerError, EmbeddedBroker
 from edge.errors import EdgelineError
+from edge.sim import broker as broker_module
+from edge.sim.broker import BrokerError, EmbeddedBroker
 from tests.brokers import Mosquitto, Received, Subscriber, port_accepts, publish, publish_many
 
 MakeSubscriber = Callable[..., Subscriber]
@@ -174,7 +174,7 @@ def test_embedded_broker_closes_quietly_with_clients_connected(
 ) -> None:
     pytest.importorskip("amqtt.broker")
     # On Python 3.11 amqtt's own shutdown often hangs after a QoS 1 delivery (see
-    # edge.broker._shutdown); a few rounds make sure that path is taken.
+    # edge.sim.broker._shutdown); a few rounds make sure that path is taken.
     for _ in range(3):
         broker = EmbeddedBroker(stop_timeout=5)
         with broker:

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from edge.config import StorageConfig, UplinkConfig
+from edge.config.device import StorageConfig, UplinkConfig
 from edge.events import PRIORITY_CRITICAL, priority_of
 from tests.brokers import Mosquitto, find_mosquitto
 from tools.chaos_device import TELEMETRY, Load

@@ -200,7 +200,7 @@ def test_a_scenario_file_is_checked_as_config_plus_simulation(tmp_path: Path) ->
     from importlib import resources
 
     scenario = tmp_path / "scenario.toml"
-    scenario.write_text((resources.files("edge") / "scenarios" / "default.toml").read_text())
+    scenario.write_text((resources.files("edge.sim") / "scenarios" / "default.toml").read_text())
     result = edge("check-config", str(scenario), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "sim-01" in result.stdout and "As a scenario: 300 simulated seconds" in result.stdout

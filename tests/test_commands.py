@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.commands import Checker, CommandRefused, Commands, Policy, Request, sign
-from edge.commandset import model_handler, ping
+from edge.runtime.command_handlers import model_handler, ping
+from edge.uplink.commands import Checker, CommandRefused, Commands, Policy, Request, sign
 from models.onnx_detector import OnnxDetector, OnnxParams
 from tests.models.test_onnx_reload import WINDOW, flip_weight_byte, write_mean_model
 
@@ -199,7 +199,7 @@ def test_a_command_dated_ahead_is_remembered_until_it_could_no_longer_pass() -> 
 def test_a_short_or_empty_command_key_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from edge.config import CommandsConfig
+    from edge.config.device import CommandsConfig
 
     (tmp_path / "key").write_bytes(b"  \n")
     with pytest.raises(OSError, match="at least 16 bytes"):
@@ -211,7 +211,7 @@ def test_a_short_or_empty_command_key_is_refused(
 def test_a_task_the_sampling_loop_never_took_does_not_run_after_the_refusal(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import edge.commands as commands_module
+    import edge.uplink.commands as commands_module
 
     monkeypatch.setattr(commands_module, "ON_SAMPLER_TIMEOUT", 0.01)
     posted: list[Callable[[], None]] = []

@@ -20,10 +20,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge.clock import VirtualClock
-from edge.commands import sign
-from edge.runtime import Runtime
-from edge.scenario import parse_scenario
-from edge.simulation import SimulatedHardware
+from edge.runtime.runtime import Runtime
+from edge.sim.hardware import SimulatedHardware
+from edge.sim.scenario import parse_scenario
+from edge.uplink.commands import sign
 from tests.brokers import Mosquitto, publish, split_url
 from tests.models.test_onnx_reload import write_mean_model
 

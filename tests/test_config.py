@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.config import (
+from edge.config.device import (
     Config,
     DetectorConfig,
     DeviceConfig,

@@ -14,7 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge.cli import main
-from edge.detect import DetectInputError, build_detector, parse_time, read_rows, score_series
+from edge.modeltools.detect import (
+    DetectInputError,
+    build_detector,
+    parse_time,
+    read_rows,
+    score_series,
+)
 
 START = datetime(2015, 2, 26, 21, 42, 53)
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from edge.clock import VirtualClock
-from edge.detector_state import SAVE_EVERY, DetectorStore
-from edge.runtime import Runtime, Watcher
-from edge.scenario import parse_scenario
-from edge.simulation import SimulatedHardware
+from edge.runtime.detector_state import SAVE_EVERY, DetectorStore
+from edge.runtime.runtime import Runtime, Watcher
+from edge.sim.hardware import SimulatedHardware
+from edge.sim.scenario import parse_scenario
 from models import AdaptiveDetector
 
 CONFIG = """
@@ -173,7 +173,7 @@ def test_an_unreadable_snapshot_is_logged_and_the_detector_starts_afresh(
     folder = tmp_path / "state" / "detectors"
     folder.mkdir(parents=True)
     (folder / "temp-adaptive.json").write_text('{"type": "adaptive", "version": 1}')
-    with caplog.at_level(logging.WARNING, logger="edge.detector_state"):
+    with caplog.at_level(logging.WARNING, logger="edge.runtime.detector_state"):
         run = runs()
     assert "temp-adaptive: saved state not restored" in caplog.text
     assert run.detector.readings == 0

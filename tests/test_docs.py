@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge.cli import _parser
-from edge.config import (
+from edge.config.device import (
     CommandsConfig,
     DetectorCommon,
     DeviceConfig,

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from edge.clock import VirtualClock
-from edge.outbox import Outbox
-from edge.runtime import Runtime
-from edge.scenario import Scenario, parse_scenario
-from edge.simulation import SimulatedHardware
+from edge.outbox.store import Outbox
+from edge.runtime.runtime import Runtime
+from edge.sim.hardware import SimulatedHardware
+from edge.sim.scenario import Scenario, parse_scenario
 from tests.brokers import Mosquitto, Subscriber
 
 CONTRACT = {"v", "device", "stream", "seq", "ts", "sensor", "kind", "severity", "value", "synced"}

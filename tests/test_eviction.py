@@ -30,10 +30,10 @@ from hypothesis.stateful import (
 
 from edge.clock import VirtualClock
 from edge.events import Draft, Event, Severity
-from edge.eviction import runs
-from edge.limits import LOW_WATER, Budget, Limits, Usage
-from edge.outbox import Outbox, OutboxFull
-from edge.outbox_schema import row_size
+from edge.outbox.eviction import runs
+from edge.outbox.limits import LOW_WATER, Budget, Limits, Usage
+from edge.outbox.schema import row_size
+from edge.outbox.store import Outbox, OutboxFull
 
 DEVICE = "pi-cap"
 CAP = 256 * 1024  # bytes of files; rows get Limits(max_bytes=CAP).row_bytes of it

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from edge.events import Draft
-from edge.scenario import parse_scenario
-from edge.simulation import SimulatedHardware
+from edge.sim.hardware import SimulatedHardware
+from edge.sim.scenario import parse_scenario
 from tests.brokers import Mosquitto
 from tests.test_end_to_end import Rig
 
@@ -54,7 +54,7 @@ class CappedRig(Rig):
 
     def __init__(self, state_dir: Path, broker: str, scenario: str = SCENARIO) -> None:
         from edge.clock import VirtualClock
-        from edge.runtime import Runtime
+        from edge.runtime.runtime import Runtime
 
         text = scenario.format(state_dir=state_dir, broker=broker)
         self.scenario = parse_scenario(text, "capped.toml", overrides={})

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.config import load
+from edge.config.device import load
 from edge.errors import ConfigError
-from edge.modelcmd import ModelCommandError, joined, series
-from edge.recording import read_recording
+from edge.modeltools.series import ModelCommandError, joined, series
+from edge.sim.recording import read_recording
 
 CONFIG = """
 [device]

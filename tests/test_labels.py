@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.labels import Label, score
-from edge.recording import RecordedEvent
+from edge.sim.labels import Label, score
+from edge.sim.recording import RecordedEvent
 
 HOUR = 3600.0
 OVERHEAT = Label("anomaly", "overheat", "temperature", 100.0, 200.0)

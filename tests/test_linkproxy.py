@@ -18,12 +18,12 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.clock import RealClock
-from edge.config import parse
+from edge.config.device import parse
 from edge.events import Draft
-from edge.linkproxy import LinkProxy
-from edge.outbox import Outbox
-from edge.recorder import Recorder
-from edge.uplink import Uplink
+from edge.outbox.store import Outbox
+from edge.runtime.recorder import Recorder
+from edge.sim.linkproxy import LinkProxy
+from edge.uplink.link import Uplink
 from tests.brokers import Mosquitto, Received
 from tests.waiting import wait_until
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from edge.clock import VirtualClock
-from edge.modelwatch import ModelWatch
-from edge.runtime import Runtime
-from edge.scenario import parse_scenario
-from edge.simulation import SimulatedHardware
+from edge.runtime.model_watch import ModelWatch
+from edge.runtime.runtime import Runtime
+from edge.sim.hardware import SimulatedHardware
+from edge.sim.scenario import parse_scenario
 from models.onnx_detector import OnnxDetector
 from tests.models.test_onnx_reload import flip_weight_byte, write_mean_model
 

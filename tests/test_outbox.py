@@ -26,8 +26,8 @@ from hypothesis.stateful import (
 from edge.clock import VirtualClock
 from edge.errors import OutboxError
 from edge.events import Draft, Severity, format_ts, priority_of
-from edge.outbox import FILENAME, MIGRATIONS, Limits, Outbox
-from edge.outboxcmd import tail
+from edge.outbox.inspect import tail
+from edge.outbox.store import FILENAME, MIGRATIONS, Limits, Outbox
 
 DEVICE = "pi-kitchen"
 WALL0 = 1_767_225_600.0

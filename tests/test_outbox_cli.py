@@ -1,4 +1,4 @@
-"""``edge outbox stats|tail|replay``: thin commands over edge.outboxcmd, with exit codes."""
+"""``edge outbox stats|tail|replay``: thin commands over edge.outbox.inspect, with exit codes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from edge.cli import main
 from edge.clock import VirtualClock
 from edge.events import Draft
-from edge.outbox import Limits, Outbox
+from edge.outbox.store import Limits, Outbox
 from tests.brokers import Mosquitto
 
 DEVICE = "cli-01"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edge.config import parse
+from edge.config.device import parse
 from edge.errors import ConfigError
-from edge.limits import Limits
+from edge.outbox.limits import Limits
 
 BASE = """
 [device]

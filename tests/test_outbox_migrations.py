@@ -11,8 +11,8 @@ import sqlite3
 from pathlib import Path
 
 from edge.events import Draft
-from edge.outbox import FILENAME, SCHEMA_VERSION, Outbox
-from edge.outbox_schema import row_size
+from edge.outbox.schema import row_size
+from edge.outbox.store import FILENAME, SCHEMA_VERSION, Outbox
 
 V1_SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

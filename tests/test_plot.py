@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge.plot import (
+from edge.sim.plot import (
     DPI,
     MAX_POINTS,
     PlotError,
@@ -24,7 +24,7 @@ from edge.plot import (
     time_scale,
     traces,
 )
-from edge.recording import RecordingData, read_recording
+from edge.sim.recording import RecordingData, read_recording
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

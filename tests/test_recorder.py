@@ -17,8 +17,8 @@ import pytest
 
 from edge.clock import VirtualClock
 from edge.events import Draft, Event, Severity, format_ts
-from edge.outbox import Limits, Outbox
-from edge.recorder import Recorder
+from edge.outbox.store import Limits, Outbox
+from edge.runtime.recorder import Recorder
 
 DEVICE = "pi-1"
 WAIT = 10.0  # real-time bound on anything that should happen promptly

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from edge.errors import EdgelineError
 from edge.events import Draft
-from edge.labels import Label
-from edge.recording import (
+from edge.sim.labels import Label
+from edge.sim.recording import (
     Recording,
     RecordingError,
     SensorInfo,
@@ -322,9 +322,9 @@ def test_a_recording_never_described_still_holds_its_readings(tmp_path: Path) ->
 def simulate_default(tmp_path: Path, name: str) -> Path:
     """The built-in scenario on the virtual clock, recorded as ``edge simulate`` would."""
     from edge.clock import VirtualClock
-    from edge.runtime import Runtime
-    from edge.scenario import load_scenario
-    from edge.simulation import SimulatedHardware
+    from edge.runtime.runtime import Runtime
+    from edge.sim.hardware import SimulatedHardware
+    from edge.sim.scenario import load_scenario
 
     overrides = {
         "storage": {"state_dir": str(tmp_path / name)},

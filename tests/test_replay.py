@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from edge.clock import VirtualClock
-from edge.config import UplinkConfig
+from edge.config.device import UplinkConfig
 from edge.errors import OutboxError, UplinkError
 from edge.events import Draft, Event
-from edge.outbox import Limits, Outbox
-from edge.outboxcmd import replay
+from edge.outbox.store import Limits, Outbox
+from edge.uplink.replay import replay
 from tests.brokers import Mosquitto, free_port
 
 DEVICE = "rp-01"

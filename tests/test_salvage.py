@@ -19,7 +19,7 @@ import pytest
 
 from edge.clock import VirtualClock
 from edge.events import Draft, Event
-from edge.outbox import FILENAME, Outbox
+from edge.outbox.store import FILENAME, Outbox
 from tests.brokers import Mosquitto
 from tests.test_end_to_end import Rig
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from edge.labels import score
-from edge.recording import Recording, read_recording, sensor_infos
-from edge.runtime import Watcher
-from edge.scenario import Scenario, builtin_names, labels, load_scenario
-from edge.simulator import DeviceRun, Simulator
+from edge.runtime.runtime import Watcher
+from edge.sim.labels import score
+from edge.sim.recording import Recording, read_recording, sensor_infos
+from edge.sim.scenario import Scenario, builtin_names, labels, load_scenario
+from edge.sim.simulator import DeviceRun, Simulator
 
 FIELD_SCENARIOS = ("factory-vibration", "patient-vitals", "perimeter", "wildfire")
 
@@ -97,7 +97,7 @@ def test_every_field_scenario_is_built_in() -> None:
 
 @pytest.mark.parametrize("name", FIELD_SCENARIOS)
 def test_a_scenario_file_opens_with_what_it_models_and_its_labels(name: str) -> None:
-    text = (resources.files("edge") / "scenarios" / f"{name}.toml").read_text("utf-8")
+    text = (resources.files("edge.sim") / "scenarios" / f"{name}.toml").read_text("utf-8")
     head = text.split("\n\n", 1)[0].splitlines()
     assert head[0].startswith(f"# {name}: ")
     assert all(line.startswith("#") for line in head)

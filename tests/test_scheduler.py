@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.clock import RealClock, ScaledClock, VirtualClock
-from edge.scheduler import Scheduler
+from edge.runtime.scheduler import Scheduler
 
 
 def test_each_task_runs_at_its_own_interval_without_drift() -> None:

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from edge.clock import VirtualClock
-from edge.config import parse
+from edge.config.device import parse
 from edge.events import Stamp
-from edge.runtime import Runtime
-from edge.scenario import parse_scenario
-from edge.sensing import SensorRunner
-from edge.simulation import SimulatedHardware
+from edge.runtime.runtime import Runtime
+from edge.runtime.sensing import SensorRunner
+from edge.sim.hardware import SimulatedHardware
+from edge.sim.scenario import parse_scenario
 from models import Detection
 from sensors import SENSOR_TYPES, TMP102, SimulatedBus, SimulatedTMP102
 from sensors.types import TMP102Sensor

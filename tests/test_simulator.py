@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edge.runtime import Draft, Watcher
-from edge.scenario import parse_scenario
-from edge.simulator import Simulator
+from edge.runtime.runtime import Draft, Watcher
+from edge.sim.scenario import parse_scenario
+from edge.sim.simulator import Simulator
 from tests.brokers import Mosquitto
 
 SCENARIO = """

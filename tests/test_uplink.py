@@ -14,11 +14,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge.clock import RealClock
-from edge.config import parse
+from edge.config.device import parse
 from edge.events import Draft, Severity
-from edge.outbox import Outbox
-from edge.recorder import Recorder
-from edge.uplink import Backoff, Uplink
+from edge.outbox.store import Outbox
+from edge.runtime.recorder import Recorder
+from edge.uplink.link import Uplink
+from edge.uplink.pacing import Backoff
 from tests.brokers import Mosquitto, Received
 from tests.waiting import wait_until
 

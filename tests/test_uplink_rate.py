@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from edge.clock import RealClock, VirtualClock
-from edge.config import parse
+from edge.config.device import parse
 from edge.events import Draft
-from edge.outbox import Outbox
-from edge.recorder import Recorder
-from edge.uplink import RateLimit, Uplink
+from edge.outbox.store import Outbox
+from edge.runtime.recorder import Recorder
+from edge.uplink.link import Uplink
+from edge.uplink.pacing import RateLimit
 from tests.brokers import Mosquitto
 from tests.waiting import wait_until
 

@@ -13,11 +13,11 @@ import pytest
 import trustme
 
 from edge.clock import VirtualClock
-from edge.config import parse
+from edge.config.device import parse
 from edge.events import Draft
-from edge.outbox import Outbox
-from edge.recorder import Recorder
-from edge.uplink import Uplink
+from edge.outbox.store import Outbox
+from edge.runtime.recorder import Recorder
+from edge.uplink.link import Uplink
 from tests.brokers import Mosquitto, find_mosquitto, free_port
 
 

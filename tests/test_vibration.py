@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from edge.clock import VirtualClock
-from edge.runtime import Runtime
-from edge.scenario import parse_scenario
-from edge.simulation import SimulatedHardware
+from edge.runtime.runtime import Runtime
+from edge.sim.hardware import SimulatedHardware
+from edge.sim.scenario import parse_scenario
 from models.features import FeatureSpec, features
 from models.training import export_onnx, train
-from sensors.signals import signal_from_spec
+from sensors.sim.signals import signal_from_spec
 
 RATE, WINDOW = 500.0, 250
 FEATURES = "rms,band:80-100"

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ROOT / "edge" / "scenarios"
+SCENARIOS = ROOT / "edge" / "sim" / "scenarios"
 TRAIN_SEED = 11
 NORMAL_DAY_SEED = 12
 EVAL_SEEDS = (101, 102, 103, 104, 105)
@@ -244,7 +244,7 @@ def card_text(model: Shipped, model_file: Path, figures: dict[str, Any]) -> str:
 | weights sha256 | `{meta["weights_sha256"]}` |
 
 ## Data
-Simulated: `edge simulate --scenario {model.scenario}` (edge/scenarios/{model.scenario}.toml)
+Simulated: `edge simulate --scenario {model.scenario}` (edge/sim/scenarios/{model.scenario}.toml)
 with its injected anomalies removed, {model.train_hours:g} simulated hours of normal running,
 seed {TRAIN_SEED}. No real-world data: the figures below say how the model does on the
 simulator's scenario, not on a real machine; retrain on a recording of your own normal running

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.outbox import FILENAME, Outbox
+from edge.outbox.store import FILENAME, Outbox
 
 EDGE = [sys.executable, "-m", "edge.cli"]
 DEVICE = "chaos-01"

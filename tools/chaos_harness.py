@@ -31,8 +31,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from edge.linkproxy import LinkProxy
-from edge.outbox import FILENAME, Outbox
+from edge.outbox.store import FILENAME, Outbox
+from edge.sim.linkproxy import LinkProxy
 from tests.brokers import Mosquitto
 from tools.chaos_device import (
     DEVICE,

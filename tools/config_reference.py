@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from edge.validation import field_docs
+from edge.config.validation import field_docs
 from models import DETECTOR_TYPES
 from sensors import SENSOR_TYPES
 from sensors.filters import FILTER_TYPES

@@ -7,9 +7,9 @@ Run from a checkout::
 The corpus is ``<corpus>/data/<category>/<name>.csv`` (columns ``timestamp,value``) and a
 windows file, ``<corpus>/combined_windows.json`` or ``<corpus>/labels/combined_windows.json``,
 mapping ``<category>/<name>.csv`` to ``[start, end]`` timestamps. Each file is replayed through
-the detector with :func:`edge.detect.score_series`, the code behind ``edge detect``, so what is
-scored here is what the runtime runs. The scorer follows NAB v1.1 (``nab/scorer.py`` and
-``nab/sweeper.py``):
+the detector with :func:`edge.modeltools.detect.score_series`, the code behind ``edge
+detect``, so what is scored here is what the runtime runs. The scorer follows NAB v1.1
+(``nab/scorer.py`` and ``nab/sweeper.py``):
 
 * the first ``min(floor(0.15 n), 750)`` rows of a file are a probation period, not scored;
 * a detection is ``score >= threshold``, one threshold per profile for the whole corpus, the
@@ -45,7 +45,7 @@ import numpy.typing as npt
 if __package__ in (None, ""):  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge.detect import DetectInputError, parse_settings, read_series, score_series
+from edge.modeltools.detect import DetectInputError, parse_settings, read_series, score_series
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

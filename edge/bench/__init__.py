@@ -80,8 +80,8 @@ def run(
     log: TextIO | None = None,
 ) -> dict[str, Any]:
     """Run the figures named in ``only``; return figures, budgets and the machine."""
-    from . import measure, report
-    from .mosquitto import BenchBroker
+    from edge.bench import measure, report
+    from edge.bench.mosquitto import BenchBroker
 
     unknown = [name for name in only if name not in FIGURES]
     if unknown:
@@ -119,7 +119,7 @@ def run(
 
 
 def _steps(url: str, workdir: Path, s: Sizes) -> dict[str, Callable[[], Any]]:
-    from . import detectors, drain, growth, latency, steady, throughput, wear
+    from edge.bench import detectors, drain, growth, latency, steady, throughput, wear
 
     def steady_figures() -> Any:
         try:

@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import measure
+from edge.bench import measure
 
 if TYPE_CHECKING:  # imported by the cases that run the rig: ``imports`` must start bare
-    from .rig import Rig
+    from edge.bench.rig import Rig
 
 RESULT_MARK = "BENCH-RESULT "
 
@@ -46,7 +46,7 @@ def run_child(case: str, options: dict[str, Any], timeout: float) -> dict[str, A
 
 
 def _rig(options: dict[str, Any], *, trace: bool = False) -> Rig:
-    from .rig import Rig, RigSpec
+    from edge.bench.rig import Rig, RigSpec
 
     return Rig(RigSpec(**options["spec"]), trace=trace)
 

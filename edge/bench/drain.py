@@ -13,8 +13,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .child import run_child
-from .rig import RigSpec
+from edge.bench.child import run_child
+from edge.bench.rig import RigSpec
 
 
 def run(url: str, workdir: Path, *, backlog: int, after: float) -> dict[str, Any]:

@@ -19,11 +19,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..events import Draft
-from ..outbox import Outbox
-from . import measure
-from .child import run_child
-from .rig import DEVICE, RigSpec
+from edge.bench import measure
+from edge.bench.child import run_child
+from edge.bench.rig import DEVICE, RigSpec
+from edge.events import Draft
+from edge.outbox.store import Outbox
 
 BATCH = 100
 INFO = 2  # the priority of the flowing events: ahead of the telemetry backlog

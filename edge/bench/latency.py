@@ -17,9 +17,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import measure, mqtt
-from .child import run_child
-from .rig import DEVICE, RigSpec
+from edge.bench import measure, mqtt
+from edge.bench.child import run_child
+from edge.bench.rig import DEVICE, RigSpec
 
 SENSOR_HZ = 10
 

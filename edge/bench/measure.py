@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..events import Draft
+from edge.events import Draft
 
 WALL_START = 1_767_225_600.0  # 2026-01-01T00:00:00Z: drafts' timestamps, as a device would
 
@@ -114,7 +114,7 @@ def load_average() -> list[float]:
 def fill_outbox(state_dir: str, device: str, count: int, *, batch: int = 10_000) -> float:
     """Store ``count`` telemetry events in the outbox of ``device`` (a backlog, as an outage
     leaves one), through ``Outbox.commit`` in large transactions; return the seconds taken."""
-    from ..outbox import Outbox
+    from edge.outbox.store import Outbox
 
     started = time.monotonic()
     with Outbox.open(state_dir, device, durability="normal") as outbox:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from ..errors import EdgelineError
+from edge.errors import EdgelineError
 
 LOOPBACK = "127.0.0.1"
 FALLBACK = Path("/usr/sbin/mosquitto")  # Debian installs it outside a user's PATH

@@ -1,6 +1,6 @@
 """What a user would write without edgeline, and the listener: the benchmark's paho-mqtt code.
 
-The runtime bridges paho in ``edge.uplink`` alone; the benchmark's baselines use paho
+The runtime bridges paho in ``edge.uplink.link`` alone; the benchmark's baselines use paho
 directly, as a user would, and are kept here in one module:
 
 - ``raw_publish``: publish every payload at QoS 1 with paho's in-flight window of 20, as

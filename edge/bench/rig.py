@@ -15,13 +15,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edge.clock import RealClock
+from edge.events import Draft, Event, format_ts
+from edge.runtime.runtime import Runtime, Watcher
+from edge.sim.hardware import SimulatedHardware
+from edge.sim.scenario import parse_scenario
 from sensors import Value
-
-from ..clock import RealClock
-from ..events import Draft, Event, format_ts
-from ..runtime import Runtime, Watcher
-from ..scenario import parse_scenario
-from ..simulation import SimulatedHardware
 
 DEVICE = "bench"
 TMP102_ADDRESSES = (0x48, 0x49, 0x4A, 0x4B)  # four per bus, set by the ADD0 pin

@@ -14,8 +14,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .child import run_child
-from .rig import RigSpec
+from edge.bench.child import run_child
+from edge.bench.rig import RigSpec
 
 SENSORS = 20
 INTERVAL = 0.1
@@ -27,8 +27,8 @@ IMPORTS = (
     "numpy",
     "sqlite_utils",
     "gpiozero",
-    "edge.runtime",
-    "edge.simulation",
+    "edge.runtime.runtime",
+    "edge.sim.hardware",
     "onnxruntime",  # only with an ONNX detector
 )
 

@@ -18,14 +18,14 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..clock import RealClock
-from ..config import UplinkConfig
-from ..events import Draft, Event
-from ..outbox import Outbox
-from ..recorder import Recorder
-from ..uplink import Uplink
-from . import measure, mqtt
-from .rig import DEVICE
+from edge.bench import measure, mqtt
+from edge.bench.rig import DEVICE
+from edge.clock import RealClock
+from edge.config.device import UplinkConfig
+from edge.events import Draft, Event
+from edge.outbox.store import Outbox
+from edge.runtime.recorder import Recorder
+from edge.uplink.link import Uplink
 
 PREFIX = "edgeline"
 

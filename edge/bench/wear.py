@@ -17,9 +17,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..config import Durability
-from .child import run_child
-from .rig import RigSpec
+from edge.bench.child import run_child
+from edge.bench.rig import RigSpec
+from edge.config.device import Durability
 
 
 def levels() -> tuple[str, ...]:

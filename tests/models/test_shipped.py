@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import models
-from edge.modelcmd import evaluate
+from edge.modeltools.evaluate import evaluate
 from models.metadata import read_metadata, verify
 from models.shipped import DIRECTORY, SHIPPED, model_path
 from tests.test_scenarios import simulate

@@ -18,10 +18,10 @@ from sensors.ads1115 import (
     SENSOR_TYPE,
     ADS1115Params,
     ADS1115Sensor,
-    SimulatedADS1115,
     config_word,
     decode_volts,
 )
+from sensors.sim.ads1115 import SimulatedADS1115, simulate
 from tests.sensors.fakes import ReplayBus, Sleeps
 from tests.sensors.hardware import i2c_chip
 
@@ -320,8 +320,7 @@ def test_simulate_feeds_the_voltage_signal_to_the_channel(
         asked.append((quantity, typical))
         return lambda: 1.5
 
-    assert SENSOR_TYPE.simulate is not None
-    part = SENSOR_TYPE.simulate(ADS1115Params(bus=3, address=0x4B, channel=channel), signal)
+    part = simulate(ADS1115Params(bus=3, address=0x4B, channel=channel), signal)
     assert (part.bus, part.address) == (3, 0x4B)
     assert asked == [("voltage", 2.048)]
     bus = SimulatedBus()
@@ -334,8 +333,7 @@ def test_simulate_feeds_the_voltage_signal_to_the_channel(
 def test_simulate_all_channels_asks_for_four_signals(monkeypatch: pytest.MonkeyPatch) -> None:
     no_sleep(monkeypatch)
     levels = {"ain0": 0.1, "ain1": 0.2, "ain2": 0.3, "ain3": 0.4}
-    assert SENSOR_TYPE.simulate is not None
-    part = SENSOR_TYPE.simulate(
+    part = simulate(
         ADS1115Params(channel="all"), lambda quantity, typical: lambda: levels[quantity]
     )
     bus = SimulatedBus()

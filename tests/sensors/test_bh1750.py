@@ -12,16 +12,9 @@ from hypothesis import strategies as st
 from smbus2 import i2c_msg
 
 from sensors import Hardware, SensorConfigError, SimulatedBus
-from sensors.bh1750 import (
-    BH1750,
-    SENSOR_TYPE,
-    BH1750Params,
-    BH1750Sensor,
-    SimulatedBH1750,
-    decode_lux,
-    encode_lux,
-)
+from sensors.bh1750 import BH1750, SENSOR_TYPE, BH1750Params, BH1750Sensor, decode_lux, encode_lux
 from sensors.ports import I2C_M_RD
+from sensors.sim.bh1750 import SimulatedBH1750, simulate
 from tests.sensors.hardware import i2c_chip
 
 
@@ -224,8 +217,7 @@ def test_simulate_feeds_the_illuminance_signal(monkeypatch: pytest.MonkeyPatch) 
         asked.append((quantity, typical))
         return lambda: 750.0
 
-    assert SENSOR_TYPE.simulate is not None
-    part = SENSOR_TYPE.simulate(BH1750Params(bus=0, address=0x5C), signal)
+    part = simulate(BH1750Params(bus=0, address=0x5C), signal)
     assert (part.bus, part.address, asked) == (0, 0x5C, [("illuminance", 300.0)])
     bus = SimulatedBus()
     bus.attach(part.address, part.chip)

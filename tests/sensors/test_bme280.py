@@ -26,12 +26,12 @@ from sensors.bme280 import (
     STATUS_POLLS,
     BME280Params,
     Calibration,
-    SimulatedBME280,
     compensate,
     compensate_humidity,
     measurement_time,
     t_fine,
 )
+from sensors.sim.bme280 import SimulatedBME280, simulate
 from tests.sensors.hardware import i2c_chip
 
 # BMP280 datasheet (BST-BMP280-DS001) 3.12, table 15: the worked compensation example; the
@@ -475,8 +475,7 @@ def test_registry_entry_builds_a_sensor_that_reads_the_simulated_part() -> None:
         signals[quantity] = typical
         return lambda: signals[quantity]
 
-    assert SENSOR_TYPE.simulate is not None
-    part = SENSOR_TYPE.simulate(params, signal)
+    part = simulate(params, signal)
     assert (part.bus, part.address) == (1, 0x77)
     assert signals == {"temperature": 21.0, "pressure": 1013.25, "humidity": 45.0}
     bus = SimulatedBus()

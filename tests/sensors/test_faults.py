@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sensors import TMP102, SimulatedBus, SimulatedTMP102
-from sensors.simbus import Fault
+from sensors.sim.bus import Fault
 from sensors.tmp102 import decode_temperature
 
 ERRNOS = {"nack": 121, "eio": 5, "timeout": 110}

@@ -581,7 +581,7 @@ def test_params_refuse_bad_values(cls: type, kwargs: dict[str, Any], message: st
 
 
 def test_config_tables_validate_through_the_runtime_validator() -> None:
-    from edge.validation import Problems, build
+    from edge.config.validation import Problems, build
 
     problems = Problems("edge.toml")
     table = {"window": 4}

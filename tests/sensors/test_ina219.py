@@ -15,10 +15,10 @@ from sensors.ina219 import (
     SENSOR_TYPE,
     INA219Params,
     INA219Sensor,
-    SimulatedINA219,
     calibration_value,
     config_word,
 )
+from sensors.sim.ina219 import SimulatedINA219, simulate
 from tests.sensors.fakes import ReplayBus, Sleeps
 from tests.sensors.hardware import i2c_chip
 
@@ -382,8 +382,7 @@ def test_simulate_feeds_voltage_and_current_signals(monkeypatch: pytest.MonkeyPa
         return lambda: levels[quantity]
 
     params = INA219Params(bus=2, address=0x44, shunt_ohms=0.01, max_current=8.0)
-    assert SENSOR_TYPE.simulate is not None
-    part = SENSOR_TYPE.simulate(params, signal)
+    part = simulate(params, signal)
     assert (part.bus, part.address) == (2, 0x44)
     assert asked == [("voltage", 5.0), ("current", 2.0)]
     bus = SimulatedBus()

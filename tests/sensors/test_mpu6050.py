@@ -23,11 +23,10 @@ from sensors.mpu6050 import (
     SENSOR_TYPE,
     MPU6050Params,
     MPU6050Sensor,
-    SimulatedMPU6050,
-    TimeSignal,
     decode_temperature,
     sample_rate_divider,
 )
+from sensors.sim.mpu6050 import SimulatedMPU6050, TimeSignal, simulate
 from tests.sensors.hardware import i2c_chip
 
 
@@ -615,8 +614,7 @@ def test_simulate_feeds_the_model_from_the_scenario_signals() -> None:
         asked[quantity] = typical
         return lambda: typical + (0.25 if quantity == "accel_x" else 0.0)
 
-    assert SENSOR_TYPE.simulate is not None
-    part = SENSOR_TYPE.simulate(MPU6050Params(bus=3, address=0x69), signal)
+    part = simulate(MPU6050Params(bus=3, address=0x69), signal)
     assert (part.bus, part.address) == (3, 0x69)
     assert asked == {
         "accel_x": 0.0,
@@ -639,11 +637,9 @@ def test_simulate_in_fifo_mode_needs_the_clock() -> None:
         return lambda: typical
 
     params = MPU6050Params(mode="fifo", sample_rate=100.0)
-    assert SENSOR_TYPE.simulate is not None
     with pytest.raises(SensorConfigError, match="needs the simulator's clock"):
-        SENSOR_TYPE.simulate(params, signal)
+        simulate(params, signal)
     clock = HandClock()
-    simulate: Any = SENSOR_TYPE.simulate
     part = simulate(params, signal, clock)
     bus = SimulatedBus()
     bus.attach(part.address, part.chip)

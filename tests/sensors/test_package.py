@@ -1,5 +1,5 @@
 """The public surface of ``sensors``: every name DESIGN.md promises imports from the
-package, and importing it stays light (no gpiozero, numpy or smbus2)."""
+package, and importing it stays light (no gpiozero, numpy, smbus2 or simulator)."""
 
 import subprocess
 import sys
@@ -105,6 +105,25 @@ def test_lazy_exports_resolve() -> None:
     from sensors.gpio import GpioEdge, GpioInput
 
     assert (sensors.GpioInput, sensors.GpioEdge) == (GpioInput, GpioEdge)
-    assert set(sensors.__all__) <= set(dir(sensors)) | {"GpioInput", "GpioEdge"}
+    lazy = {"GpioInput", "GpioEdge", *sensors._SIMULATED}
+    assert set(sensors.__all__) <= set(dir(sensors)) | lazy
     with pytest.raises(AttributeError):
         _ = sensors.NoSuchDriver  # type: ignore[attr-defined]
+
+
+def test_package_import_loads_no_simulator() -> None:
+    result = run(
+        "import sys, sensors; "
+        "sim = sorted(m for m in sys.modules if m.startswith('sensors.sim')); "
+        "assert not sim, f'import sensors loaded {sim}'; "
+        "sensors.SimulatedBus; "
+        "assert 'sensors.sim.bus' in sys.modules"
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_i2c_type_has_a_simulated_chip_and_no_gpio_type_does() -> None:
+    from sensors.sim import SIMULATED_TYPES
+
+    i2c = {name for name in sensors.SENSOR_TYPES if name.startswith("i2c.")}
+    assert set(SIMULATED_TYPES) == i2c

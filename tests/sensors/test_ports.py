@@ -8,7 +8,7 @@ from smbus2 import SMBus
 
 from sensors import I2CBus, SimulatedBus, SimulatedChip
 from sensors.ports import I2C_M_RD, bare_read, read_word_be, write_word_be
-from sensors.simbus import repeat_word, written_word
+from sensors.sim.bus import repeat_word, written_word
 
 
 class CommandChip(SimulatedChip):

@@ -16,9 +16,9 @@ from sensors.registers import (
     RegisterLayout,
     RegisterReader,
     RegistersParams,
-    SimulatedRegisters,
     parse_setup,
 )
+from sensors.sim.registers import SimulatedRegisters, simulate
 
 
 class ReplayBus:
@@ -334,7 +334,6 @@ def test_params_defaults_and_ranges() -> None:
 
 def test_registry_simulate_gives_a_part_the_built_sensor_reads() -> None:
     assert (SENSOR_TYPE.name, SENSOR_TYPE.polled, SENSOR_TYPE.units) == ("i2c.registers", True, {})
-    assert SENSOR_TYPE.simulate is not None
     params = RegistersParams(
         bus=2,
         address=0x40,
@@ -353,7 +352,7 @@ def test_registry_simulate_gives_a_part_the_built_sensor_reads() -> None:
         asked.append((quantity, typical))
         return lambda: 5.0
 
-    part = SENSOR_TYPE.simulate(params, signal)
+    part = simulate(params, signal)
     assert (part.bus, part.address) == (2, 0x40)
     assert asked == [("voltage", 4096 * 1.25e-3)]  # unsigned: mid-scale is typical
     bus = SimulatedBus()
@@ -380,8 +379,7 @@ def test_signed_typical_value_is_the_field_at_zero() -> None:
         asked.append(typical)
         return lambda: typical
 
-    assert SENSOR_TYPE.simulate is not None
-    SENSOR_TYPE.simulate(params, signal)
+    simulate(params, signal)
     assert asked == [20.0]
 
 

@@ -13,15 +13,8 @@ from smbus2 import i2c_msg
 from sensors import Hardware, SensorConfigError, SensorError, Signal, SimulatedBus
 from sensors.errors import CRCError
 from sensors.ports import I2C_M_RD
-from sensors.sht3x import (
-    SENSOR_TYPE,
-    SHT3x,
-    SHT3xParams,
-    SimulatedSHT3x,
-    crc8,
-    encode_humidity,
-    encode_temperature,
-)
+from sensors.sht3x import SENSOR_TYPE, SHT3x, SHT3xParams, crc8, encode_humidity, encode_temperature
+from sensors.sim.sht3x import SimulatedSHT3x, simulate
 from tests.sensors.hardware import i2c_chip
 
 T_LSB = 175.0 / 65535.0
@@ -235,8 +228,7 @@ def test_registry_entry_builds_a_sensor_that_reads_the_simulated_part() -> None:
         signals[quantity] = typical
         return lambda: signals[quantity]
 
-    assert SENSOR_TYPE.simulate is not None
-    part = SENSOR_TYPE.simulate(params, signal)
+    part = simulate(params, signal)
     assert (part.bus, part.address) == (1, 0x45)
     assert signals == {"temperature": 21.0, "humidity": 45.0}
     bus = SimulatedBus()

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sensors import Noisy, Piecewise, SensorConfigError
-from sensors.signals import (
+from sensors.sim.signals import (
     Constant,
     Daily,
     Drift,

@@ -1,0 +1,9 @@
+"""The cloud side: consumers of what devices publish, on the broker's far side.
+
+:mod:`~edge.cloud.sink` subscribes to a broker, deduplicates on (device, stream, seq) and
+sees loss as a gap in ``seq``; ``edge sink`` prints what it receives and ``edge simulate``
+uses it to show what arrived upstream.
+
+May import :mod:`edge.uplink` (the paho client factory), :mod:`edge.config` and the shared
+modules; never the runtime or the simulator.
+"""

@@ -1,0 +1,167 @@
+"""The reference consumer: subscribes to a broker, deduplicates and checks for loss.
+
+A consumer deduplicates on (device, stream, seq) and sees loss as a gap in ``seq``; this is
+that logic, used by ``edge sink`` and by ``edge simulate`` to show what arrived upstream.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.errors import UplinkError
+
+
+@dataclass
+class StreamState:
+    """What one (device, stream) has delivered so far."""
+
+    seqs: set[int] = field(default_factory=set)
+    duplicates: int = 0
+    complete_to: int = 0  # every seq up to here has arrived
+
+    def add(self, seq: int) -> bool:
+        """Record ``seq``; True when it had arrived before (a duplicate)."""
+        if seq in self.seqs:
+            self.duplicates += 1
+            return True
+        self.seqs.add(seq)
+        while self.complete_to + 1 in self.seqs:
+            self.complete_to += 1
+        return False
+
+    def missing(self, upto: int | None = None, first: int = 1) -> list[int]:
+        top = max(self.seqs, default=0) if upto is None else upto
+        return [s for s in range(first, top + 1) if s not in self.seqs]
+
+
+Arrival = Callable[[str, dict[str, Any], bool], None]  # topic, body, duplicate
+
+
+class Sink:
+    """Subscribes to ``{prefix}/{device}/#`` and keeps per-stream bookkeeping."""
+
+    def __init__(
+        self,
+        broker: str,
+        *,
+        prefix: str = "edgeline",
+        device: str = "+",
+        on_event: Arrival | None = None,
+        on_status: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        url = urlsplit(broker)
+        if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
+            raise UplinkError(f"expected a broker URL such as mqtt://host:1883, found {broker!r}")
+        self.host = url.hostname
+        self.port = url.port or (8883 if url.scheme == "mqtts" else 1883)
+        self.tls = url.scheme == "mqtts"
+        self.topics = [f"{prefix}/{device}/events/#", f"{prefix}/{device}/status"]
+        self.on_event = on_event
+        self.on_status = on_status
+        self.streams: dict[tuple[str, str], StreamState] = {}
+        self.malformed = 0
+        self._cond = threading.Condition()
+        self._subscribed = threading.Event()
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+
+    def start(self, timeout: float = 10.0, *, wait: bool = True) -> Sink:
+        """Connect and subscribe, returning once the broker acknowledged the subscription.
+
+        With ``wait`` False, return at once and keep trying in the background: a broker
+        that is down now (a device booting during an outage) is subscribed to once it is up.
+        """
+        if self.tls:
+            self._client.tls_set()
+        if not wait:
+            self._client.reconnect_delay_set(min_delay=1, max_delay=5)
+            self._client.connect_async(self.host, self.port, keepalive=30)
+            self._client.loop_start()
+            return self
+        try:
+            self._client.connect(self.host, self.port, keepalive=30)
+        except OSError as exc:
+            raise UplinkError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        self._client.loop_start()
+        if not self._subscribed.wait(timeout):
+            self.close()
+            raise UplinkError(f"no SUBACK from {self.host}:{self.port} within {timeout} s")
+        return self
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def __enter__(self) -> Sink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def received(self, device: str, stream: str) -> StreamState:
+        with self._cond:
+            return self.streams.get((device, stream), StreamState())
+
+    def wait_for(
+        self, device: str, stream: str, last_seq: int, timeout: float, *, first: int = 1
+    ) -> bool:
+        """Wait until seqs first..last_seq of the stream have all arrived (``first`` > 1:
+        a run resumed on an outbox whose earlier seqs went upstream before it subscribed)."""
+        remaining: set[int] | None = None  # found once, then only re-checked
+
+        def complete() -> bool:
+            nonlocal remaining
+            state = self.streams.get((device, stream))
+            if state is None:
+                return last_seq < first
+            if state.complete_to >= last_seq:
+                return True
+            if remaining is None:
+                remaining = set(state.missing(last_seq, first))
+            else:
+                remaining = {seq for seq in remaining if seq not in state.seqs}
+            return not remaining
+
+        with self._cond:
+            return self._cond.wait_for(complete, timeout)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, p: Any) -> None:
+        if not rc.is_failure:
+            client.subscribe([(topic, 1) for topic in self.topics])
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, p: Any) -> None:
+        self._subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            body = json.loads(msg.payload)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            self.malformed += 1
+            return
+        if msg.topic.endswith("/status"):
+            if self.on_status:
+                self.on_status(msg.topic, body)
+            return
+        try:
+            key = (str(body["device"]), str(body["stream"]))
+            seq = int(body["seq"])
+        except (KeyError, TypeError, ValueError):
+            self.malformed += 1
+            return
+        with self._cond:
+            duplicate = self.streams.setdefault(key, StreamState()).add(seq)
+            self._cond.notify_all()
+        if self.on_event:
+            self.on_event(msg.topic, body, duplicate)

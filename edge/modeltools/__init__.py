@@ -1,0 +1,11 @@
+"""Offline tools for detectors: train, evaluate and inspect models; replay a series.
+
+:mod:`~edge.modeltools.series` takes a sensor's series from a recording and turns it into
+feature windows; :mod:`~edge.modeltools.train`, :mod:`~edge.modeltools.evaluate` and
+:mod:`~edge.modeltools.info` are ``edge model train|eval|info``;
+:mod:`~edge.modeltools.detect` is ``edge detect`` (a CSV or recording through any detector,
+strictly streaming).
+
+May import the simulator's recordings and labels (:mod:`edge.sim`), :mod:`edge.config` and
+``models``; the device never imports this package.
+"""

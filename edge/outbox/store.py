@@ -1,0 +1,729 @@
+"""The outbox: a SQLite (WAL) file that holds every event until the broker acknowledges it.
+
+A few verbs over explicit transactions: ``commit`` appends drafts and marks acknowledged
+events delivered in one transaction (``append`` and ``ack`` are its two halves) and, in
+the same transaction, enforces the caps and time-to-live (``edge.outbox.eviction``): what it
+evicts is reported by a ``health`` event it appends there too. ``claim`` reads what to
+send next in (priority, seq) order. ``seq`` comes from a counter kept in the same
+transaction, so it strictly increases and is never reused, even when the newest rows were
+deleted. The ``stream`` id is drawn once, when the file is created.
+
+Delivered events stay in the file (``keep_delivered``), within the caps, so that ``edge
+outbox replay`` can send them again; they are the first to go when room is needed. At
+open, ``PRAGMA quick_check`` runs; a corrupt file is moved aside and what can be read is
+salvaged into a new one (``edge.outbox.salvage``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from edge.clock import Clock, RealClock
+from edge.errors import OutboxError
+from edge.events import PRIORITIES, PRIORITY_CRITICAL, Draft, Event, Severity, Stamp, format_ts
+from edge.outbox import salvage as salvaging
+from edge.outbox.eviction import OUTBOX_SENSOR, Eviction, Evictor, Incoming, is_report
+from edge.outbox.limits import LOW_WATER, PRIORITY_NAMES, Budget, Limits, Usage
+from edge.outbox.schema import (
+    BUSY_TIMEOUT_MS,
+    FILENAME,
+    MIGRATIONS,
+    PAGE_SIZE,
+    SIDE_FILES,
+    migrate,
+    row_size,
+    transaction,
+    wal_pages,
+)
+from edge.outbox.schema import VERSION as SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
+
+BATCH = 500  # rows per statement when deleting or scanning in batches
+SQLITE_FULL = 13
+
+__all__ = [
+    "FILENAME",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Limits",
+    "Outbox",
+    "OutboxFull",
+    "OutboxStats",
+]
+
+
+class OutboxFull(OutboxError):
+    """The disk is full: the commit changed nothing. The next one makes room first."""
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    stream: str
+    device: str
+    last_seq: int
+    pending: int
+    pending_by_priority: dict[int, int]
+    delivered: int
+    evicted: int
+    kept: int = 0
+    evicted_by_priority: dict[int, int] = field(default_factory=dict)
+    bytes: int = 0
+    file_bytes: int = 0
+    max_bytes: int = 0
+    oldest_age_s: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        def named(counts: Mapping[int, int]) -> dict[str, int]:
+            return {name: counts.get(p, 0) for p, name in enumerate(PRIORITY_NAMES)}
+
+        return {
+            "stream": self.stream,
+            "device": self.device,
+            "last_seq": self.last_seq,
+            "pending": self.pending,
+            "pending_by_priority": named(self.pending_by_priority),
+            "oldest_age_s": None if self.oldest_age_s is None else round(self.oldest_age_s, 3),
+            "delivered": self.delivered,
+            "kept": self.kept,
+            "evicted": self.evicted,
+            "evicted_by_priority": named(self.evicted_by_priority),
+            "bytes": self.bytes,
+            "file_bytes": self.file_bytes,
+            "max_bytes": self.max_bytes,
+        }
+
+
+@dataclass
+class _State:
+    """What a transaction changes besides rows; swapped in only once it committed."""
+
+    last_seq: int
+    delivered: int
+    evicted: int
+    usage: Usage
+    full: bool = False  # a ``full`` alarm stands
+    disk_full: bool = False  # the disk filled up: report it with the next commit
+    next_expiry: float = -float("inf")
+
+    def copy(self) -> _State:
+        return _State(
+            self.last_seq,
+            self.delivered,
+            self.evicted,
+            self.usage.copy(),
+            self.full,
+            self.disk_full,
+            self.next_expiry,
+        )
+
+
+class Outbox:
+    """Durable, ordered, capped store of events. Thread-safe: one connection, one lock."""
+
+    def __init__(
+        self,
+        path: Path,
+        conn: sqlite3.Connection,
+        epoch: str | None = None,
+        *,
+        limits: Limits | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.path = path
+        self.clock: Clock = clock or RealClock()
+        # The clock epoch stamped on new rows: which ones a later clock sync may correct.
+        self.epoch = self.clock.epoch if epoch is None else epoch
+        self.limits = limits or Limits()
+        self.salvage: salvaging.Salvage | None = None  # set when open() salvaged a file
+        self._conn = conn
+        self._evictor = Evictor(conn, self.epoch)
+        self._lock = threading.Lock()
+        self.stream = self._meta("stream")
+        self.device = self._meta("device")
+        self._state = self._load_state()
+        self._disk_bytes = 0  # a cap learned when the disk filled up (0: none)
+        # Claimed by a sender and not yet delivered or released: spared by eviction (they
+        # are in flight, or about to be), so a report never names an event being sent.
+        self._claimed: set[int] = set()
+        self._wal_limit = wal_pages(self.limits.max_bytes) * (PAGE_SIZE + 24) + 32
+        self._closed = False
+
+    # -- opening -----------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        state_dir: str | Path,
+        device: str,
+        *,
+        durability: str = "full",
+        epoch: str | None = None,
+        limits: Limits | None = None,
+        clock: Clock | None = None,
+    ) -> Outbox:
+        """Open (creating if needed) the outbox of ``device`` in ``state_dir``.
+
+        A file that fails ``PRAGMA quick_check`` or is not a database is moved aside
+        (``outbox.sqlite3.corrupt-<UTC time>``, never deleted) and what can be read from it
+        is salvaged into a new outbox; ``salvage`` then says what happened, and a critical
+        ``health`` event (sensor ``outbox``, state ``salvaged``) is the new file's first.
+        """
+        limits = limits or Limits()
+        directory = Path(state_dir)
+        path = directory / FILENAME
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutboxError(f"cannot create the state directory {directory}: {exc}") from exc
+        recovered: salvaging.Recovered | None = None
+        try:
+            try:
+                conn = salvaging.connect_checked(path, device, durability, limits.max_bytes)
+            except salvaging.Corrupt as corrupt:
+                log.error("the outbox %s is corrupt (%s): salvaging it", path, corrupt.reason)
+                recovered = salvaging.recover(path, corrupt.reason)
+                conn = salvaging.connect_checked(path, device, durability, limits.max_bytes)
+        except sqlite3.DatabaseError as exc:
+            raise OutboxError(f"cannot open the outbox in {directory}: {exc}") from exc
+        except OSError as exc:
+            raise OutboxError(f"cannot open the outbox in {directory}: {exc}") from exc
+        outbox = cls(path, conn, epoch, limits=limits, clock=clock)
+        if recovered is not None:
+            outbox.salvage = outbox._adopt(recovered)
+        if outbox.device != device:
+            outbox.close()
+            raise OutboxError(
+                f"the outbox in {directory} belongs to device '{outbox.device}', not '{device}';"
+                " give each device its own state directory"
+            )
+        return outbox
+
+    @classmethod
+    def open_existing(
+        cls, state_dir: str | Path, *, limits: Limits | None = None, clock: Clock | None = None
+    ) -> Outbox:
+        """Open an outbox for inspection, whatever its device; never creates one.
+
+        A file from an older edgeline is upgraded in place first (as the runtime would).
+        """
+        path = Path(state_dir) / FILENAME
+        if not path.exists():
+            raise OutboxError(f"no outbox in {state_dir} (expected {path})")
+        try:
+            conn = salvaging.connect(path)
+            try:
+                found = salvaging.schema_version(conn)
+                if found == 0:
+                    raise OutboxError(f"{path} is not an outbox (no schema)")
+                if found < SCHEMA_VERSION:
+                    migrate(conn, "")
+                conn.execute("PRAGMA query_only=ON")
+                return cls(path, conn, limits=limits, clock=clock)
+            except BaseException:
+                conn.close()
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise OutboxError(
+                f"cannot read the outbox {path}: {exc} (the runtime moves a corrupt outbox"
+                " aside and salvages it when it starts)"
+            ) from exc
+
+    # -- the verbs ---------------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        return self._state.last_seq
+
+    def append(self, draft: Draft) -> Event:
+        return self.commit([draft])[0]
+
+    def ack(self, seqs: Collection[int]) -> None:
+        self.commit((), acked=seqs)
+
+    def commit(
+        self,
+        drafts: Sequence[Draft],
+        acked: Collection[int] = (),
+        *,
+        spare: Collection[int] = (),
+    ) -> list[Event]:
+        """In one transaction: append ``drafts``, mark ``acked`` delivered, expire and
+        evict as the limits say (appending the reports). Returns every event appended: the
+        drafts' first, in order, then the outbox's own reports.
+
+        Claimed events (``claim``) and ``spare`` ones are not evicted now: they are in
+        flight, or acknowledged by the broker but not yet marked delivered here (evicting
+        them would report a loss that is about to be a delivery).
+
+        Raises ``OutboxFull`` when the disk is full: nothing changed, and the next commit
+        first makes room under a cap just below what the outbox holds now.
+        """
+        events: list[Event] = []
+        with self._lock:
+            state = self._state.copy()
+            try:
+                with transaction(self._conn):
+                    held = frozenset(spare).union(self._claimed)
+                    self._write(state, drafts, acked, events, held)
+                evicting = state.evicted != self._state.evicted
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != SQLITE_FULL:
+                    raise
+                self._learn_disk_cap()
+                raise OutboxFull(f"{self.path}: the disk is full ({exc})") from exc
+            self._state = state  # only once the transaction committed
+            if acked:
+                self._claimed.difference_update(acked)
+            if (drafts or evicting) and self._wal_bytes() > self._wal_limit:
+                self._truncate_wal()
+        return events
+
+    def claim(
+        self,
+        limit: int,
+        exclude: Collection[int] = (),
+        after: Mapping[int, int] | None = None,
+        *,
+        mark: bool = False,
+    ) -> list[Event]:
+        """The next ``limit`` pending events to send, by priority then seq.
+
+        ``after`` maps a priority to the last seq already claimed at that priority, so a
+        sender walks each priority with an index range scan: the cost does not grow with
+        the backlog. ``exclude`` skips seqs (acknowledged, not yet marked delivered).
+        With ``mark`` (the uplink's claims) the events returned are held back from
+        eviction until delivered or ``release``d.
+        """
+        cursors = after or {}
+        take = limit + len(exclude) if limit >= 0 else -1
+        scans = " UNION ALL ".join(
+            "SELECT * FROM (SELECT p.seq, p.priority, e.sensor, e.kind, e.payload"
+            " FROM pending p CROSS JOIN events e ON e.seq = p.seq"
+            " WHERE p.priority = ? AND p.seq > ? ORDER BY p.seq LIMIT ?)"
+            for _ in PRIORITIES
+        )
+        params: list[Any] = []
+        for priority in PRIORITIES:
+            params += [priority, cursors.get(priority, 0), take]
+        with self._lock:
+            rows = self._conn.execute(f"{scans} ORDER BY 2, 1", params).fetchall()
+            skip = set(exclude)
+            events = [Event(*row) for row in rows if row[0] not in skip]
+            events = events if limit < 0 else events[:limit]
+            if mark:
+                self._claimed.update(e.seq for e in events)
+        return events
+
+    def release(self, keep: Collection[int] = ()) -> None:
+        """The sender's session ended: what it claimed may be evicted again, but for
+        ``keep`` (acknowledged, not yet marked delivered)."""
+        with self._lock:
+            self._claimed.intersection_update(keep)
+
+    def has_pending(self) -> bool:
+        """Whether any event awaits delivery: one index probe, whatever the depth."""
+        with self._lock:
+            return self._conn.execute("SELECT 1 FROM pending LIMIT 1").fetchone() is not None
+
+    def correct_timestamps(self, mono_now: float, wall_now: float) -> int:
+        """Re-stamp pending events taken before the clock synced, from the monotonic clock.
+
+        Only events of this clock epoch (this boot) can be corrected: monotonic readings
+        from an earlier boot say nothing about today's wall time. Delivered events keep
+        the payload they were delivered with.
+        """
+        offset = wall_now - mono_now
+        with self._lock:
+            state = self._state.copy()
+            with transaction(self._conn):
+                rows = self._conn.execute(
+                    "SELECT e.seq, e.priority, e.sensor, e.kind, e.payload, e.mono, e.size"
+                    " FROM events e WHERE e.synced = 0 AND e.epoch = ? AND EXISTS"
+                    " (SELECT 1 FROM pending p WHERE p.priority = e.priority AND p.seq = e.seq)",
+                    (self.epoch,),
+                ).fetchall()
+                for seq, priority, sensor, kind, payload, mono, size in rows:
+                    body = json.loads(payload)
+                    body["ts"] = format_ts(mono + offset)
+                    body["synced"] = True
+                    body["ts_corrected"] = True
+                    text = json.dumps(body, separators=(",", ":"))
+                    new_size = row_size(text, sensor, kind, self.epoch)
+                    self._conn.execute(
+                        "UPDATE events SET payload = ?, synced = 1, size = ? WHERE seq = ?",
+                        (text, new_size, seq),
+                    )
+                    state.usage.bytes[priority] += new_size - size
+                    if priority != PRIORITY_CRITICAL and is_report(sensor, kind):
+                        state.usage.held[1] += new_size - size
+                if rows:
+                    self._save(state)
+            self._state = state
+        return len(rows)
+
+    def stored(self, first: int, last: int) -> Iterator[Event]:
+        """Every stored event (pending or kept) with ``first <= seq <= last``, by seq."""
+        cursor = first - 1
+        while cursor < last:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT seq, priority, sensor, kind, payload FROM events"
+                    " WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                    (cursor, last, BATCH),
+                ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield Event(*row)
+            cursor = rows[-1][0]
+
+    def __iter__(self) -> Iterator[Event]:
+        """Every pending event in sending order (for inspection; not for the hot path)."""
+        return iter(self.claim(limit=-1))
+
+    def stats(self) -> OutboxStats:
+        """Counters as last committed (read from the file: right from any process)."""
+        with self._lock:
+            state = self._load_state()
+            oldest = self._oldest_age(self._now())
+        usage = state.usage
+        return OutboxStats(
+            stream=self.stream,
+            device=self.device,
+            last_seq=state.last_seq,
+            pending=usage.pending,
+            pending_by_priority={p: n for p, n in enumerate(usage.rows) if n},
+            delivered=state.delivered,
+            evicted=state.evicted,
+            kept=usage.kept,
+            evicted_by_priority={p: n for p, n in enumerate(usage.evicted) if n},
+            bytes=usage.total_bytes,
+            file_bytes=self.file_bytes(),
+            max_bytes=self.limits.max_bytes,
+            oldest_age_s=oldest,
+        )
+
+    def file_bytes(self) -> int:
+        """The outbox's size on disk: the database file, its WAL and WAL index."""
+        total = 0
+        for suffix in ("", *SIDE_FILES):
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(f"{self.path}{suffix}")
+        return total
+
+    def describe(self) -> dict[str, Any]:
+        """The outbox's condition for the birth message: ``ok``, or how it was salvaged."""
+        if self.salvage is not None:
+            return self.salvage.fields()
+        return {"state": "ok"}
+
+    @property
+    def max_batch(self) -> int:
+        """Drafts one commit should take: a large commit holds the WAL past its size (a
+        checkpoint cannot run inside a transaction), which a small cap has no room for."""
+        return max(20, min(1000, self._wal_limit // 1024))
+
+    def _wal_bytes(self) -> int:
+        try:
+            return os.path.getsize(f"{self.path}-wal")
+        except OSError:
+            return 0
+
+    def _truncate_wal(self) -> None:
+        """Checkpoint and truncate a WAL a large commit grew, without waiting on readers
+        (another process reading the file, say): if one holds it, the next commit tries."""
+        try:
+            self._conn.execute("PRAGMA busy_timeout = 0")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            log.debug("WAL checkpoint deferred: %s", exc)
+        finally:
+            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+    def expiry_due(self) -> bool:
+        """Whether a commit now would run expiry (the recorder ticks when idle)."""
+        return bool(self.limits.ttl) and self.clock.monotonic() >= self._state.next_expiry
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- inside a commit's transaction -----------------------------------------------------
+
+    def _write(
+        self,
+        st: _State,
+        drafts: Sequence[Draft],
+        acked: Collection[int],
+        events: list[Event],
+        spare: frozenset[int] = frozenset(),
+    ) -> None:
+        # The new rows are counted first and written last: an eviction can then take them
+        # too (they are the newest of their priority) and frees pages before they are
+        # needed, which is what lets a commit succeed on a disk that filled up.
+        incoming = self._prepare(st, drafts, events)
+        if acked:
+            self._deliver(st, acked)
+        reports: list[Draft] = []
+        now = self._now() if (self.limits.ttl or st.disk_full) else None
+        if now is not None and self.limits.ttl and now.mono >= st.next_expiry:
+            st.next_expiry = now.mono + self.limits.expiry_interval
+            expired = self._evictor.expire(st.usage, self.limits.ttl, now, spare)
+            reports += self._report(st, expired)
+        budget = Budget(self.limits, self._disk_bytes)
+        if budget.over(st.usage):
+            if not self._evictor.trim(st.usage, budget):
+                log.warning("the outbox's kept-row counters were off: recounting")
+                st.usage = self._recount(st.usage.evicted)
+            reason = "disk" if self._disk_bytes and budget.bytes == self._disk_bytes else "cap"
+            evicted = self._evictor.evict(st.usage, budget, reason, incoming, spare)
+            reports += self._report(st, evicted)
+        self._store(incoming)
+        if st.disk_full:
+            st.disk_full = False
+            reports.append(self._alarm("critical", "disk_full", max_bytes=self._disk_bytes))
+        if budget.full(st.usage) and not st.full:
+            st.full = True
+            log.error("the outbox is full of critical events: %s", st.usage.to_json())
+            reports.append(
+                self._alarm(
+                    "critical",
+                    "full",
+                    critical=st.usage.rows[PRIORITY_CRITICAL],
+                    critical_bytes=st.usage.bytes[PRIORITY_CRITICAL],
+                    bytes=st.usage.total_bytes,
+                    max_bytes=budget.bytes,
+                )
+            )
+        elif st.full and not budget.full(st.usage, LOW_WATER):
+            st.full = False
+            reports.append(self._alarm("info", "recovered", bytes=st.usage.total_bytes))
+        self._store(self._prepare(st, reports, events))
+        self._save(st)
+
+    def _prepare(self, st: _State, drafts: Sequence[Draft], events: list[Event]) -> Incoming:
+        """Number the drafts and count them in; the rows are written by ``_store``."""
+        incoming = Incoming()
+        seq = st.last_seq
+        for draft in drafts:
+            seq += 1
+            priority = draft.priority
+            payload = draft.payload(self.device, self.stream, seq)
+            size = row_size(payload, draft.sensor, draft.kind, self.epoch)
+            events.append(Event(seq, priority, draft.sensor, draft.kind, payload))
+            incoming.rows.append(
+                (seq, priority, draft.sensor, draft.kind, payload, draft.synced, draft.mono,
+                 self.epoch, size)
+            )  # fmt: skip
+            st.usage.rows[priority] += 1
+            st.usage.bytes[priority] += size
+            if priority != PRIORITY_CRITICAL and is_report(draft.sensor, draft.kind):
+                st.usage.held[0] += 1
+                st.usage.held[1] += size
+        st.last_seq = seq
+        return incoming
+
+    def _store(self, incoming: Incoming) -> None:
+        rows = [row for row in incoming.rows if row[0] not in incoming.evicted]
+        self._conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        self._conn.executemany("INSERT INTO pending VALUES (?,?)", [(r[1], r[0]) for r in rows])
+
+    def _deliver(self, st: _State, acked: Collection[int]) -> None:
+        """Pending -> delivered: kept (or deleted, without ``keep_delivered``)."""
+        seqs = list(set(acked))
+        for start in range(0, len(seqs), BATCH):
+            chunk = seqs[start : start + BATCH]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                "SELECT e.seq, e.priority, e.size, e.sensor, e.kind FROM events e"
+                f" WHERE e.seq IN ({marks}) AND EXISTS (SELECT 1 FROM pending p"
+                " WHERE p.priority = e.priority AND p.seq = e.seq)",
+                chunk,
+            ).fetchall()
+            if not rows:
+                continue
+            self._conn.executemany(
+                "DELETE FROM pending WHERE priority = ? AND seq = ?", [(r[1], r[0]) for r in rows]
+            )
+            if not self.limits.keep_delivered:
+                self._evictor.delete([r[0] for r in rows])
+            for _, priority, size, sensor, kind in rows:
+                st.usage.rows[priority] -= 1
+                st.usage.bytes[priority] -= size
+                if priority != PRIORITY_CRITICAL and is_report(sensor, kind):
+                    st.usage.held[0] -= 1
+                    st.usage.held[1] -= size
+                if self.limits.keep_delivered:
+                    st.usage.kept += 1
+                    st.usage.kept_bytes += size
+            st.delivered += len(rows)
+
+    def _report(self, st: _State, batch: Eviction) -> list[Draft]:
+        """Count an eviction's victims in; the drafts of its report(s)."""
+        if not batch:
+            return []
+        st.evicted += len(batch.victims)
+        drafts = []
+        for fields in batch.reports(st.evicted):
+            log.warning(
+                "evicted %d events from the outbox (%s): %s",
+                fields["evicted"],
+                fields["reason"],
+                fields["priority"],
+            )
+            drafts.append(self._draft("warning", fields["evicted"], fields))
+        return drafts
+
+    def _alarm(self, severity: Severity, state: str, **fields: Any) -> Draft:
+        return self._draft(severity, state, {"state": state, **fields})
+
+    def _draft(self, severity: Severity, value: Any, fields: dict[str, Any]) -> Draft:
+        now = self._now()
+        sensor = OUTBOX_SENSOR
+        return Draft(sensor, "health", severity, value, now.mono, now.wall, now.synced, fields)
+
+    def _oldest_age(self, now: Stamp) -> float | None:
+        oldest = None
+        for priority in PRIORITIES:
+            row = self._conn.execute(
+                "SELECT p.seq, e.synced, e.mono, e.epoch FROM pending p CROSS JOIN events e"
+                " ON e.seq = p.seq WHERE p.priority = ? ORDER BY p.seq LIMIT 1",
+                (priority,),
+            ).fetchone()
+            if row is not None and (oldest is None or row[0] < oldest[0]):
+                oldest = row
+        if oldest is None:
+            return None
+        seq, synced, mono, epoch = oldest
+        return self._evictor.age(seq, synced, mono, epoch, now)
+
+    def _learn_disk_cap(self) -> None:
+        """The disk filled before the cap did: from now on, cap just below what is held."""
+        held = self._state.usage.total_bytes
+        # Each failure lowers the cap again: room is made in batches until a commit fits.
+        self._disk_bytes = max(1, int(min(self._disk_bytes or held, held) * LOW_WATER))
+        self._state.disk_full = True
+        log.error(
+            "the disk under %s is full at %d bytes of events: capping the outbox at %d",
+            self.path,
+            held,
+            self._disk_bytes,
+        )
+
+    def _now(self) -> Stamp:
+        return Stamp(self.clock.monotonic(), self.clock.wall(), self.clock.synced())
+
+    # -- meta ----------------------------------------------------------------------------
+
+    def _meta(self, key: str) -> str:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            raise OutboxError(f"{self.path}: outbox metadata '{key}' is missing")
+        return str(row[0])
+
+    def _load_state(self) -> _State:
+        values = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+        try:
+            usage = Usage.from_json(values.get("usage") or "")
+        except (ValueError, KeyError, TypeError):  # a file just migrated: count once
+            usage = self._recount()
+        previous = getattr(self, "_state", None)
+        return _State(
+            last_seq=int(values["last_seq"]),
+            delivered=int(values["delivered"]),
+            evicted=int(values["evicted"]),
+            usage=usage,
+            full=previous.full if previous else False,
+            disk_full=previous.disk_full if previous else False,
+            next_expiry=previous.next_expiry if previous else -float("inf"),
+        )
+
+    def _recount(self, evicted: list[int] | None = None) -> Usage:
+        """The counters from the tables themselves (after a migration or a salvage)."""
+        usage = Usage(evicted=list(evicted) if evicted else [0, 0, 0, 0])
+        for priority, rows, size in self._conn.execute(
+            "SELECT p.priority, count(*), coalesce(sum(e.size), 0) FROM pending p"
+            " CROSS JOIN events e ON e.seq = p.seq GROUP BY p.priority"
+        ):
+            usage.rows[priority] = rows
+            usage.bytes[priority] = size
+        usage.held = list(
+            self._conn.execute(
+                "SELECT count(*), coalesce(sum(e.size), 0) FROM pending p CROSS JOIN events e"
+                " ON e.seq = p.seq WHERE p.priority > 0 AND e.sensor = ? AND e.kind = 'health'",
+                (OUTBOX_SENSOR,),
+            ).fetchone()
+        )
+        rows, size = self._conn.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM events"
+        ).fetchone()
+        usage.kept = rows - usage.pending
+        usage.kept_bytes = size - sum(usage.bytes)
+        return usage
+
+    def _save(self, st: _State) -> None:
+        self._conn.executemany(
+            "UPDATE meta SET value = ? WHERE key = ?",
+            [
+                (str(st.last_seq), "last_seq"),
+                (str(st.delivered), "delivered"),
+                (str(st.evicted), "evicted"),
+                (st.usage.to_json(), "usage"),
+            ],
+        )
+
+    # -- salvage -------------------------------------------------------------------------
+
+    def _adopt(self, recovered: salvaging.Recovered) -> salvaging.Salvage:
+        """Take in the rows salvaged from a corrupt file and report it, in one transaction."""
+        with self._lock:
+            state = self._state.copy()
+            events: list[Event] = []
+            with transaction(self._conn):
+                plan = salvaging.plan(
+                    recovered, self.device, self.stream, keep=self.limits.keep_delivered
+                )
+                self.stream = plan.stream
+                rows = plan.rows
+                self._conn.executemany(
+                    "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)",
+                    [(*r.values, row_size(r.payload, r.sensor, r.kind, r.epoch)) for r in rows],
+                )
+                self._conn.executemany(
+                    "INSERT INTO pending VALUES (?,?)",
+                    [(r.priority, r.seq) for r in rows if r.pending],
+                )
+                self._conn.execute("UPDATE meta SET value = ? WHERE key = 'stream'", (self.stream,))
+                state.last_seq = plan.last_seq
+                state.delivered = plan.delivered
+                state.evicted = plan.evicted
+                state.usage = self._recount(plan.evicted_by_priority)
+                result = plan.result(recovered, first_seq=state.last_seq + 1)
+                draft = self._draft("critical", result.salvaged, result.fields())
+                self._store(self._prepare(state, [draft], events))
+                self._save(state)
+            self._state = state
+        log.error("salvaged the outbox: %s", result.fields())
+        return result

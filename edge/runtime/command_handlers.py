@@ -1,0 +1,121 @@
+"""What the runtime answers to: the ``ping``, ``status`` and ``model`` commands.
+
+``model`` drives an ``onnx`` detector's models from the cloud side::
+
+    {"detector": "bearing-anomaly", "action": "reload" | "shadow" | "promote" | "drop" | "status",
+     "path": "/etc/edgeline/models/bearing-v2.onnx"}
+
+``reload`` and ``shadow`` read the file on the command worker (``path``: a file in the same
+directory as the detector's configured model; default the configured model, or its
+``shadow`` file) and swap it in or start it in shadow on the sampling thread, as a changed
+file does; ``promote`` and ``drop`` end a shadow trial; ``status`` says which model runs,
+its threshold and last score, and how a candidate compares. Each outcome is also the
+detector's usual ``health`` event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edge.uplink.commands import CommandRefused, Handler, on_sampler
+from models.errors import ModelError
+from models.shipped import model_path
+
+if TYPE_CHECKING:
+    from edge.outbox.store import Outbox
+    from edge.runtime.sensing import SensorRunner
+    from models.onnx_detector import OnnxDetector
+
+Post = Callable[[Callable[[], None]], None]
+ACTIONS = ("reload", "shadow", "promote", "drop", "status")
+
+
+def ping(args: Mapping[str, Any]) -> Mapping[str, Any]:
+    return {"pong": True, **({"echo": args["echo"]} if "echo" in args else {})}
+
+
+def status_handler(outbox: Outbox, sensors: Mapping[str, SensorRunner]) -> Handler:
+    def status(args: Mapping[str, Any]) -> Mapping[str, Any]:
+        stats = outbox.stats().as_json()
+        return {
+            "outbox": stats,
+            "sensors": {
+                sensor_id: {
+                    "state": "degraded" if runner.degraded else "ok",
+                    "readings": runner.readings,
+                    "faults": runner.faults,
+                }
+                for sensor_id, runner in sensors.items()
+            },
+        }
+
+    return status
+
+
+def model_handler(detectors: Mapping[str, OnnxDetector], post: Post) -> Handler:
+    def model(args: Mapping[str, Any]) -> Mapping[str, Any]:
+        detector_id, action = args.get("detector"), args.get("action")
+        detector = detectors.get(detector_id) if isinstance(detector_id, str) else None
+        if detector is None:
+            known = ", ".join(sorted(detectors)) or "none"
+            raise CommandRefused(
+                f"detector must name an onnx detector ({known}), got {detector_id!r}"
+            )
+        if action not in ACTIONS:
+            raise CommandRefused(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
+        if action in ("reload", "shadow"):
+            path = _path(detector, args.get("path"), shadow=action == "shadow")
+            prepared = detector.prepare(path)  # the disk work, here on the worker
+            shadow = action == "shadow"
+            result = on_sampler(post, lambda: detector.adopt(prepared, shadow=shadow))
+            return {
+                "accepted": result.accepted,
+                "reason": result.reason,
+                "model": result.name,
+                "version": result.version,
+                "sha256": result.sha256,
+            }
+        if action in ("promote", "drop"):
+            end = detector.promote if action == "promote" else detector.drop
+            try:
+                stats = on_sampler(post, lambda: end(f"{action}d on command"))
+            except ModelError as exc:  # NoCandidate
+                raise CommandRefused(str(exc)) from None
+            return {"action": action, **stats.as_fields()}
+        return on_sampler(post, lambda: _status(detector))
+
+    return model
+
+
+def _path(detector: OnnxDetector, given: Any, *, shadow: bool) -> str:
+    configured = model_path(detector.params.model)
+    if given is None:
+        if not shadow:
+            return str(configured)
+        if detector.params.shadow is None:
+            raise CommandRefused("shadow needs a path (this detector has no shadow file)")
+        return str(model_path(detector.params.shadow))
+    if not isinstance(given, str) or not given:
+        raise CommandRefused(f"path must be a file name, got {given!r}")
+    path = Path(given)
+    path = path if path.is_absolute() else configured.parent / path
+    # A command may pick another model beside the configured one, not any file on the device.
+    if path.resolve().parent != configured.resolve().parent:
+        raise CommandRefused(f"path must be in {configured.parent}, got {given}")
+    return str(path)
+
+
+def _status(detector: OnnxDetector) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "model": detector.model_name,
+        "version": detector.model_version,
+        "threshold": detector.threshold,
+        "score": detector.score,
+        "state": detector.state,
+    }
+    stats = detector.shadow_stats()
+    if stats is not None:
+        found["shadow"] = stats.as_fields()
+    return found

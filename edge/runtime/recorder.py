@@ -1,0 +1,241 @@
+"""Moves drafts from the sampling loop into the outbox in group commits, on its own thread.
+
+``submit`` never blocks: the sampling loop hands over a draft and goes on. The recorder
+waits up to the commit window to gather more drafts (and acknowledgements to delete) into
+one transaction, which keeps SD-card writes low; a critical draft is committed at once.
+After each commit it tells the uplink what is new (the outbox's own reports included:
+evictions, alarms). A full disk does not stop it: the commit is retried once the outbox
+has made room, and drafts wait in memory meanwhile (bounded; overflow is counted and
+reported). With a time-to-live configured it also ticks when idle, so stale events expire
+even when nothing new arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Collection, Sequence
+
+from edge.clock import Clock
+from edge.events import Draft, Event
+from edge.outbox.store import Outbox, OutboxFull
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1000  # drafts per transaction: bounds the time the outbox lock is held
+RETRY_DELAY = 0.5  # seconds before retrying a failed commit (full disk, I/O error)
+# Drafts held in memory while the disk fails: ~50 MB at worst, what a Pi Zero can spare.
+MAX_QUEUED = 100_000
+RUNTIME_SENSOR = "runtime"  # the sensor id of the runtime's own health events
+
+Committed = Callable[[Sequence[Event], Collection[int]], None]
+
+
+class Recorder:
+    def __init__(
+        self,
+        outbox: Outbox,
+        clock: Clock,
+        *,
+        window: float,
+        on_commit: Committed | None = None,
+        max_queued: int = MAX_QUEUED,
+    ) -> None:
+        self.outbox = outbox
+        self.clock = clock
+        self.window = window
+        self.on_commit = on_commit
+        self.max_queued = max_queued
+        self._drafts: deque[Draft] = deque()
+        self._acks: deque[int] = deque()
+        self._urgent = threading.Event()  # commit now: critical draft, acks, or stop
+        self._work = threading.Event()  # anything queued
+        self._stop = threading.Event()
+        self._idle = threading.Condition()
+        self._flushes = 0  # flush() calls so far (under _idle)
+        self._flushed = 0  # how many of them a full pass of the thread has served
+        self._running = False
+        self._thread: threading.Thread | None = None
+        self._was_synced = False
+        self.dropped = 0
+        self._reported_dropped = 0
+        self._aborted = False
+        self._failing = 0  # consecutive failed commits
+        self.commits = 0
+        self.failures = 0
+
+    def start(self) -> None:
+        self._was_synced = self.clock.synced()
+        if self._was_synced:
+            self._correct_timestamps()  # events left unsynced by an earlier run this boot
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name="edgeline-recorder", daemon=True)
+        self._thread.start()
+
+    def submit(self, draft: Draft) -> None:
+        """Queue a draft for the next group commit. Safe from any thread; never blocks."""
+        if len(self._drafts) >= self.max_queued:
+            # Memory is the last line: count it so it is reported, never silent.
+            self.dropped += 1
+            return
+        self._drafts.append(draft)
+        self._work.set()
+        if draft.severity == "critical":
+            self._urgent.set()
+
+    def acknowledge(self, seqs: Collection[int]) -> None:
+        """Queue delivered events for deletion. Safe from any thread."""
+        self._acks.extend(seqs)
+        self._work.set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._drafts)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait (real time) until everything submitted so far is committed, handed to
+        ``on_commit`` and, if the clock has synced, its timestamps corrected."""
+        with self._idle:
+            self._flushes += 1
+            ticket = self._flushes
+        self._urgent.set()
+        self._work.set()
+        with self._idle:
+            # A pass that began after the ticket was taken serves it; with no thread running,
+            # nothing will change, so answer at once.
+            self._idle.wait_for(lambda: self._flushed >= ticket or not self._running, timeout)
+            if self._flushed >= ticket:
+                return True
+            return not self._running and not self._drafts and not self._acks
+
+    def close(self) -> None:
+        """Commit everything queued, then stop. Idempotent."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._urgent.set()
+        self._work.set()
+        self._thread.join()
+        self._thread = None
+
+    def abort(self, timeout: float = 5.0) -> None:
+        """Stop without committing what is queued (a power cut). Idempotent."""
+        if self._thread is None:
+            return
+        self._aborted = True  # the thread drops the queues itself: no race on them
+        self._stop.set()
+        self._urgent.set()
+        self._work.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("the recorder did not stop within %.1f s (a commit stuck on disk?)", timeout)
+        self._thread = None
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            with self._idle:
+                self._running = False
+                self._idle.notify_all()
+
+    def _loop(self) -> None:
+        tick = self.outbox.limits.expiry_interval if self.outbox.limits.ttl else None
+        while True:
+            if not self._work.wait(tick):
+                if self.outbox.expiry_due():
+                    self._commit_batch()  # nothing queued: expire what is stale
+                continue
+            if not self._stop.is_set() and not self._urgent.is_set() and self.window > 0:
+                # Group commit: gather what arrives within the window (real time: it is
+                # about disk writes, whatever clock the scheduler runs on).
+                self._urgent.wait(self.window)
+            self._work.clear()
+            self._urgent.clear()
+            if self._aborted:
+                self._drafts.clear()
+                self._acks.clear()
+                return
+            with self._idle:
+                serving = self._flushes  # flushes asked before this pass began
+            # Commit what was queued when the pass began. What arrives meanwhile waits for
+            # the next window (unless urgent): committing it at once would chain commits
+            # back to back, each new commit catching the PUBACKs of the one before.
+            drafts, acks = len(self._drafts), len(self._acks)
+            while drafts > 0 or acks > 0:
+                taken = self._commit_batch()
+                if taken is None:
+                    self._stop.wait(RETRY_DELAY)
+                    if self._stop.is_set() and self._failing > 3:
+                        log.error("giving up on %d queued events at shutdown", len(self._drafts))
+                        return
+                    continue
+                drafts -= taken[0]
+                acks -= taken[1]
+            self._check_clock_sync()
+            self._report_drops()
+            with self._idle:
+                self._flushed = serving
+                self._idle.notify_all()
+            # Checked after the commits: whatever was submitted before close() is stored.
+            if self._stop.is_set() and not self._drafts and not self._acks:
+                return
+
+    def _commit_batch(self) -> tuple[int, int] | None:
+        """Commit the oldest queued drafts and acks; (drafts, acks) committed, or None."""
+        batch = min(MAX_BATCH, self.outbox.max_batch)
+        drafts = [self._drafts[i] for i in range(min(batch, len(self._drafts)))]
+        acks = [self._acks[i] for i in range(min(MAX_BATCH * 10, len(self._acks)))]
+        try:
+            events = self.outbox.commit(drafts, acks)
+        except OutboxFull as exc:  # expected on a full disk: the next commit makes room
+            self.failures += 1
+            self._failing += 1
+            log.error("%s; %d events stay queued", exc, len(self._drafts))
+            return None
+        except Exception:
+            self.failures += 1
+            self._failing += 1
+            log.exception("outbox commit failed; %d events stay queued", len(self._drafts))
+            return None
+        for _ in drafts:
+            self._drafts.popleft()
+        for _ in acks:
+            self._acks.popleft()
+        self.commits += 1
+        self._failing = 0
+        if self.on_commit is not None:
+            try:
+                self.on_commit(events, acks)
+            except Exception:  # a listener's bug must not stop the recorder
+                log.exception("on_commit listener failed")
+        return len(drafts), len(acks)
+
+    def _report_drops(self) -> None:
+        """Once the queue has room again, say upstream how many drafts were dropped."""
+        dropped = self.dropped - self._reported_dropped
+        if not dropped or len(self._drafts) >= self.max_queued:
+            return
+        self._reported_dropped += dropped
+        log.error("%d events were dropped: the outbox could not keep up", dropped)
+        mono, wall, synced = self.clock.monotonic(), self.clock.wall(), self.clock.synced()
+        fields = {"state": "dropped", "dropped": dropped, "total_dropped": self.dropped}
+        draft = Draft(RUNTIME_SENSOR, "health", "critical", dropped, mono, wall, synced, fields)
+        self._drafts.append(draft)
+        self._work.set()
+        self._urgent.set()
+
+    def _check_clock_sync(self) -> None:
+        if not self._was_synced and self.clock.synced():
+            self._was_synced = True
+            self._correct_timestamps()
+
+    def _correct_timestamps(self) -> None:
+        try:
+            count = self.outbox.correct_timestamps(self.clock.monotonic(), self.clock.wall())
+        except Exception:
+            log.exception("could not correct timestamps after the clock synced")
+            return
+        if count:
+            log.info("clock synchronised: corrected the timestamps of %d stored events", count)

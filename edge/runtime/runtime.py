@@ -1,0 +1,367 @@
+"""The runtime: sensors -> detectors -> outbox -> uplink, wired from one Config.
+
+Three threads do the work: the sampling loop (scheduler) reads sensors and runs detectors,
+the recorder commits events to the outbox in groups, and the uplink sends them. The
+sampling loop only stamps and queues; it never waits on the network or the disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from edge import __version__
+from edge.clock import Clock, VirtualClock
+from edge.config.device import Config, DetectorConfig
+from edge.errors import ConfigError
+from edge.events import Draft, Event, Severity, Stamp, format_ts
+from edge.outbox.eviction import outbox_alarm
+from edge.outbox.limits import Limits
+from edge.outbox.store import Outbox
+from edge.runtime.actions import Actions
+from edge.runtime.command_handlers import model_handler, ping, status_handler
+from edge.runtime.detector_state import DetectorStates
+from edge.runtime.model_watch import ModelWatch
+from edge.runtime.recorder import Recorder
+from edge.runtime.scheduler import Scheduler
+from edge.runtime.sensing import SensorRunner
+from edge.uplink.commands import Checker, Commands, Handler, Policy, Request
+from edge.uplink.link import Uplink
+from models import DETECTOR_TYPES, Detector
+from models.onnx_detector import OnnxDetector
+from sensors import SENSOR_TYPES, Hardware, Value
+
+log = logging.getLogger(__name__)
+
+
+class Watcher:
+    """Hooks for a console or a test to see what the runtime does. Called on its threads."""
+
+    def reading(self, sensor: str, value: Value, unit: str, t: float) -> None:
+        """A sensor delivered a value (sampling thread)."""
+
+    def drafted(self, draft: Draft) -> None:
+        """An event was made and handed to the recorder (sampling thread, in seq order)."""
+
+    def committed(self, events: Sequence[Event]) -> None:
+        """Events reached the outbox (recorder thread)."""
+
+
+class Watchers(Watcher):
+    """Several watchers as one (a console and a recording, say)."""
+
+    def __init__(self, *watchers: Watcher) -> None:
+        self.watchers = watchers
+
+    def reading(self, sensor: str, value: Value, unit: str, t: float) -> None:
+        for watcher in self.watchers:
+            watcher.reading(sensor, value, unit, t)
+
+    def drafted(self, draft: Draft) -> None:
+        for watcher in self.watchers:
+            watcher.drafted(draft)
+
+    def committed(self, events: Sequence[Event]) -> None:
+        for watcher in self.watchers:
+            watcher.committed(events)
+
+
+class Runtime:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        hardware: Hardware,
+        clock: Clock,
+        drive_clock: bool = False,
+        watcher: Watcher | None = None,
+    ) -> None:
+        self.config = config
+        self.device = config.device.id
+        self.clock = clock
+        self.hardware = hardware
+        self.watcher = watcher or Watcher()
+        storage = config.storage
+        self.outbox = Outbox.open(
+            storage.state_dir,
+            self.device,
+            durability=storage.durability,
+            epoch=clock.epoch,
+            limits=Limits.from_config(storage),
+            clock=clock,
+        )
+        self.scheduler = Scheduler(clock, drive_clock=drive_clock)
+        self.detector_states = DetectorStates(storage.state_dir)  # what detectors learnt
+        self.models = ModelWatch(self.scheduler)  # hot reload of model files
+        self.recorder = Recorder(
+            self.outbox, clock, window=storage.commit_window_ms / 1000, on_commit=self._committed
+        )
+        self.sensors: dict[str, SensorRunner] = {}
+        self._onnx: dict[str, OnnxDetector] = {}  # by detector id: what model commands drive
+        self.actions = Actions(config.actions, self.scheduler)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.commands = self._commands()  # None unless [commands] enabled
+        try:
+            self.uplink = self._uplink()
+            self._build_sensors()
+            if self.commands is not None:
+                self.commands.handlers.update(self._command_handlers())
+        except BaseException:
+            self._close_sensors()
+            self.outbox.close()
+            raise
+
+    def _uplink(self) -> Uplink:
+        config = self.config
+        return Uplink(
+            config.uplink,
+            device=self.device,
+            outbox=self.outbox,
+            clock=self.clock,
+            on_ack=self.recorder.acknowledge,
+            birth={
+                "stream": self.outbox.stream,
+                "outbox": self.outbox.describe(),
+                "version": __version__,
+                "sensors": [s.id for s in config.sensors],
+            },
+            commands=self.commands.received if self.commands is not None else None,
+        )
+
+    def _commands(self) -> Commands | None:
+        settings = self.config.commands
+        if not settings.enabled:
+            return None
+        try:
+            key = settings.key()
+        except OSError as exc:
+            self.outbox.close()
+            raise ConfigError(
+                [f"{self.config.source}: commands: cannot read the key: {exc}"]
+            ) from exc
+
+        def send(name: str, payload: bytes, request: Request | None) -> None:
+            response = request.response_topic if request else None
+            correlation = request.correlation if request else None
+            self.uplink.reply(name, payload, response, correlation)
+
+        checker = Checker(self.device, Policy(key, settings.max_age))
+        return Commands(
+            checker, {"ping": ping}, send, wall=self.clock.wall, synced=self.clock.synced
+        )
+
+    def _command_handlers(self) -> dict[str, Handler]:
+        return {
+            "status": status_handler(self.outbox, self.sensors),
+            "model": model_handler(self._onnx, self.scheduler.post),
+        }
+
+    def _build_sensors(self) -> None:
+        detectors: dict[str, list[tuple[DetectorConfig, Detector]]] = {}
+        for det in self.config.detectors:
+            detector = DETECTOR_TYPES[det.type].build(det.params)
+            self.detector_states.add(det.id, detector)  # resumes a persistent detector
+            if isinstance(detector, OnnxDetector):
+                self.models.add(det.id, detector)
+                self._onnx[det.id] = detector
+            detectors.setdefault(det.sensor, []).append((det, detector))
+        latest: dict[str, Value] = {}  # each sensor's latest reading, for joined inputs
+        for cfg in self.config.sensors:
+            kind = SENSOR_TYPES[cfg.type]
+            device = kind.build(cfg.params, self.hardware)
+            self.sensors[cfg.id] = SensorRunner(
+                cfg,
+                kind,
+                device,
+                detectors.get(cfg.id, []),
+                emit=self._emit,
+                on_detection=self.actions.detected,
+                latest=latest,
+            )
+            if cfg.type == "gpio.output":
+                self.actions.outputs[cfg.id] = device
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self, *, until: float | None = None) -> None:
+        """Start every thread; sampling runs until ``stop()`` or the clock reaches ``until``."""
+        self.recorder.start()
+        self.uplink.start()
+        self.models.start()
+        if self.commands is not None:
+            self.commands.start()
+        for sensor in self.sensors.values():
+            if sensor.config.interval is not None:
+                poll = self._poller(sensor)
+                self.scheduler.every(sensor.config.id, sensor.config.interval, poll)
+            else:
+                device: Any = sensor.device
+                device.start(self._edge_handler(sensor))
+        self.detector_states.start(self.scheduler)
+        self.sample(until)
+
+    def sample(self, until: float | None = None) -> None:
+        """(Re)start the sampling thread, until ``stop()`` or the clock reaches ``until``."""
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("the sampling loop is already running")
+        self._thread = threading.Thread(
+            target=self.scheduler.run, kwargs={"until": until}, name="edgeline-sampler", daemon=True
+        )
+        self._thread.start()
+
+    def sampling_done(self, timeout: float | None = None) -> bool:
+        """Wait for the sampling loop to finish (it reached ``until`` or was stopped)."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait (real time) until every stored event has been acknowledged by the broker.
+
+        A clock the scheduler drives stands still once sampling ends; here it moves at
+        real speed, so the uplink's backoff and keepalive still run out.
+        """
+        deadline = threading.Event()
+        timer = threading.Timer(timeout, deadline.set)
+        timer.start()
+        try:
+            while not deadline.is_set():
+                self.recorder.flush(timeout=1.0)
+                if not self.outbox.has_pending() and not self.recorder.queued:
+                    return True
+                deadline.wait(0.05)
+                if self.scheduler.drive_clock and isinstance(self.clock, VirtualClock):
+                    self.clock.advance(0.05)
+            return False
+        finally:
+            timer.cancel()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop sampling, commit what is pending, publish ``offline``, close. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.scheduler.stop()
+            self.models.close()
+            if self.commands is not None:
+                self.commands.close(timeout)
+            self.sampling_done(timeout)
+            self.detector_states.close()  # sampling has stopped: save what they learnt
+            self._close_sensors()
+            self.recorder.flush(timeout)  # every event sampled so far is on disk
+            self.uplink.close(timeout)  # offline published; in-flight PUBACKs came before it
+        finally:
+            self.recorder.close()  # and their deletions are committed too
+            self.outbox.close()
+
+    def crash(self) -> None:
+        """Stop at once, as a power cut does: nothing is flushed or said.
+
+        Events not yet committed are lost (``append`` had not returned for them), the
+        broker sees the connection drop and publishes the last will, and the outbox
+        stays as its last commit left it. For the simulator's power-cut injection.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self.scheduler.stop()
+        self.models.close()
+        if self.commands is not None:
+            self.commands.close(1.0)
+        self.sampling_done(5.0)
+        self.detector_states.abort()
+        self.recorder.abort()
+        self.uplink.abort()
+        self._close_sensors()  # the hardware outlives the process: free its pins
+        self.outbox.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _close_sensors(self) -> None:
+        for sensor in self.sensors.values():
+            try:
+                sensor.device.close()
+            except Exception:
+                log.exception("closing sensor %s failed", sensor.config.id)
+
+    # -- the sampling path (scheduler thread) ---------------------------------------------
+
+    def stamp(self) -> Stamp:  # any thread: clock reads only
+        return Stamp(self.clock.monotonic(), self.clock.wall(), self.clock.synced())
+
+    def _poller(self, sensor: SensorRunner) -> Callable[[float], None]:
+        device: Any = sensor.device
+
+        def poll(due: float) -> None:
+            if not sensor.due(due):
+                return  # a failing sensor waits out its retry delay; the others go on
+            try:
+                value = device.read()
+            except Exception as exc:  # a bus fault is transient: report, go on sampling
+                if not sensor.degraded:  # once per outage: the health event says the rest
+                    log.warning("sensor %s failed: %s", sensor.config.id, exc)
+                sensor.fault(exc, self.stamp())
+                return
+            stamp = self.stamp()
+            self.watcher.reading(sensor.config.id, value, sensor.unit, stamp.mono)
+            sensor.reading(value, stamp)
+
+        return poll
+
+    def _edge_handler(self, sensor: SensorRunner) -> Callable[[Value], None]:
+        def emit(value: Value) -> None:  # gpiozero's thread: stamp now, handle on the loop
+            stamp = self.stamp()
+
+            def handle() -> None:
+                self.watcher.reading(sensor.config.id, value, sensor.unit, stamp.mono)
+                sensor.reading(value, stamp)
+
+            self.scheduler.post(handle)
+
+        return emit
+
+    def _emit(
+        self,
+        sensor: str,
+        kind: str,
+        severity: Severity,
+        value: Any,
+        stamp: Stamp,
+        fields: dict[str, Any],
+    ) -> None:
+        draft = Draft(sensor, kind, severity, value, stamp.mono, stamp.wall, stamp.synced, fields)
+        self.recorder.submit(draft)
+        self.watcher.drafted(draft)
+
+    # -- after commit (recorder thread) ---------------------------------------------------
+
+    def _committed(self, events: Sequence[Event], deleted: Sequence[int] | Any) -> None:
+        self.uplink.committed(events, deleted)
+        alarm = outbox_alarm(events)  # the outbox filled with critical events, or recovered
+        output = self.actions.outputs.get(self.config.storage.full_output or "")
+        if alarm is not None and output is not None:
+            self.scheduler.post(lambda: output.set(alarm))
+        if events:
+            self.watcher.committed(events)
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot for the console line and for tests."""
+        jitter = self.scheduler.jitter()
+        return {
+            "time": format_ts(self.clock.wall()),
+            "readings": sum(s.readings for s in self.sensors.values()),
+            "last_seq": self.outbox.last_seq,
+            "queued": self.recorder.queued,
+            "link": self.uplink.stats.state,
+            "acked": self.uplink.stats.acked,
+            "jitter_p99_ms": round(jitter.p99 * 1000, 3),
+        }

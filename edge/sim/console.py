@@ -1,0 +1,89 @@
+"""What ``edge simulate`` prints: readings, stored events, and what arrived upstream."""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from edge.events import Event
+from edge.runtime.runtime import Watcher
+from sensors import Value
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+class Console(Watcher):
+    """Prints one line per reading, stored event and upstream arrival, from any thread.
+
+    Lines go through a queue to a printer thread: a slow terminal or pipe must not slow
+    the sampling loop, which calls ``reading``.
+    """
+
+    def __init__(
+        self, t0: float, *, quiet: bool = False, out: TextIO = sys.stdout, prefix: str = ""
+    ) -> None:
+        self.t0 = t0
+        self.prefix = prefix
+        self.quiet = quiet
+        self.out = out
+        self.events: Counter[tuple[str, str]] = Counter()
+        self.readings = 0
+        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._printer = threading.Thread(target=self._print_lines, name="edgeline-console")
+        self._printer.daemon = True
+        self._printer.start()
+
+    def _print(self, line: str) -> None:
+        self._lines.put(self.prefix + line)
+
+    def _print_lines(self) -> None:
+        while (line := self._lines.get()) is not None:
+            print(line, file=self.out, flush=True)
+
+    def close(self) -> None:
+        """Print what is queued, then stop the printer. Idempotent."""
+        if self._printer.is_alive():
+            self._lines.put(None)
+            self._printer.join()
+
+    def reading(self, sensor: str, value: Value, unit: str, t: float) -> None:
+        self.readings += 1
+        if not self.quiet:
+            self._print(f"{t - self.t0:8.1f}s  reading   {sensor:<14} {_value(value)} {unit}")
+
+    def committed(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self.events[(event.kind, event.body()["severity"])] += 1
+            if self.quiet or event.kind == "telemetry":
+                continue
+            body = event.body()
+            extra = " ".join(
+                f"{k}={_value(v)}" for k, v in body.items() if k in ("state", "threshold", "error")
+            )
+            self._print(
+                f"{'':10}stored    #{event.seq:<5} {event.kind}/{event.sensor} "
+                f"{body['severity']} value={_value(body['value'])} {extra}".rstrip()
+            )
+
+    def upstream(self, topic: str, body: dict[str, Any], duplicate: bool) -> None:
+        if self.quiet or body.get("kind") == "telemetry":
+            return
+        again = " (duplicate)" if duplicate else ""
+        self._print(f"{'':10}upstream  #{body.get('seq')!s:<5} {topic}{again}")
+
+    def live(self, text: str) -> None:
+        """A periodic status line during real-time runs."""
+        if not self.quiet:
+            self._print(f"{'':10}live      {text}")
+
+    def status(self, topic: str, body: dict[str, Any]) -> None:
+        if not self.quiet:
+            self._print(f"{'':10}status    {topic} {body.get('state')}")

@@ -1,0 +1,11 @@
+"""MQTT: the device's link to its broker, up and down.
+
+:mod:`~edge.uplink.link` sends the outbox (``Uplink``: a link thread running paho's loop and
+a sender thread claiming events within the in-flight window); :mod:`~edge.uplink.client`
+is the one paho client factory; :mod:`~edge.uplink.pacing` the rate limit and reconnect
+backoff; :mod:`~edge.uplink.commands` checks and queues signed downlink commands;
+:mod:`~edge.uplink.replay` publishes a stored range again (``edge outbox replay``).
+
+paho-mqtt is bridged here and nowhere else on the device. May import :mod:`edge.outbox`,
+:mod:`edge.config` and the shared modules; never the runtime above it.
+"""

@@ -1,0 +1,56 @@
+"""The one place a paho-mqtt client is made: protocol, session, window, credentials, TLS.
+
+The uplink makes one per connection, ``edge outbox replay`` one for its run, the sink one
+for its subscription; each sets its own callbacks. paho types stay inside ``edge.uplink``
+and ``edge.cloud``: nothing else imports paho.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from edge.config.device import UplinkConfig
+from edge.errors import UplinkError
+
+
+def read_password(settings: UplinkConfig) -> str | None:
+    """The broker password from its file or environment variable, as an ``UplinkError``."""
+    try:
+        return settings.password()
+    except OSError as exc:
+        raise UplinkError(f"cannot read the broker password: {exc}") from exc
+
+
+def paho_client(
+    settings: UplinkConfig,
+    client_id: str,
+    *,
+    inflight: int,
+    password: str | None = None,
+) -> mqtt.Client:
+    """A client for ``settings.broker``: MQTT 3.1.1 with a clean session or MQTT 5 (paho's
+    default session), at most ``inflight`` QoS 1/2 messages unacknowledged and nothing
+    queued behind them (the caller's window is the limit), the user name and ``password``,
+    and TLS for ``mqtts://`` (files that cannot be loaded raise ``UplinkError``)."""
+    v5 = settings.protocol == "5"
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=None if v5 else True,
+        protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+    )
+    client.max_inflight_messages_set(inflight)
+    client.max_queued_messages_set(0)
+    if settings.username is not None:
+        client.username_pw_set(settings.username, password)
+    if settings.tls:
+        try:
+            client.tls_set(
+                ca_certs=settings.ca_file, certfile=settings.cert_file, keyfile=settings.key_file
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise UplinkError(f"cannot load TLS files for {settings.broker}: {exc}") from exc
+    return client

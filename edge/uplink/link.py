@@ -1,0 +1,527 @@
+"""The uplink: sends the outbox to an MQTT broker, QoS 1, within an in-flight window.
+
+paho-mqtt's threads and callbacks are bridged here and nowhere else; no paho type leaves
+this module. Each connection gets a fresh paho client, so nothing paho queued for a dead
+connection is ever re-sent behind our back: after every (re)connect, sending resumes from
+the outbox, whose rows leave only when the broker's PUBACK arrives. Two threads: the link
+thread connects, runs paho's network loop and backs off with jitter between attempts; the
+sender thread claims events from the outbox while the window has room. Only the link thread
+touches the socket: publish() from other threads queues the packet and wakes its loop
+(two writers on one TLS connection corrupt it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import socket
+import ssl
+import threading
+from collections import deque
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge.clock import Clock
+from edge.config.device import UplinkConfig
+from edge.events import PRIORITY_CRITICAL, Event, format_ts
+from edge.outbox.eviction import evicted_seqs
+from edge.outbox.store import Outbox
+from edge.uplink.client import paho_client, read_password
+from edge.uplink.pacing import Backoff, RateLimit
+
+log = logging.getLogger(__name__)
+
+PREFETCH = 256  # events claimed from the outbox at a time
+
+LinkState = Literal["connecting", "online", "offline", "closed"]
+
+
+@dataclass
+class UplinkStats:
+    state: LinkState = "connecting"
+    connects: int = 0
+    published: int = 0
+    acked: int = 0
+    rejected: int = 0
+    last_error: str = ""
+
+
+def _write_on_link_thread(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """paho's write hook: nothing to do, the link thread's loop() writes queued packets."""
+
+
+# (name, payload, response topic, correlation data): a downlink command arrived.
+CommandSink = Callable[[str, bytes, "str | None", "bytes | None"], None]
+
+
+class _Session:
+    """One connection: its paho client and the events it has in flight (mid -> seq)."""
+
+    def __init__(self, client: mqtt.Client) -> None:
+        self.client = client
+        self.online = False  # CONNACK received and not yet lost
+        self.connected = False  # CONNACK was received at some point (backoff resets)
+        self.lost = False
+        self.inflight: dict[int, int] = {}
+        self.early: set[int] = set()  # PUBACKs that beat publish() returning the mid
+        self.control: set[int] = set()  # mids of status messages, not events
+        self.cursor: dict[int, int] = {}  # priority -> last seq claimed in this session
+        self.buffer: deque[Event] = deque()  # claimed, not yet published (sending order)
+        self.preempt = False  # a more urgent event than the buffer's tail was stored
+        self.refused = False  # the broker refused an event in this session
+
+
+class Uplink:
+    def __init__(
+        self,
+        settings: UplinkConfig,
+        *,
+        device: str,
+        outbox: Outbox,
+        clock: Clock,
+        on_ack: Callable[[Sequence[int]], None],
+        birth: Mapping[str, Any] | None = None,
+        rng: random.Random | None = None,
+        commands: CommandSink | None = None,
+    ) -> None:
+        self.settings = settings
+        # Downlink commands go here (name, payload, MQTT 5 response topic, correlation data).
+        self.commands = commands
+        self.device = device
+        self.outbox = outbox
+        self.clock = clock
+        self.on_ack = on_ack
+        self.birth = dict(birth or {})
+        self.prefix = f"{settings.topic_prefix}/{device}"
+        self.status_topic = f"{self.prefix}/status"
+        self.stats = UplinkStats()
+        self.backoff = Backoff(settings.backoff_min, settings.backoff_max, rng)
+        self._password = read_password(settings)
+        self._lock = threading.Condition()
+        self._session: _Session | None = None
+        self._delivered: set[int] = set()  # acked, deletion not yet committed
+        # Bumped whenever the outbox may hold unclaimed events (commit, reconnect); the
+        # sender sleeps only when a claim came up short at the current generation.
+        self._wanted = 1
+        self._claimed = 0
+        self._urgent: int | None = None  # most urgent priority committed since a claim began
+        self._evicted: set[int] | None = None  # evicted while a claim ran (None: no claim)
+        self._stop = threading.Event()
+        self._closing = False
+        self._aborting = False
+        self._threads: list[threading.Thread] = []
+        self._publishing = threading.Lock()  # one publisher at a time: seq order
+        # [uplink] max_rate: a metered link's pace; critical events do not wait for it.
+        self._limit = RateLimit(settings.max_rate, clock) if settings.max_rate > 0 else None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        for name, target in (("link", self._link), ("sender", self._send)):
+            thread = threading.Thread(target=target, name=f"edgeline-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Publish ``offline`` (retained) if connected, disconnect cleanly, stop. Idempotent."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            session = self._session
+            self._lock.notify_all()
+        try:
+            if session is not None and session.online:
+                info = session.client.publish(
+                    self.status_topic, self._status("offline"), qos=1, retain=True
+                )
+                info.wait_for_publish(timeout)
+                session.client.disconnect()  # the link thread writes it and ends the session
+                self._threads[0].join(timeout)
+        except (RuntimeError, ValueError) as exc:  # the connection died under us
+            log.warning("could not publish offline on close: %s", exc)
+        finally:
+            self._stop.set()
+            for thread in self._threads:
+                thread.join(timeout)
+            self._threads.clear()
+            self.stats.state = "closed"
+
+    def abort(self) -> None:
+        """Drop the connection without DISCONNECT (a power cut): the broker publishes the
+        last will. Idempotent."""
+        with self._lock:
+            self._closing = True
+            self._aborting = True
+            session = self._session
+            self._lock.notify_all()
+        if session is not None:
+            sock: Any = session.client.socket()
+            if isinstance(sock, socket.socket | ssl.SSLSocket):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # the link thread sees the loss at once
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5.0)
+        self._threads.clear()
+        self.stats.state = "closed"
+
+    @property
+    def online(self) -> bool:
+        session = self._session
+        return session is not None and session.online
+
+    def notify(self) -> None:
+        """New events are in the outbox."""
+        with self._lock:
+            self._wanted += 1
+            self._lock.notify_all()
+
+    def committed(self, events: Sequence[Event], deleted: Collection[int]) -> None:
+        """The recorder's commit callback: new events stored, delivered ones deleted."""
+        with self._lock:
+            if deleted:
+                self._delivered.difference_update(deleted)
+                self._lock.notify_all()  # their window slots are free: the sender goes on
+            if events:
+                self._wanted += 1
+                urgent = min(event.priority for event in events)
+                self._urgent = urgent if self._urgent is None else min(self._urgent, urgent)
+                session = self._session
+                # Claimed (or being claimed), then evicted: do not send them.
+                gone = evicted_seqs(events) if urgent <= 1 else set()
+                if self._evicted is not None:
+                    self._evicted |= gone
+                if session and session.buffer:
+                    session.preempt |= urgent < session.buffer[-1].priority
+                    if gone:
+                        session.buffer = deque(e for e in session.buffer if e.seq not in gone)
+                self._lock.notify_all()
+
+    def in_flight(self) -> int:
+        session = self._session
+        return len(session.inflight) if session else 0
+
+    # -- link thread -------------------------------------------------------------------
+
+    def _link(self) -> None:
+        while not self._stop.is_set() and not self._closing:
+            try:
+                self._connection()
+            except Exception as exc:  # e.g. unreadable TLS files at a reconnect
+                log.exception("uplink connection failed")
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            if not self._stop.is_set() and not self._closing:
+                self._offline(f"connection lost: {self.stats.last_error or 'closed'}")
+
+    def _connection(self) -> None:
+        """One connection, from connect to loss (or close)."""
+        session = _Session(self._client())
+        self.stats.state = "connecting"
+        try:
+            session.client.connect(self.settings.host, self.settings.port, self.settings.keepalive)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            self.stats.last_error = f"cannot connect to {self.settings.broker}: {exc}"
+            return
+        with self._lock:
+            self._session = session
+        try:
+            while not session.lost and not self._stop.is_set():  # close() disconnects
+                rc = session.client.loop(timeout=1.0)
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    session.lost = True
+                    if not self._closing:
+                        self.stats.last_error = mqtt.error_string(rc)
+        finally:
+            with self._lock:
+                self._session = None
+                self._wanted += 1  # whatever was in flight is claimed again next time
+                delivered = set(self._delivered)
+            self.outbox.release(keep=delivered)  # unsent claims may be evicted again
+            if not session.lost:  # stopped mid-connection: do not leak the socket
+                if self._aborting:  # a power cut says nothing: the broker sends the will
+                    sock: Any = session.client.socket()
+                    if isinstance(sock, socket.socket | ssl.SSLSocket):
+                        with contextlib.suppress(OSError):
+                            sock.close()
+                else:
+                    session.client.disconnect()
+                    session.client.loop(timeout=0.1)
+        if session.connected and not session.refused:
+            self.backoff.reset()
+
+    def _offline(self, reason: str) -> None:
+        self.stats.state = "offline"
+        delay = self.backoff.next_delay()
+        log.warning("%s; retrying in %.1f s", reason, delay)
+        self.clock.wait(self._stop, self.clock.monotonic() + delay)
+
+    def _client(self) -> mqtt.Client:
+        s = self.settings
+        client_id = s.client_id or f"edgeline-{self.device}"
+        # Our window is the limit; paho must never hold messages back on its own.
+        inflight = s.inflight + 2  # + status messages
+        client = paho_client(s, client_id, inflight=inflight, password=self._password)
+        client.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        if self.commands is not None:
+            client.on_message = self._on_message
+        # With a socket-write hook set, publish() on another thread only queues the packet
+        # and wakes the link thread's loop(), which does all the writing.
+        client.on_socket_register_write = _write_on_link_thread
+        client.suppress_exceptions = True  # a callback bug is logged, not a dead link thread
+        client.enable_logger(log)
+        return client
+
+    def _status(self, state: str) -> str:
+        body = {"state": state, "device": self.device, "ts": format_ts(self.clock.wall())}
+        if state == "online":
+            body.update(self.birth)
+        return json.dumps(body, separators=(",", ":"))
+
+    # -- paho callbacks (run on the link thread) ----------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        with self._lock:
+            session = self._session
+            if session is None or session.client is not client or self._closing:
+                return
+            if reason.is_failure:
+                session.lost = True
+                self.stats.last_error = f"broker refused the connection: {reason}"
+                return
+            info = client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
+            session.control.add(info.mid)
+            if self.commands is not None:
+                client.subscribe(f"{self.prefix}/cmd/+", qos=1)
+            session.online = session.connected = True
+            self.stats.connects += 1
+            self.stats.state = "online"
+            self._wanted += 1
+            self._lock.notify_all()
+        log.info("connected to %s", self.settings.broker)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        """A downlink command: hand it over at once (the handler only queues it)."""
+        if self.commands is None:
+            return
+        props = message.properties
+        response = getattr(props, "ResponseTopic", None) if props is not None else None
+        correlation = getattr(props, "CorrelationData", None) if props is not None else None
+        name = message.topic.rsplit("/", 1)[-1]
+        self.commands(name, bytes(message.payload), response, correlation)
+
+    def reply(
+        self, name: str, payload: bytes, response_topic: str | None, correlation: bytes | None
+    ) -> bool:
+        """Publish a command's reply (QoS 1, not stored: a lost reply is asked for again).
+
+        Safe from any thread: paho queues the packet, the link thread writes it. Goes to
+        ``{prefix}/reply/{name}``, and to an MQTT 5 request's response topic with its
+        correlation data. False when offline."""
+        with self._lock:
+            session = self._session
+        if session is None or not session.online:
+            return False
+        sends: list[tuple[str, Properties | None]] = [(f"{self.prefix}/reply/{name}", None)]
+        if response_topic and self.settings.protocol == "5":
+            response = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            if correlation is not None:
+                response.CorrelationData = correlation
+            sends.append((response_topic, response))
+        sent = True
+        for topic, props in sends:
+            info = session.client.publish(topic, payload, qos=1, properties=props)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                sent = False
+                continue
+            with self._lock:  # its PUBACK is no event's: a control message
+                if info.mid in session.early:
+                    session.early.discard(info.mid)
+                else:
+                    session.control.add(info.mid)
+        return sent
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        with self._lock:
+            session = self._session
+            if session is not None and session.client is client:
+                session.online = False
+                session.lost = True
+                if not self._stop.is_set() and not self._closing:
+                    self.stats.last_error = f"disconnected: {reason}"
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any
+    ) -> None:
+        with self._lock:
+            session = self._session
+            if session is None or session.client is not client:
+                return
+            if mid in session.control:
+                session.control.discard(mid)
+                return
+            seq = session.inflight.pop(mid, None)
+            if seq is None:
+                session.early.add(mid)
+                return
+            accepted = self._settle(session, seq, reason)
+        if accepted:
+            self.on_ack([seq])
+        self._pump(session, wait=False)
+
+    def _settle(self, session: _Session, seq: int, reason: Any) -> bool:
+        """Book a PUBACK for ``seq`` (lock held). False when the broker refused it."""
+        if not session.buffer or session.preempt or self._closing:
+            self._lock.notify_all()  # the sender refills or rewinds; else paho's thread pumps
+        if reason is not None and reason.is_failure:
+            # An MQTT 5 broker refused it (quota, authorisation): the event stays in the
+            # outbox and goes again on the next connection; the others carry on meanwhile.
+            self.stats.rejected += 1
+            self.stats.last_error = f"broker refused event {seq}: {reason}"
+            log.warning("%s; it stays in the outbox", self.stats.last_error)
+            session.refused = True  # brokers often drop the link too: back off, not hammer
+            return False
+        self._delivered.add(seq)
+        self.stats.acked += 1
+        return True
+
+    # -- sender thread -----------------------------------------------------------------
+
+    def _send(self) -> None:
+        while not self._stop.is_set() and not self._closing:
+            try:
+                self._send_some()
+            except Exception as exc:  # e.g. an I/O error reading the outbox
+                log.exception("uplink sender failed; retrying")
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                self._stop.wait(1.0)
+
+    def _send_some(self) -> None:
+        with self._lock:
+            self._lock.wait_for(self._ready, timeout=self._pause())
+            session = self._session
+            if self._stop.is_set() or self._closing or not self._ready() or session is None:
+                return
+            if session.preempt:
+                self._rewind(session)
+            refill = not session.buffer
+            # Acked but not yet deleted: never send again (the set is one commit's worth).
+            exclude = set(self._delivered)
+            generation = self._wanted
+            self._urgent = None
+            self._evicted = set() if refill else None
+        if refill:
+            # Claiming ahead of the window keeps SQLite off the per-event path.
+            batch = self.outbox.claim(PREFETCH, exclude, after=session.cursor, mark=True)
+            with self._lock:
+                for event in batch:
+                    session.cursor[event.priority] = event.seq
+                gone, self._evicted = self._evicted or set(), None
+                session.buffer.extend(e for e in batch if e.seq not in gone)
+                if len(batch) < PREFETCH:
+                    self._claimed = generation  # all claimed, as of that generation
+                # Something more urgent was stored while claiming: it goes first.
+                if self._urgent is not None and batch and self._urgent < batch[-1].priority:
+                    session.preempt = True
+        self._pump(session, wait=True)
+
+    def _pump(self, session: _Session, *, wait: bool) -> None:
+        """Publish buffered events while the window has room.
+
+        Called by the sender after a claim and by paho's thread on each PUBACK, which keeps
+        thread switches off the per-event path. One pump at a time keeps seq order; paho's
+        thread never waits for it (it holds paho's callback lock, which publish() may need).
+        """
+        if not self._publishing.acquire(blocking=wait):
+            return
+        try:
+            while True:
+                with self._lock:
+                    if (
+                        self._closing
+                        or session.preempt
+                        or not session.online
+                        or not session.buffer
+                        or len(session.inflight) >= self.settings.inflight
+                        or self._throttled(session)
+                    ):
+                        return
+                    event = session.buffer.popleft()
+                    if self._limit is not None and event.priority != PRIORITY_CRITICAL:
+                        self._limit.take()
+                if not self._publish(session, event):
+                    return
+        finally:
+            self._publishing.release()
+
+    @staticmethod
+    def _rewind(session: _Session) -> None:
+        """Put buffered events back (lock held), so a more urgent one goes first."""
+        for event in session.buffer:
+            if session.cursor.get(event.priority, 0) >= event.seq:
+                session.cursor[event.priority] = event.seq - 1
+        session.buffer.clear()
+        session.preempt = False
+
+    def _ready(self) -> bool:
+        if self._stop.is_set() or self._closing:
+            return True
+        session = self._session
+        return (
+            session is not None
+            and session.online
+            and (self._wanted != self._claimed or bool(session.buffer))
+            and len(session.inflight) < self.settings.inflight
+            and not self._throttled(session)
+        )
+
+    def _throttled(self, session: _Session) -> bool:
+        """The next buffered event must wait for ``max_rate`` (lock held)."""
+        return (
+            self._limit is not None
+            and bool(session.buffer)
+            and not session.preempt
+            and session.buffer[0].priority != PRIORITY_CRITICAL
+            and self._limit.delay() > 0
+        )
+
+    def _pause(self) -> float:
+        """How long the sender may sleep (real seconds, lock held): a second, or until the
+        rate limit lets the next event go (re-checked often: the clock may be virtual)."""
+        session = self._session
+        if session is None or self._limit is None or not self._throttled(session):
+            return 1.0
+        return min(0.02, max(0.001, self._limit.delay()))
+
+    def _publish(self, session: _Session, event: Event) -> bool:
+        topic = event.topic(self.settings.topic_prefix, self.device)
+        info = session.client.publish(topic, event.payload, qos=self.settings.qos)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            # Connection gone: the event stays in the outbox and goes again after reconnect.
+            return False
+        with self._lock:
+            self.stats.published += 1
+            if info.mid in session.early:
+                session.early.discard(info.mid)
+                accepted = self._settle(session, event.seq, None)
+            else:
+                session.inflight[info.mid] = event.seq
+                return True
+        if accepted:
+            self.on_ack([event.seq])
+        return True
