@@ -15,6 +15,10 @@ class ConfigError(EdgelineError, ValueError):
         super().__init__("\n".join(self.problems))
 
 
+class UsageError(EdgelineError, ValueError):
+    """Options or arguments that do not fit together (the CLI exits 2 on it)."""
+
+
 class OutboxError(EdgelineError, RuntimeError):
     """The outbox cannot be opened or used (wrong device, unreadable file, newer schema)."""
 

@@ -197,10 +197,10 @@ def test_each_command_has_help(tmp_path: Path, command: str) -> None:
 
 
 def test_a_scenario_file_is_checked_as_config_plus_simulation(tmp_path: Path) -> None:
-    from importlib import resources
+    from edge.sim import scenarios
 
     scenario = tmp_path / "scenario.toml"
-    scenario.write_text((resources.files("edge.sim") / "scenarios" / "default.toml").read_text())
+    scenario.write_text(scenarios.path("default").read_text("utf-8"))
     result = edge("check-config", str(scenario), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "sim-01" in result.stdout and "As a scenario: 300 simulated seconds" in result.stdout

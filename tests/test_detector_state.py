@@ -13,7 +13,8 @@ import pytest
 
 from edge.clock import VirtualClock
 from edge.runtime.detector_state import SAVE_EVERY, DetectorStore
-from edge.runtime.runtime import Runtime, Watcher
+from edge.runtime.runtime import Runtime
+from edge.runtime.watcher import Watcher
 from edge.sim.hardware import SimulatedHardware
 from edge.sim.scenario import parse_scenario
 from models import AdaptiveDetector

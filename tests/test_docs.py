@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.cli import _parser
+from edge.cli import build_parser
 from edge.config.device import (
     CommandsConfig,
     DetectorCommon,
@@ -35,7 +35,7 @@ def commands() -> list[tuple[str, argparse.ArgumentParser, str | None]]:
                     found.append((f"{prefix} {name}".strip(), sub, helps.get(name)))
                     walk(sub, f"{prefix} {name}")
 
-    walk(_parser(), "")
+    walk(build_parser(), "")
     return found
 
 

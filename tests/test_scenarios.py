@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from edge.runtime.runtime import Watcher
+from edge.runtime.watcher import Watcher
+from edge.sim import scenarios
 from edge.sim.labels import score
 from edge.sim.recording import Recording, read_recording, sensor_infos
-from edge.sim.scenario import Scenario, builtin_names, labels, load_scenario
+from edge.sim.scenario import Scenario, labels, load_scenario
 from edge.sim.simulator import DeviceRun, Simulator
 
 FIELD_SCENARIOS = ("factory-vibration", "patient-vitals", "perimeter", "wildfire")
@@ -92,12 +92,12 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Simulate:
 
 
 def test_every_field_scenario_is_built_in() -> None:
-    assert set(FIELD_SCENARIOS) <= set(builtin_names())
+    assert set(FIELD_SCENARIOS) <= set(scenarios.names())
 
 
 @pytest.mark.parametrize("name", FIELD_SCENARIOS)
 def test_a_scenario_file_opens_with_what_it_models_and_its_labels(name: str) -> None:
-    text = (resources.files("edge.sim") / "scenarios" / f"{name}.toml").read_text("utf-8")
+    text = scenarios.path(name).read_text("utf-8")
     head = text.split("\n\n", 1)[0].splitlines()
     assert head[0].startswith(f"# {name}: ")
     assert all(line.startswith("#") for line in head)

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edge.runtime.runtime import Draft, Watcher
+from edge.events import Draft
+from edge.runtime.watcher import Watcher
 from edge.sim.scenario import parse_scenario
 from edge.sim.simulator import Simulator
 from tests.brokers import Mosquitto

@@ -17,7 +17,8 @@ from typing import Any
 
 from edge.clock import RealClock
 from edge.events import Draft, Event, format_ts
-from edge.runtime.runtime import Runtime, Watcher
+from edge.runtime.runtime import Runtime
+from edge.runtime.watcher import Watcher
 from edge.sim.hardware import SimulatedHardware
 from edge.sim.scenario import parse_scenario
 from sensors import Value

@@ -27,6 +27,7 @@ from edge.runtime.model_watch import ModelWatch
 from edge.runtime.recorder import Recorder
 from edge.runtime.scheduler import Scheduler
 from edge.runtime.sensing import SensorRunner
+from edge.runtime.watcher import Watcher
 from edge.uplink.commands import Checker, Commands, Handler, Policy, Request
 from edge.uplink.link import Uplink
 from models import DETECTOR_TYPES, Detector
@@ -34,38 +35,6 @@ from models.onnx_detector import OnnxDetector
 from sensors import SENSOR_TYPES, Hardware, Value
 
 log = logging.getLogger(__name__)
-
-
-class Watcher:
-    """Hooks for a console or a test to see what the runtime does. Called on its threads."""
-
-    def reading(self, sensor: str, value: Value, unit: str, t: float) -> None:
-        """A sensor delivered a value (sampling thread)."""
-
-    def drafted(self, draft: Draft) -> None:
-        """An event was made and handed to the recorder (sampling thread, in seq order)."""
-
-    def committed(self, events: Sequence[Event]) -> None:
-        """Events reached the outbox (recorder thread)."""
-
-
-class Watchers(Watcher):
-    """Several watchers as one (a console and a recording, say)."""
-
-    def __init__(self, *watchers: Watcher) -> None:
-        self.watchers = watchers
-
-    def reading(self, sensor: str, value: Value, unit: str, t: float) -> None:
-        for watcher in self.watchers:
-            watcher.reading(sensor, value, unit, t)
-
-    def drafted(self, draft: Draft) -> None:
-        for watcher in self.watchers:
-            watcher.drafted(draft)
-
-    def committed(self, events: Sequence[Event]) -> None:
-        for watcher in self.watchers:
-            watcher.committed(events)
 
 
 class Runtime:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from edge.events import Event
-from edge.runtime.runtime import Watcher
+from edge.runtime.watcher import Watcher
 from sensors import Value
 
 

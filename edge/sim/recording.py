@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from edge.errors import EdgelineError
 from edge.events import SEVERITIES, Draft, format_ts
-from edge.runtime.runtime import Watcher
+from edge.runtime.watcher import Watcher
 from edge.sim.labels import Label
 from sensors import Value
 

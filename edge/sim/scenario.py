@@ -13,18 +13,17 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from edge.config import device as configuration
 from edge.config.validation import Problems, build, describe, join
 from edge.errors import ConfigError
+from edge.sim import scenarios
 from edge.sim.labels import Label
 from sensors import SensorConfigError
 from sensors.sim.signals import signal_from_spec
 
-BUILTIN = "default"
 DEFAULT_START = "2026-01-01T00:00:00Z"
 
 
@@ -147,13 +146,6 @@ def labels(scenario: Scenario) -> list[Label]:
     ]  # fmt: skip
 
 
-def builtin_names() -> list[str]:
-    folder = resources.files("edge.sim") / "scenarios"
-    return sorted(
-        p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")
-    )
-
-
 def is_scenario(path: str) -> bool:
     """Whether a TOML file has a [simulation] table (unreadable files are not scenarios)."""
     try:
@@ -172,16 +164,16 @@ def load_scenario(
             text = Path(config_path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError([f"{source}: cannot read: {exc.strerror or exc}"]) from exc
-    elif name_or_path is None or name_or_path in builtin_names():
-        name = name_or_path or BUILTIN
+    elif name_or_path is None or name_or_path in scenarios.names():
+        name = name_or_path or scenarios.DEFAULT
         source = f"scenario '{name}'"
-        text = (resources.files("edge.sim") / "scenarios" / f"{name}.toml").read_text("utf-8")
+        text = scenarios.path(name).read_text("utf-8")
     else:
         source = name_or_path
         try:
             text = Path(name_or_path).read_text(encoding="utf-8")
         except OSError as exc:
-            known = ", ".join(builtin_names())
+            known = ", ".join(scenarios.names())
             raise ConfigError(
                 [f"{source}: no such scenario file, nor a built-in scenario ({known})"]
             ) from exc

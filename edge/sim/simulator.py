@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from edge.clock import Clock, ScaledClock, VirtualClock
-from edge.runtime.runtime import Runtime, Watcher, Watchers
+from edge.runtime.runtime import Runtime
+from edge.runtime.watcher import Watcher, Watchers
 from edge.sim.hardware import SimulatedHardware
 from edge.sim.scenario import Injection, Scenario
 

@@ -1,0 +1,177 @@
+"""``edge model train|eval|info``: ONNX anomaly models, from recordings (:mod:`edge.modeltools`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from edge.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
+
+
+def register(commands: Any) -> None:
+    model = commands.add_parser(
+        "model",
+        help="train, evaluate and inspect ONNX anomaly models",
+        description="Train a PCA reconstruction model on the normal readings of a recording"
+        " (edge simulate --record), score it on a labelled recording, or describe a model"
+        " file and check its weights.",
+    )
+    model_verbs = model.add_subparsers(dest="verb", required=True, metavar="VERB")
+    train = model_verbs.add_parser(
+        "train",
+        help="fit a model on the normal data of a recording",
+        description="Fit a PCA reconstruction model on the normal readings of one sensor in a"
+        " recording (labelled windows left out), calibrate its threshold on held-out"
+        " windows and write an ONNX file with its metadata.",
+    )
+    train.add_argument("recording", metavar="RECORDING", help="JSON Lines from simulate --record")
+    train.add_argument("--sensor", required=True, help="the sensor to learn")
+    train.add_argument("--quantity", help="its quantity, for multi-quantity sensors")
+    train.add_argument(
+        "--inputs", help='other series joined to each reading, e.g. "weather.humidity,smoke.ain0"'
+    )
+    train.add_argument("--window", type=int, required=True, help="readings per window")
+    train.add_argument("--hop", type=int, help="readings between windows (default: window)")
+    train.add_argument(
+        "--features",
+        required=True,
+        help='comma-separated, e.g. "rms,std,band:3-8" (see the detectors reference)',
+    )
+    train.add_argument("--out", required=True, metavar="FILE.onnx", help="where to write it")
+    rate = train.add_mutually_exclusive_group()
+    rate.add_argument("--fpr", type=float, help="false positives per window (default 1e-3)")
+    rate.add_argument("--false-alarms-per-day", type=float, help="calibrate to this instead")
+    train.add_argument("--holdout", type=float, default=0.25, help="held-out share (0.25)")
+    train.add_argument("--name", help="model name (default: the file's)")
+    train.add_argument("--version", default="1", help="model version (default 1)")
+    train.add_argument(
+        "--components", default="0.9", help="PCA components: a count, or a variance fraction"
+    )
+    train.set_defaults(handler=cmd_model_train)
+    evaluate = model_verbs.add_parser(
+        "eval",
+        help="score a model on a labelled recording",
+        description="Replay a recording through a model and score its alarms against the"
+        " labels: precision, recall, F1, false alarms per hour, detection delay.",
+    )
+    evaluate.add_argument("model", metavar="MODEL", help="the .onnx file")
+    evaluate.add_argument("recording", metavar="RECORDING", help="JSON Lines with labels")
+    evaluate.add_argument("--sensor", help="default: the model's")
+    evaluate.add_argument("--quantity", help="default: the model's")
+    evaluate.add_argument("--grace", type=float, help="seconds (default: one window)")
+    evaluate.add_argument("--threshold", type=float, help="instead of the model's")
+    evaluate.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "onnxruntime", "numpy"],
+        help="what runs the model: auto, onnxruntime or numpy (default auto)",
+    )
+    evaluate.add_argument("--json", action="store_true", help="one JSON object")
+    evaluate.set_defaults(handler=cmd_model_eval)
+    show = model_verbs.add_parser(
+        "info",
+        help="metadata, inputs, outputs, weights check",
+        description="Describe a model file: metadata, inputs and outputs, and whether the"
+        " weights still match their sha256 (exit 1 if not).",
+    )
+    show.add_argument("model", metavar="MODEL", help="the .onnx file")
+    show.add_argument("--json", action="store_true", help="one JSON object")
+    show.set_defaults(handler=cmd_model_info)
+
+
+def _model_errors(run: Callable[[], int]) -> int:
+    """Model commands: bad input (files, arguments, metadata) exits 2, other failures 1."""
+    from edge.modeltools.series import ModelCommandError
+    from edge.sim.recording import RecordingError
+    from models import ModelError, ParamsError
+    from models.metadata import MetadataError
+
+    try:
+        return run()
+    except (ModelCommandError, ParamsError, MetadataError, RecordingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def cmd_model_train(args: argparse.Namespace) -> int:
+    from edge.modeltools.series import ModelCommandError
+    from edge.modeltools.train import train
+
+    def run() -> int:
+        try:
+            components: float = (
+                float(args.components) if "." in args.components else int(args.components)
+            )
+        except ValueError:
+            raise ModelCommandError(
+                f"--components: expected a count or a variance fraction, found {args.components!r}"
+            ) from None
+        report = train(
+            args.recording,
+            sensor=args.sensor,
+            quantity=args.quantity,
+            inputs=[name.strip() for name in (args.inputs or "").split(",") if name.strip()],
+            window=args.window,
+            hop=args.hop,
+            features=args.features,
+            out=args.out,
+            fpr=1e-3 if args.fpr is None else args.fpr,
+            false_alarms_per_day=args.false_alarms_per_day,
+            holdout=args.holdout,
+            name=args.name,
+            version=args.version,
+            components=components,
+        )
+        print(report.summary())
+        return EXIT_OK
+
+    return _model_errors(run)
+
+
+def cmd_model_eval(args: argparse.Namespace) -> int:
+    from edge.modeltools.evaluate import evaluate
+
+    def run() -> int:
+        report = evaluate(
+            args.model,
+            args.recording,
+            sensor=args.sensor,
+            quantity=args.quantity,
+            grace=args.grace,
+            threshold=args.threshold,
+            backend=args.backend,
+        )
+        if args.json:
+            found = report.score
+            print(json.dumps({
+                "model": str(report.model), "recording": str(report.recording),
+                "sensor": report.sensor, "quantity": report.quantity,
+                "threshold": report.threshold, "windows": report.windows,
+                "labels": found.labels, "caught": found.true_positives,
+                "false_alarms": found.false_positives, "precision": found.precision,
+                "recall": found.recall, "f1": found.f1,
+                "false_alarms_per_hour": found.false_alarms_per_hour,
+                "mean_delay": found.mean_delay, "max_delay": found.max_delay,
+            }))  # fmt: skip
+        else:
+            print(report.summary())
+        return EXIT_OK
+
+    return _model_errors(run)
+
+
+def cmd_model_info(args: argparse.Namespace) -> int:
+    from edge.modeltools.info import info
+
+    def run() -> int:
+        found = info(args.model)
+        print(json.dumps(found.as_dict()) if args.json else found.summary())
+        return EXIT_OK if found.weights.ok else EXIT_FAILURE
+
+    return _model_errors(run)

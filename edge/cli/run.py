@@ -1,0 +1,51 @@
+"""``edge run``: the device service, on the real GPIO and I2C hardware."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from typing import Any
+
+from edge.cli.common import EXIT_OK, stop_on_signals
+
+STATUS_EVERY = 60  # seconds between status lines in the log of `edge run`
+
+log = logging.getLogger("edge")
+
+
+def register(commands: Any) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run on the device's real GPIO and I2C hardware",
+        description="Run the runtime on this device's real GPIO (gpiozero's default pin"
+        " factory) and I2C (smbus2) until SIGINT or SIGTERM; then commit every pending event,"
+        " publish offline and exit 0.",
+    )
+    run.add_argument("--config", required=True, metavar="FILE", help="the device's TOML config")
+    run.set_defaults(handler=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge.clock import RealClock
+    from edge.config.device import load
+    from edge.runtime.hardware import RealHardware
+    from edge.runtime.runtime import Runtime
+
+    config = load(args.config)
+    clock = RealClock(assume_synced=config.device.rtc)
+    stop = stop_on_signals()
+    with RealHardware(clock) as hardware:
+        runtime = Runtime(config, hardware=hardware.hardware, clock=clock)
+        try:
+            runtime.start()
+            log.info("running: %s", config.summary())
+            beats = 0
+            while not stop.wait(1.0) and not runtime.sampling_done(0):
+                beats += 1
+                if beats % STATUS_EVERY == 0:  # readings, seq, backlog, link, jitter
+                    log.info("status: %s", json.dumps(runtime.status()))
+        finally:
+            runtime.close()
+    log.info("stopped cleanly: %s", json.dumps(runtime.status()))
+    return EXIT_OK

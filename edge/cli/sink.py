@@ -1,0 +1,38 @@
+"""``edge sink``: the reference consumer, printing what devices publish."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from edge.cli.common import EXIT_OK, stop_on_signals
+
+
+def register(commands: Any) -> None:
+    sink = commands.add_parser(
+        "sink",
+        help="subscribe to a broker and print events, checking seq",
+        description="Subscribe to a broker and print every event and status as a JSON line,"
+        " flagging duplicates (the same device, stream and seq twice).",
+    )
+    sink.add_argument("--broker", required=True, metavar="URL", help="mqtt://host:port")
+    sink.add_argument("--prefix", default="edgeline", help="topic prefix (default edgeline)")
+    sink.add_argument("--device", default="+", help="one device id (default: all)")
+    sink.set_defaults(handler=cmd_sink)
+
+
+def cmd_sink(args: argparse.Namespace) -> int:
+    from edge.cloud.sink import Sink
+
+    stop = stop_on_signals()
+
+    def show(topic: str, body: dict[str, Any], duplicate: bool) -> None:
+        print(json.dumps({"topic": topic, "duplicate": duplicate, **body}), flush=True)
+
+    def status(topic: str, body: dict[str, Any]) -> None:
+        print(json.dumps({"topic": topic, **body}), flush=True)
+
+    with Sink(args.broker, prefix=args.prefix, device=args.device, on_event=show, on_status=status):
+        stop.wait()
+    return EXIT_OK

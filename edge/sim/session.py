@@ -1,0 +1,304 @@
+"""What ``edge simulate`` does, start to summary, as a library call.
+
+:func:`simulate` starts an embedded broker when none is given, loads the scenario with the
+state directory and broker filled in, runs it on one or more devices with a console (and a
+recording when asked, or when the scenario's labels are to be scored), watches what arrives
+upstream through a :class:`~edge.cloud.sink.Sink`, and prints a summary per device: what
+was read and stored, what arrived (distinct, duplicates, missing), jitter, power cuts, and
+how the detections scored against the labels. It returns the runs. The ``edge simulate``
+command only turns its arguments into :class:`Options`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.cloud.sink import Sink
+from edge.config.device import broker_url
+from edge.errors import UplinkError, UsageError
+from edge.runtime.watcher import Watcher, Watchers
+from edge.sim.console import Console
+from edge.sim.labels import score
+from edge.sim.recording import Recording, read_recording, sensor_infos
+from edge.sim.scenario import Scenario, labels, load_scenario
+from edge.sim.simulator import DeviceRun, Simulator
+
+NOT_DRAINED = "; outbox not drained before the timeout (events stay stored)"
+LIVE_EVERY = 2.0  # real seconds between live status lines in real-time runs
+
+Say = Callable[[str], None]
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to run a scenario; ``None`` takes the scenario's own value."""
+
+    scenario: str | None = None  # a built-in name or a scenario file
+    config: str | None = None  # or: simulate the hardware of this device config
+    broker: str | None = None  # None: an embedded broker
+    state_dir: str | None = None  # None: a temporary directory
+    speed: str | None = None  # "X" times real time, or "max" (a virtual clock)
+    duration: float | None = None
+    seed: int | None = None
+    devices: int = 1
+    drain_timeout: float = 10.0
+    record: str | None = None
+    plot: str | None = None
+    grace: float = 60.0
+    quiet: bool = False
+
+    def check(self) -> None:
+        """Options that cannot work together raise ``UsageError`` before anything starts."""
+        if self.scenario and self.config:
+            raise UsageError("give --scenario or --config, not both")
+        if self.duration is not None and not self.duration > 0:
+            raise UsageError(
+                f"--duration: expected a positive number of seconds, found {self.duration}"
+            )
+        if self.devices < 1:
+            raise UsageError(f"--devices: expected a positive number, found {self.devices}")
+        if self.broker and broker_url(self.broker):
+            raise UsageError(f"--broker: expected {broker_url(self.broker)}, found {self.broker!r}")
+        speed(self.speed, 1.0)
+
+
+def speed(text: str | None, default: float) -> float | None:
+    """The --speed value: a positive factor, or None for 'max' (virtual clock)."""
+    if text is None:
+        return default
+    if text == "max":
+        return None
+    try:
+        factor = float(text)
+    except ValueError:
+        factor = -1.0
+    if not (factor > 0 and math.isfinite(factor)):
+        raise UsageError(f"--speed: expected a positive number or 'max', found {text!r}")
+    return factor
+
+
+def simulate(options: Options, stop: threading.Event, say: Say = _print) -> list[DeviceRun]:
+    """Run a scenario as ``edge simulate`` does; ``stop`` ends it early (SIGINT, SIGTERM)."""
+    from edge.sim.broker import EmbeddedBroker  # amqtt: only when no broker is given
+
+    options.check()
+    temporary = None if options.state_dir else tempfile.mkdtemp(prefix="edgeline-sim-")
+    state_dir = options.state_dir or temporary
+    broker: EmbeddedBroker | None = None
+    try:
+        url = options.broker
+        if url is None:
+            broker = EmbeddedBroker().start()
+            url = broker.url
+        scenario = load_scenario(
+            options.scenario,
+            config_path=options.config,
+            overrides={"storage": {"state_dir": state_dir}, "uplink": {"broker": url}},
+        )
+        return Session(scenario, options, stop, say, embedded=broker is not None).run()
+    finally:
+        if broker is not None:
+            broker.close()
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+class Session:
+    """One ``edge simulate`` run of a loaded scenario: devices, console, sink, summary.
+
+    The simulator's threads call the watchers; a live-status thread prints every
+    :data:`LIVE_EVERY` seconds in real-time runs; everything else runs on the caller's.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        options: Options,
+        stop: threading.Event,
+        say: Say = _print,
+        *,
+        embedded: bool = False,
+    ) -> None:
+        if options.seed is not None:
+            settings = dataclasses.replace(scenario.settings, seed=options.seed)
+            scenario = dataclasses.replace(scenario, settings=settings)
+        self.scenario = scenario
+        self.options = options
+        self.stop = stop
+        self.say = say
+        self.embedded = embedded
+        self.speed = speed(options.speed, scenario.settings.speed)
+        self.duration = (
+            options.duration if options.duration is not None else scenario.settings.duration
+        )
+        self.truth = labels(scenario)
+        self.consoles: dict[str, Console] = {}
+        self.recordings: dict[str, Recording] = {}
+
+    def run(self) -> list[DeviceRun]:
+        scratch = tempfile.mkdtemp(prefix="edgeline-rec-")  # when only a plot or a score is asked
+        try:
+            return self._run(Path(scratch))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _run(self, scratch: Path) -> list[DeviceRun]:
+        options, config = self.options, self.scenario.config
+        self.say(self._banner())
+        sink = Sink(
+            config.uplink.broker,
+            prefix=config.uplink.topic_prefix,
+            device=config.device.id if options.devices == 1 else "+",
+            on_event=self._upstream,
+            on_status=self._status,
+        )
+        try:
+            sink.start()
+        except UplinkError as exc:  # the device runs without its broker: events wait on disk
+            self.say(f"broker unreachable ({exc}); events are stored until it is back")
+            sink.start(wait=False)
+        simulator = Simulator(
+            self.scenario,
+            speed=self.speed,
+            duration=self.duration,
+            devices=options.devices,
+            watcher=lambda device, t0: self._watcher(device, t0, scratch),
+            stop=self.stop,
+            on_start=self._started,
+        )
+        live = None
+        if self.speed is not None and not options.quiet:
+            live = threading.Thread(target=self._live, args=(simulator,), daemon=True)
+            live.start()
+        try:
+            runs = simulator.run(drain_timeout=options.drain_timeout)
+        finally:
+            simulator.finished.set()
+            if live is not None:
+                live.join()
+            for recording in self.recordings.values():
+                recording.close()
+        for run in runs:
+            device = run.scenario.config.device.id
+            wait = 5.0 if run.drained else 0.5
+            sink.wait_for(device, run.stream, run.last_seq, wait, first=run.first_seq)
+        sink.close()
+        for run in runs:
+            self._summary(run, sink)
+        return runs
+
+    def _banner(self) -> str:
+        options, config, settings = self.options, self.scenario.config, self.scenario.settings
+        where = "embedded broker at " if self.embedded else "broker "
+        many = f" x {options.devices}" if options.devices > 1 else ""
+        pace = "max" if self.speed is None else f"{self.speed:g}x"
+        return (
+            f"edgeline simulate: {self.scenario.name}, device {config.device.id}{many},"
+            f" {self.duration:g} s at {pace} speed, seed {settings.seed},"
+            f" {where}{config.uplink.broker}, state in {config.storage.state_dir}"
+        )
+
+    def _watcher(self, scenario: Scenario, t0: float, scratch: Path) -> Watcher:
+        options = self.options
+        device = scenario.config.device.id
+        prefix = f"{device} " if options.devices > 1 else ""
+        console = self.consoles[device] = Console(t0, quiet=options.quiet, prefix=prefix)
+        if not (options.record or options.plot or self.truth):
+            return console
+        path = per_device(options.record, device, options.devices) or scratch / f"{device}.jsonl"
+        self.recordings[device] = Recording(
+            path,
+            t0,
+            self.truth,
+            name=scenario.name,
+            device=device,
+            seed=scenario.settings.seed,
+            start_wall=scenario.settings.start_epoch,
+            duration=self.duration,
+        )
+        return Watchers(console, self.recordings[device])
+
+    def _started(self, run: DeviceRun) -> None:
+        recording = self.recordings.get(run.scenario.config.device.id)
+        if recording is not None:
+            recording.describe(sensor_infos(run.runtime.sensors))
+
+    def _upstream(self, topic: str, body: dict[str, Any], duplicate: bool) -> None:
+        console = self.consoles.get(str(body.get("device")))
+        if console is not None:
+            console.upstream(topic, body, duplicate)
+
+    def _status(self, topic: str, body: dict[str, Any]) -> None:
+        console = self.consoles.get(str(body.get("device")))
+        if console is not None:
+            console.status(topic, body)
+
+    def _live(self, simulator: Simulator) -> None:
+        """A status line every few seconds: readings/s, events, outbox depth, link state."""
+        last: dict[str, int] = {}
+        while not simulator.finished.wait(LIVE_EVERY):
+            for run in list(simulator.runs):
+                device = run.scenario.config.device.id
+                status = run.runtime.status()
+                readings = status["readings"]
+                rate = (readings - last.get(device, 0)) / LIVE_EVERY
+                last[device] = readings
+                depth = status["last_seq"] - status["acked"] + status["queued"]
+                self.consoles[device].live(
+                    f"{rate:.1f} readings/s, {status['last_seq']} events, outbox ~{depth}"
+                    f" pending, link {status['link']}"
+                )
+
+    def _summary(self, run: DeviceRun, sink: Sink) -> None:
+        from edge.sim.plot import plot  # matplotlib: only when a plot is asked
+
+        options = self.options
+        device = run.scenario.config.device.id
+        named = f" {device}" if options.devices > 1 else ""
+        console = self.consoles[device]
+        console.close()  # every line printed before the summary
+        received = sink.received(device, run.stream)
+        kinds = ", ".join(f"{n} {k}/{sev}" for (k, sev), n in sorted(console.events.items()))
+        missing = len(received.missing(run.last_seq, first=run.first_seq))
+        crashes = f"; {run.crashes} power cut(s)" if run.crashes else ""
+        self.say(
+            f"summary{named}: {console.readings} readings; "
+            f"{sum(console.events.values())} events stored ({kinds or 'none'}); stream "
+            f"{run.stream} at seq {run.last_seq}; upstream received {len(received.seqs)} "
+            f"distinct, {received.duplicates} duplicates, {missing} missing; sampling jitter "
+            f"p99 {run.jitter_p99 * 1000:.2f} ms over {run.polls} polls{crashes}"
+            f"{'' if run.drained else NOT_DRAINED}"
+        )
+        kept = self.recordings.get(device)
+        if kept is None:
+            return
+        data = read_recording(kept.path)
+        if self.truth:
+            found = score(self.truth, data.events, grace=options.grace, duration=self.duration)
+            self.say(f"labels{named}: {found.summary()}")
+        target = per_device(options.plot, device, options.devices)
+        if target is not None:
+            plot(data, target)
+            self.say(f"plot: {target}")
+        if options.record:
+            self.say(f"recording: {kept.path}")
+
+
+def per_device(path: str | None, device: str, count: int) -> Path | None:
+    """The file for one device: as given for a single device, else with the id added."""
+    if path is None:
+        return None
+    target = Path(path)
+    return target if count == 1 else target.with_name(f"{target.stem}-{device}{target.suffix}")
