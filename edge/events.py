@@ -1,7 +1,8 @@
 """Events: what a detection or reading becomes, and the exact payload the cloud receives.
 
 A ``Draft`` is stamped on the sampling thread (times and sync state, no I/O); the outbox
-numbers it and turns it into an ``Event`` whose ``payload`` is the DESIGN.md contract.
+numbers it and turns it into an ``Event`` whose ``payload`` is the published contract
+(docs/mqtt-contract.md). Severity is the detectors' own (:data:`models.Severity`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
+
+from models.detection import Severity
 
 SCHEMA_VERSION = 1
 
-Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
 
 # Lower sends first. Telemetry is the most expendable: it goes last and is evicted first.

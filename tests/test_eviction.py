@@ -29,14 +29,15 @@ from hypothesis.stateful import (
 )
 
 from edge.clock import VirtualClock
-from edge.events import Draft, Event, Severity
+from edge.events import Draft, Event
 from edge.outbox.eviction import runs
-from edge.outbox.limits import LOW_WATER, Budget, Limits, Usage
+from edge.outbox.limits import LOW_WATER, Budget, OutboxLimits, Usage
 from edge.outbox.schema import row_size
 from edge.outbox.store import Outbox, OutboxFull
+from models import Severity
 
 DEVICE = "pi-cap"
-CAP = 256 * 1024  # bytes of files; rows get Limits(max_bytes=CAP).row_bytes of it
+CAP = 256 * 1024  # bytes of files; rows get OutboxLimits(max_bytes=CAP).row_bytes of it
 
 
 def draft(
@@ -74,7 +75,7 @@ def clock() -> VirtualClock:
 
 @pytest.fixture
 def capped(tmp_path: Path, clock: VirtualClock) -> Iterator[Outbox]:
-    with Outbox.open(tmp_path, DEVICE, limits=Limits(max_bytes=CAP), clock=clock) as box:
+    with Outbox.open(tmp_path, DEVICE, limits=OutboxLimits(max_bytes=CAP), clock=clock) as box:
         yield box
 
 
@@ -153,7 +154,7 @@ def test_critical_events_are_never_evicted_and_fill_raises_one_alarm(
 def test_the_reserve_keeps_room_that_only_critical_events_may_use(
     tmp_path: Path, clock: VirtualClock
 ) -> None:
-    limits = Limits(max_bytes=CAP, critical_reserve=0.5)
+    limits = OutboxLimits(max_bytes=CAP, critical_reserve=0.5)
     with Outbox.open(tmp_path, DEVICE, limits=limits, clock=clock) as box:
         budget = Budget(limits)
         fill(box, clock, 3000)
@@ -165,7 +166,7 @@ def test_the_reserve_keeps_room_that_only_critical_events_may_use(
 
 
 def test_an_event_cap_counts_rows(tmp_path: Path, clock: VirtualClock) -> None:
-    limits = Limits(max_events=100, critical_reserve=0.2)
+    limits = OutboxLimits(max_events=100, critical_reserve=0.2)
     with Outbox.open(tmp_path, DEVICE, limits=limits, clock=clock) as box:
         fill(box, clock, 500)
         stats = box.stats()
@@ -190,7 +191,7 @@ def test_delivered_events_are_trimmed_before_any_pending_one_is_evicted(
 def test_reports_of_evictions_are_never_evicted_themselves(
     tmp_path: Path, clock: VirtualClock
 ) -> None:
-    limits = Limits(max_bytes=CAP, critical_reserve=0.0)
+    limits = OutboxLimits(max_bytes=CAP, critical_reserve=0.0)
     with Outbox.open(tmp_path, DEVICE, limits=limits, clock=clock) as box:
         events = fill(box, clock, 1500, pad=300)
         # Now warnings only: they push out the telemetry, then older warnings.
@@ -209,7 +210,7 @@ def test_reports_of_evictions_are_never_evicted_themselves(
 
 
 def test_reports_split_when_ranges_are_many(tmp_path: Path, clock: VirtualClock) -> None:
-    with Outbox.open(tmp_path, DEVICE, limits=Limits(ttl={3: 10.0}), clock=clock) as box:
+    with Outbox.open(tmp_path, DEVICE, limits=OutboxLimits(ttl={3: 10.0}), clock=clock) as box:
         events: list[Event] = []
         for _ in range(1200):  # alternate: evicted telemetry seqs are never consecutive
             events += box.commit([draft(clock), draft(clock, "critical", "threshold")])
@@ -227,7 +228,7 @@ def test_reports_split_when_ranges_are_many(tmp_path: Path, clock: VirtualClock)
 def test_ttl_expires_stale_events_oldest_first_and_reports_them(
     tmp_path: Path, clock: VirtualClock
 ) -> None:
-    limits = Limits(ttl={3: 60.0, 2: 600.0})
+    limits = OutboxLimits(ttl={3: 60.0, 2: 600.0})
     with Outbox.open(tmp_path, DEVICE, limits=limits, clock=clock) as box:
         old = fill(box, clock, 10)
         info = box.commit([draft(clock, kind="state")])
@@ -250,7 +251,7 @@ def test_ttl_expires_stale_events_oldest_first_and_reports_them(
 
 def test_ttl_never_expires_critical_events() -> None:
     with pytest.raises(ValueError, match="never expire"):
-        Limits(ttl={0: 10.0})
+        OutboxLimits(ttl={0: 10.0})
 
 
 def test_a_full_disk_is_survived_by_evicting_and_reported(
@@ -273,7 +274,7 @@ def test_a_full_disk_is_survived_by_evicting_and_reported(
 
 
 def test_counters_survive_a_restart(tmp_path: Path, clock: VirtualClock) -> None:
-    limits = Limits(max_bytes=CAP)
+    limits = OutboxLimits(max_bytes=CAP)
     with Outbox.open(tmp_path, DEVICE, limits=limits, clock=clock) as box:
         sent = fill(box, clock, 1500)
         box.ack([e.seq for e in sent[:100]])
@@ -305,7 +306,7 @@ class CappedOutbox(RuleBasedStateMachine):
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="eviction-"))
         self.clock = VirtualClock()
-        self.limits = Limits()
+        self.limits = OutboxLimits()
         self.box: Outbox  # opened by the initialize rule, with drawn limits
         self.given: dict[int, int] = {}  # seq -> priority, every seq ever given
         self.acked: set[int] = set()
@@ -319,7 +320,7 @@ class CappedOutbox(RuleBasedStateMachine):
         keep=st.booleans(),
     )
     def open(self, rows: int, reserve: float, keep: bool) -> None:
-        self.limits = Limits(
+        self.limits = OutboxLimits(
             max_bytes=128 * 1024, max_events=rows, critical_reserve=reserve, keep_delivered=keep
         )
         self.box = Outbox.open(self.dir, DEVICE, limits=self.limits, clock=self.clock)
@@ -423,5 +424,5 @@ TestCappedOutbox.settings = settings(max_examples=50, stateful_step_count=30, de
 def test_low_water_is_below_the_cap() -> None:
     assert 0.5 < LOW_WATER < 1.0
     usage = Usage()
-    assert not Budget(Limits()).over(usage)
+    assert not Budget(OutboxLimits()).over(usage)
     assert json.loads(usage.to_json())["rows"] == [0, 0, 0, 0]

@@ -25,9 +25,10 @@ from hypothesis.stateful import (
 
 from edge.clock import VirtualClock
 from edge.errors import OutboxError
-from edge.events import Draft, Severity, format_ts, priority_of
+from edge.events import Draft, format_ts, priority_of
 from edge.outbox.inspect import tail
-from edge.outbox.store import FILENAME, MIGRATIONS, Limits, Outbox
+from edge.outbox.store import FILENAME, MIGRATIONS, Outbox, OutboxLimits
+from models import Severity
 
 DEVICE = "pi-kitchen"
 WALL0 = 1_767_225_600.0
@@ -212,7 +213,7 @@ def test_acked_events_are_kept_for_replay_but_never_claimed_again(tmp_path: Path
 
 
 def test_without_keep_delivered_acked_events_are_deleted(tmp_path: Path) -> None:
-    with Outbox.open(tmp_path, DEVICE, limits=Limits(keep_delivered=False)) as box:
+    with Outbox.open(tmp_path, DEVICE, limits=OutboxLimits(keep_delivered=False)) as box:
         for i in range(4):
             box.append(draft(i))
         box.ack([1, 3])

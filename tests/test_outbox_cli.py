@@ -11,7 +11,7 @@ import pytest
 from edge.cli import main
 from edge.clock import VirtualClock
 from edge.events import Draft
-from edge.outbox.store import Limits, Outbox
+from edge.outbox.store import Outbox, OutboxLimits
 from tests.brokers import Mosquitto
 
 DEVICE = "cli-01"
@@ -21,7 +21,9 @@ DEVICE = "cli-01"
 def state(tmp_path: Path) -> Path:
     clock = VirtualClock()
     directory = tmp_path / "state"
-    with Outbox.open(directory, DEVICE, clock=clock, limits=Limits(max_bytes=128 * 1024)) as box:
+    with Outbox.open(
+        directory, DEVICE, clock=clock, limits=OutboxLimits(max_bytes=128 * 1024)
+    ) as box:
         events = box.commit(
             [Draft("t", "telemetry", "info", i, 1.0, clock.wall(), True) for i in range(20)]
         )

@@ -1,4 +1,4 @@
-"""The outbox's config keys: validated with a clear answer, turned into Limits."""
+"""The outbox's config keys: validated with a clear answer, turned into OutboxLimits."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from edge.config.device import parse
 from edge.errors import ConfigError
-from edge.outbox.limits import Limits
+from edge.outbox.limits import OutboxLimits
 
 BASE = """
 [device]
@@ -29,8 +29,8 @@ def config(storage: str = "", uplink: str = "") -> str:
 
 def test_defaults_are_a_64_mib_cap_with_a_tenth_reserved_and_replay_kept() -> None:
     loaded = parse(config(), "edge.toml")
-    limits = Limits.from_config(loaded.storage)
-    assert limits == Limits(max_bytes=64 * 1024 * 1024, critical_reserve=0.1)
+    limits = OutboxLimits.from_config(loaded.storage)
+    assert limits == OutboxLimits(max_bytes=64 * 1024 * 1024, critical_reserve=0.1)
     assert limits.keep_delivered and limits.ttl == {} and limits.max_events == 0
     assert 0.8 * limits.max_bytes < limits.row_bytes < limits.max_bytes
     assert loaded.uplink.max_rate == 0.0 and loaded.storage.full_output is None
@@ -47,7 +47,7 @@ ttl_info = 86400.0
 full_output = "siren"
 """
     loaded = parse(config(storage, "max_rate = 50.5"), "edge.toml")
-    limits = Limits.from_config(loaded.storage)
+    limits = OutboxLimits.from_config(loaded.storage)
     assert (limits.max_bytes, limits.row_bytes, limits.max_events) == (0, 0, 5000)
     assert limits.ttl == {3: 3600.0, 2: 86400.0}
     assert limits.critical_reserve == 0.25 and not limits.keep_delivered

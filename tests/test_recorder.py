@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from edge.clock import VirtualClock
-from edge.events import Draft, Event, Severity, format_ts
-from edge.outbox.store import Limits, Outbox
+from edge.events import Draft, Event, format_ts
+from edge.outbox.store import Outbox, OutboxLimits
 from edge.runtime.recorder import Recorder
+from models import Severity
 
 DEVICE = "pi-1"
 WAIT = 10.0  # real-time bound on anything that should happen promptly
@@ -291,7 +292,7 @@ def test_a_full_disk_does_not_stop_the_recorder_and_is_reported(tmp_path: Path) 
 def test_stale_events_expire_even_when_nothing_new_arrives(tmp_path: Path) -> None:
     clock = VirtualClock()
     commits = Commits()
-    limits = Limits(ttl={3: 10.0})  # expiry every second (a tenth of the TTL, at least 1 s)
+    limits = OutboxLimits(ttl={3: 10.0})  # expiry every second (a tenth of the TTL, at least 1 s)
     with Outbox.open(tmp_path, DEVICE, limits=limits, clock=clock) as box:
         recorder = Recorder(box, clock, window=0.01, on_commit=commits)
         recorder.start()

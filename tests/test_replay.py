@@ -13,14 +13,14 @@ from edge.clock import VirtualClock
 from edge.config.device import UplinkConfig
 from edge.errors import OutboxError, UplinkError
 from edge.events import Draft, Event
-from edge.outbox.store import Limits, Outbox
+from edge.outbox.store import Outbox, OutboxLimits
 from edge.uplink.replay import replay
 from tests.brokers import Mosquitto, free_port
 
 DEVICE = "rp-01"
 
 
-def stored(state: Path, limits: Limits | None = None) -> list[Event]:
+def stored(state: Path, limits: OutboxLimits | None = None) -> list[Event]:
     """100 events: 1-60 delivered (kept), 61-100 pending; every tenth an alarm."""
     clock = VirtualClock()
     with Outbox.open(state, DEVICE, limits=limits, clock=clock) as box:
@@ -58,7 +58,7 @@ def test_a_range_goes_again_with_the_same_topics_and_payloads(
 def test_seqs_no_longer_held_are_listed(
     tmp_path: Path, mosquitto: Mosquitto, mqtt_subscriber: Any
 ) -> None:
-    stored(tmp_path, Limits(keep_delivered=False))  # 1-60 were deleted when delivered
+    stored(tmp_path, OutboxLimits(keep_delivered=False))  # 1-60 were deleted when delivered
     subscriber = mqtt_subscriber(mosquitto.url, f"edgeline/{DEVICE}/events/#")
     result = replay(tmp_path, UplinkConfig(broker=mosquitto.url), first=55)
     assert (result.first, result.last) == (55, 100)

@@ -15,11 +15,12 @@ from hypothesis import strategies as st
 
 from edge.clock import RealClock
 from edge.config.device import parse
-from edge.events import Draft, Severity
+from edge.events import Draft
 from edge.outbox.store import Outbox
 from edge.runtime.recorder import Recorder
 from edge.uplink.link import Uplink
 from edge.uplink.pacing import Backoff
+from models import Severity
 from tests.brokers import Mosquitto, Received
 from tests.waiting import wait_until
 

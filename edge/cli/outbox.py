@@ -58,9 +58,9 @@ def cmd_outbox_stats(args: argparse.Namespace) -> int:
     limits = None
     if args.config:
         from edge.config.device import load
-        from edge.outbox.limits import Limits
+        from edge.outbox.limits import OutboxLimits
 
-        limits = Limits.from_config(load(args.config).storage)
+        limits = OutboxLimits.from_config(load(args.config).storage)
     figures = stats(state_dir(args), limits)
     if args.json:
         print(json.dumps(figures))

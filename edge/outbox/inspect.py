@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge.events import Event
-from edge.outbox.limits import Limits
+from edge.outbox.limits import OutboxLimits
 from edge.outbox.store import Outbox
 
 if TYPE_CHECKING:
     pass
 
 
-def stats(state_dir: str | Path, limits: Limits | None = None) -> dict[str, Any]:
+def stats(state_dir: str | Path, limits: OutboxLimits | None = None) -> dict[str, Any]:
     """``edge outbox stats --json``: stream, last_seq, pending (and per priority), the age
     of the oldest pending event, delivered, kept, evicted (and per priority), bytes."""
     with Outbox.open_existing(state_dir, limits=limits) as outbox:

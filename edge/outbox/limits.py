@@ -5,7 +5,7 @@ Byte accounting is logical: each row counts its payload and texts plus a fixed o
 changed in the same transaction as the rows. That makes the policy exact and cheap (no
 scan, no ``VACUUM``) and the reported ranges exact; the files track the count because
 SQLite reuses freed pages, and the budget for rows leaves room for the WAL, the WAL index
-and page slack (``Limits.row_bytes``).
+and page slack (``OutboxLimits.row_bytes``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ PAGE_FILL = 0.9  # rows use about this share of a page (cell headers, slack afte
 
 
 @dataclass(frozen=True)
-class Limits:
+class OutboxLimits:
     """How much the outbox may hold and for how long."""
 
     max_bytes: int = 0  # the outbox files (WAL and WAL index included); 0: no cap
@@ -44,7 +44,7 @@ class Limits:
             raise ValueError("critical_reserve must be in [0, 1)")
 
     @classmethod
-    def from_config(cls, storage: StorageConfig) -> Limits:
+    def from_config(cls, storage: StorageConfig) -> OutboxLimits:
         ttl = {
             priority: seconds
             for priority, seconds in (
@@ -163,7 +163,7 @@ class Budget:
     cap, so a full outbox reports its losses in batches, not one report per event.
     """
 
-    def __init__(self, limits: Limits, disk_bytes: int = 0) -> None:
+    def __init__(self, limits: OutboxLimits, disk_bytes: int = 0) -> None:
         caps = [c for c in (limits.row_bytes, disk_bytes) if c > 0]
         self.bytes = min(caps) if caps else 0
         self.rows = limits.max_events

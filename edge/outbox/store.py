@@ -30,10 +30,10 @@ from typing import Any
 
 from edge.clock import Clock, RealClock
 from edge.errors import OutboxError
-from edge.events import PRIORITIES, PRIORITY_CRITICAL, Draft, Event, Severity, Stamp, format_ts
+from edge.events import PRIORITIES, PRIORITY_CRITICAL, Draft, Event, Stamp, format_ts
 from edge.outbox import salvage as salvaging
 from edge.outbox.eviction import OUTBOX_SENSOR, Eviction, Evictor, Incoming, is_report
-from edge.outbox.limits import LOW_WATER, PRIORITY_NAMES, Budget, Limits, Usage
+from edge.outbox.limits import LOW_WATER, PRIORITY_NAMES, Budget, OutboxLimits, Usage
 from edge.outbox.schema import (
     BUSY_TIMEOUT_MS,
     FILENAME,
@@ -46,6 +46,7 @@ from edge.outbox.schema import (
     wal_pages,
 )
 from edge.outbox.schema import VERSION as SCHEMA_VERSION
+from models import Severity
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,9 @@ __all__ = [
     "FILENAME",
     "MIGRATIONS",
     "SCHEMA_VERSION",
-    "Limits",
     "Outbox",
     "OutboxFull",
+    "OutboxLimits",
     "OutboxStats",
 ]
 
@@ -137,14 +138,14 @@ class Outbox:
         conn: sqlite3.Connection,
         epoch: str | None = None,
         *,
-        limits: Limits | None = None,
+        limits: OutboxLimits | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.path = path
         self.clock: Clock = clock or RealClock()
         # The clock epoch stamped on new rows: which ones a later clock sync may correct.
         self.epoch = self.clock.epoch if epoch is None else epoch
-        self.limits = limits or Limits()
+        self.limits = limits or OutboxLimits()
         self.salvage: salvaging.Salvage | None = None  # set when open() salvaged a file
         self._conn = conn
         self._evictor = Evictor(conn, self.epoch)
@@ -169,7 +170,7 @@ class Outbox:
         *,
         durability: str = "full",
         epoch: str | None = None,
-        limits: Limits | None = None,
+        limits: OutboxLimits | None = None,
         clock: Clock | None = None,
     ) -> Outbox:
         """Open (creating if needed) the outbox of ``device`` in ``state_dir``.
@@ -179,7 +180,7 @@ class Outbox:
         is salvaged into a new outbox; ``salvage`` then says what happened, and a critical
         ``health`` event (sensor ``outbox``, state ``salvaged``) is the new file's first.
         """
-        limits = limits or Limits()
+        limits = limits or OutboxLimits()
         directory = Path(state_dir)
         path = directory / FILENAME
         try:
@@ -211,7 +212,11 @@ class Outbox:
 
     @classmethod
     def open_existing(
-        cls, state_dir: str | Path, *, limits: Limits | None = None, clock: Clock | None = None
+        cls,
+        state_dir: str | Path,
+        *,
+        limits: OutboxLimits | None = None,
+        clock: Clock | None = None,
     ) -> Outbox:
         """Open an outbox for inspection, whatever its device; never creates one.
 

@@ -16,9 +16,9 @@ from edge import __version__
 from edge.clock import Clock, VirtualClock
 from edge.config.device import Config, DetectorConfig
 from edge.errors import ConfigError
-from edge.events import Draft, Event, Severity, Stamp, format_ts
+from edge.events import Draft, Event, Stamp, format_ts
 from edge.outbox.eviction import outbox_alarm
-from edge.outbox.limits import Limits
+from edge.outbox.limits import OutboxLimits
 from edge.outbox.store import Outbox
 from edge.runtime.actions import Actions
 from edge.runtime.command_handlers import model_handler, ping, status_handler
@@ -30,7 +30,7 @@ from edge.runtime.sensing import SensorRunner
 from edge.runtime.watcher import Watcher
 from edge.uplink.commands import Checker, Commands, Handler, Policy, Request
 from edge.uplink.link import Uplink
-from models import DETECTOR_TYPES, Detector
+from models import DETECTOR_TYPES, Detector, Severity
 from models.onnx_detector import OnnxDetector
 from sensors import SENSOR_TYPES, Hardware, Value
 
@@ -58,7 +58,7 @@ class Runtime:
             self.device,
             durability=storage.durability,
             epoch=clock.epoch,
-            limits=Limits.from_config(storage),
+            limits=OutboxLimits.from_config(storage),
             clock=clock,
         )
         self.scheduler = Scheduler(clock, drive_clock=drive_clock)

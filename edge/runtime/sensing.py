@@ -19,8 +19,8 @@ from typing import Any
 
 from edge.config.device import DetectorConfig, SensorConfig
 from edge.config.sensing import Input
-from edge.events import Severity, Stamp
-from models import Detection, Detector
+from edge.events import Stamp
+from models import Detection, Detector, Severity
 from sensors import EdgeSensor, PolledSensor, SensorType, Value
 from sensors.filters import FILTER_TYPES, Chain
 

@@ -86,7 +86,7 @@ class ScoredEvent(Protocol):
 
 
 @dataclass(frozen=True)
-class Detection:
+class Finding:
     """An event that claims something is wrong, and which labels it can catch."""
 
     t: float
@@ -112,17 +112,17 @@ class Detection:
         )
 
 
-def detection_of(event: ScoredEvent) -> Detection | None:
+def finding_of(event: ScoredEvent) -> Finding | None:
     """The event as a detection, or None when it raises nothing (see the module doc)."""
     state = event.fields.get("state")
     quantity = event.fields.get("quantity")
     quantity = quantity if isinstance(quantity, str) else None
     if event.kind == "health":
         if state in FAULT_STATES:
-            return Detection(event.t, event.sensor, quantity, FAULT)
+            return Finding(event.t, event.sensor, quantity, FAULT)
         return None
     if event.kind not in NOT_ALARMS and state == "active":
-        return Detection(event.t, event.sensor, quantity, ANOMALY)
+        return Finding(event.t, event.sensor, quantity, ANOMALY)
     return None
 
 
@@ -163,7 +163,7 @@ def score(
     if not duration > 0:
         raise ValueError(f"duration must be > 0 seconds, not {duration}")
     scorable = [label for label in labels if label.scored]
-    detections = [d for d in map(detection_of, events) if d is not None]
+    detections = [d for d in map(finding_of, events) if d is not None]
     caught: list[Label] = []
     missed: list[Label] = []
     delays: list[float] = []
