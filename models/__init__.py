@@ -5,7 +5,15 @@ detector that needs them is built.
 """
 
 from models.adaptive import AdaptiveDetector, AdaptiveParams
-from models.detection import Detection, Detector, DetectorType, PersistentDetector, Severity
+from models.detection import (
+    BlockDetector,
+    Detection,
+    Detector,
+    DetectorType,
+    PersistentDetector,
+    Severity,
+    VectorDetector,
+)
 from models.errors import ModelError, ParamsError
 from models.loader import (
     BackendUnavailable,
@@ -28,6 +36,7 @@ __all__ = [
     "AdaptiveDetector",
     "AdaptiveParams",
     "BackendUnavailable",
+    "BlockDetector",
     "Detection",
     "Detector",
     "DetectorType",
@@ -46,5 +55,6 @@ __all__ = [
     "ThresholdParams",
     "UnsupportedModel",
     "UnsupportedOperator",
+    "VectorDetector",
     "load",
 ]

@@ -43,6 +43,29 @@ class Detector(Protocol):
 
 
 @runtime_checkable
+class VectorDetector(Detector, Protocol):
+    """A detector that may take a vector reading (an accelerometer's x, y, z) whole."""
+
+    @property
+    def accepts_vectors(self) -> bool:
+        """Whether its readings are vectors now (a model's input width says so)."""
+        ...
+
+
+@runtime_checkable
+class BlockDetector(Detector, Protocol):
+    """A detector that takes a block of samples at once (a FIFO's window)."""
+
+    def observe_block(self, times: Any, samples: Any) -> list[Detection]:
+        """The detections of the windows the block completed; as many ``observe`` calls.
+
+        ``times`` has one timestamp per sample; ``samples`` is ``(n,)`` or ``(n, width)``.
+        Raises ``ValueError`` (or an ``ArithmeticError``) for a block it cannot take.
+        """
+        ...
+
+
+@runtime_checkable
 class PersistentDetector(Detector, Protocol):
     """A detector whose learning outlives the process.
 

@@ -6,9 +6,9 @@ validator reads real types from ``dataclasses.fields`` of the params classes.
 """
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from sensors.ports import I2CBus, Monotonic
 
@@ -16,6 +16,7 @@ Scalar = float | int | bool | tuple[float, ...]
 # A reading: one scalar or vector, or several named quantities read together from one chip
 # (a BME280's temperature, pressure and humidity).
 Value = Scalar | Mapping[str, Scalar]
+Vector = tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,24 @@ class EdgeSensor(Protocol):
     def start(self, emit: Callable[[Value], None]) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class NamedUnits(Protocol):
+    """A sensor whose quantities' units its config chose (a counter's rate unit): they
+    override its type's declared ``units``."""
+
+    units: Mapping[str, str]
+
+
+@runtime_checkable
+class SampleBlocks(Protocol):
+    """A sensor that also hands over a block of samples per read (an MPU-6050's FIFO)."""
+
+    def block(self, end: float) -> tuple[str, Sequence[float], Sequence[Vector]] | None:
+        """The last read's samples as (quantity, times, samples), times ending at ``end``;
+        ``None`` when the last read brought none."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from edge.clock import RealClock
 from edge.config.device import parse
 from edge.events import Draft
 from edge.outbox.store import Outbox
+from edge.runtime.delivery import Delivery
 from edge.runtime.recorder import Recorder
 from edge.sim.linkproxy import LinkProxy
 from edge.uplink.link import Uplink
@@ -346,11 +347,8 @@ def open_link(tmp_path: Path, broker: str) -> Link:
     )
     clock = RealClock(assume_synced=True)
     outbox = Outbox.open(tmp_path / "state", "u-01")
-    recorder = Recorder(outbox, clock, window=0.05)
-    uplink = Uplink(
-        config.uplink, device="u-01", outbox=outbox, clock=clock, on_ack=recorder.acknowledge
-    )
-    recorder.on_commit = uplink.committed
+    delivery = Delivery(outbox, clock, config.uplink, device="u-01", window=0.05)
+    recorder, uplink = delivery.recorder, delivery.uplink
     recorder.start()
     now = clock.monotonic(), clock.wall()
     outbox.commit([Draft("s", "telemetry", "info", float(i), *now, True) for i in range(200)])

@@ -26,7 +26,7 @@ WAIT = 10.0  # real-time bound on anything that should happen promptly
 
 
 class Commits:
-    """An ``on_commit`` that records every commit and can be waited on."""
+    """A delivery loop that records every commit and can be waited on; it spares nothing."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
@@ -34,7 +34,10 @@ class Commits:
         self.count = 0
         self._cond = threading.Condition()
 
-    def __call__(self, events: Sequence[Event], acks: Collection[int]) -> None:
+    def spared(self) -> Collection[int]:
+        return ()
+
+    def stored(self, events: Sequence[Event], acks: Collection[int]) -> None:
         with self._cond:
             self.events.extend(events)
             self.acks.extend(acks)
@@ -79,7 +82,7 @@ def start(outbox: Outbox, clock: VirtualClock, commits: Commits) -> Iterator[Any
     started: list[Recorder] = []
 
     def make(window: float = 0.05, **options: Any) -> Recorder:
-        recorder = Recorder(outbox, clock, window=window, on_commit=commits, **options)
+        recorder = Recorder(outbox, clock, window=window, delivery=commits, **options)
         recorder.start()
         started.append(recorder)
         return recorder
@@ -167,7 +170,7 @@ def test_close_commits_everything_queued(tmp_path: Path, clock: VirtualClock) ->
 def test_earlier_rows_are_corrected_once_the_clock_syncs(tmp_path: Path, commits: Commits) -> None:
     clock = VirtualClock(synced=False, start_wall=0.0, start_monotonic=10.0)  # no RTC: 1970
     with Outbox.open(tmp_path, DEVICE, epoch=clock.epoch) as box:
-        recorder = Recorder(box, clock, window=0.05, on_commit=commits)
+        recorder = Recorder(box, clock, window=0.05, delivery=commits)
         recorder.start()
         try:
             early = []
@@ -201,12 +204,13 @@ def test_flush_waits_for_the_commit_callback_and_the_clock_correction(
     clock = VirtualClock(synced=False)
     entered, release = threading.Event(), threading.Event()
 
-    def slow_callback(events: Sequence[Event], acks: Collection[int]) -> None:
-        entered.set()
-        assert release.wait(WAIT)
+    class SlowDelivery(Commits):
+        def stored(self, events: Sequence[Event], acks: Collection[int]) -> None:
+            entered.set()
+            assert release.wait(WAIT)
 
     with Outbox.open(tmp_path, DEVICE, epoch=clock.epoch) as box:
-        recorder = Recorder(box, clock, window=30.0, on_commit=slow_callback)
+        recorder = Recorder(box, clock, window=30.0, delivery=SlowDelivery())
         recorder.start()
         try:
             recorder.submit(stamp(clock, 1))
@@ -260,7 +264,7 @@ def test_a_full_disk_does_not_stop_the_recorder_and_is_reported(tmp_path: Path) 
     clock = VirtualClock()
     commits = Commits()
     with Outbox.open(tmp_path, DEVICE, clock=clock) as box:
-        recorder = Recorder(box, clock, window=0.01, on_commit=commits)
+        recorder = Recorder(box, clock, window=0.01, delivery=commits)
         recorder.start()
         try:
             for _ in range(300):
@@ -294,7 +298,7 @@ def test_stale_events_expire_even_when_nothing_new_arrives(tmp_path: Path) -> No
     commits = Commits()
     limits = OutboxLimits(ttl={3: 10.0})  # expiry every second (a tenth of the TTL, at least 1 s)
     with Outbox.open(tmp_path, DEVICE, limits=limits, clock=clock) as box:
-        recorder = Recorder(box, clock, window=0.01, on_commit=commits)
+        recorder = Recorder(box, clock, window=0.01, delivery=commits)
         recorder.start()
         try:
             for i in range(5):

@@ -12,8 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge.clock import VirtualClock
 from edge.errors import EdgelineError
 from edge.events import Draft
+from edge.runtime.sensing import SensorRunner
+from edge.sim.hardware import SimulatedHardware
 from edge.sim.labels import Label
 from edge.sim.recording import (
     Recording,
@@ -23,6 +26,8 @@ from edge.sim.recording import (
     read_recording,
     sensor_infos,
 )
+from edge.sim.scenario import parse_scenario
+from sensors import SENSOR_TYPES
 
 T0 = 1000.0
 START_WALL = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -267,32 +272,63 @@ def test_any_values_round_trip_as_written(
     assert [r.t for r in data.readings] == [round(T0 + t - T0, 6) + 0.0 for t, _ in samples]
 
 
-def test_sensor_infos_take_units_from_the_built_sensor() -> None:
-    class Runner:
-        def __init__(self, type_: str, unit: str, units: dict[str, str], device_units: Any):
-            self.config = type("Config", (), {"type": type_})()
-            self.kind = type("Kind", (), {"units": units})()
-            self.units = units  # what SensorRunner derives from the type and its params
-            self.device = type(
-                "Device", (), {} if device_units is None else {"units": device_units}
-            )()
-            self.unit = unit
-
-    ads = {"ain0": "V", "ain1": "V"}
-    runners: Any = {
-        "one-channel": Runner("i2c.ads1115", "V", ads, None),
-        "all-channels": Runner("i2c.ads1115", "", ads, None),
-        "wind": Runner(
-            "gpio.counter", "", {"rate": "Hz", "count": ""}, {"rate": "km/h", "count": ""}
-        ),
-        "button": Runner("gpio.edge", "", {}, None),
-    }
-    assert sensor_infos(runners) == {
-        "one-channel": SensorInfo("i2c.ads1115", unit="V"),
-        "all-channels": SensorInfo("i2c.ads1115", units=ads),
-        "wind": SensorInfo("gpio.counter", units={"rate": "km/h", "count": ""}),
-        "button": SensorInfo("gpio.edge", unit=""),
-    }
+def test_sensor_infos_take_units_from_the_built_sensor(tmp_path: Path) -> None:
+    """The built sensor knows best: one ADS1115 channel reads volts although the type
+    declares four quantities, and a counter's rate unit comes from its config."""
+    scenario = parse_scenario(
+        """
+        [device]
+        id = "units-01"
+        [storage]
+        state_dir = "unused"
+        [uplink]
+        broker = "mqtt://127.0.0.1:9"
+        [[sensors]]
+        id = "one-channel"
+        type = "i2c.ads1115"
+        interval = 1.0
+        channel = "0"
+        [[sensors]]
+        id = "all-channels"
+        type = "i2c.ads1115"
+        interval = 1.0
+        address = 0x49
+        channel = "all"
+        [[sensors]]
+        id = "wind"
+        type = "gpio.counter"
+        interval = 1.0
+        pin = 5
+        unit = "km/h"
+        scale = 2.4
+        [[sensors]]
+        id = "button"
+        type = "gpio.edge"
+        pin = 17
+        [simulation]
+        duration = 1.0
+        """,
+        "units.toml",
+        {},
+    )
+    hardware = SimulatedHardware(scenario, VirtualClock())
+    runners: dict[str, SensorRunner] = {}
+    for cfg in scenario.config.sensors:
+        kind = SENSOR_TYPES[cfg.type]
+        device = kind.build(cfg.params, hardware.hardware)
+        runners[cfg.id] = SensorRunner(
+            cfg, kind, device, [], emit=lambda *a: None, on_detection=lambda *a: None
+        )
+    try:
+        assert sensor_infos(runners) == {
+            "one-channel": SensorInfo("i2c.ads1115", unit="V"),
+            "all-channels": SensorInfo("i2c.ads1115", units={f"ain{i}": "V" for i in range(4)}),
+            "wind": SensorInfo("gpio.counter", units={"rate": "km/h", "count": ""}),
+            "button": SensorInfo("gpio.edge", unit=""),
+        }
+    finally:
+        for runner in runners.values():
+            runner.device.close()
 
 
 def test_sensors_may_be_described_after_readings_arrive(tmp_path: Path) -> None:

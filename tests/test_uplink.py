@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from edge.clock import RealClock
 from edge.config.device import parse
 from edge.events import Draft
 from edge.outbox.store import Outbox
+from edge.runtime.delivery import Delivery
 from edge.runtime.recorder import Recorder
 from edge.uplink.link import Uplink
 from edge.uplink.pacing import Backoff
@@ -25,19 +26,40 @@ from tests.brokers import Mosquitto, Received
 from tests.waiting import wait_until
 
 
+class WindowCheck(Delivery):
+    """The delivery loop, noting the in-flight count at every acknowledgement."""
+
+    overflow: list[int]
+    inflight: int
+
+    def acknowledged(self, seqs: Collection[int]) -> None:
+        if self.uplink.in_flight() > self.inflight:
+            self.overflow.append(self.uplink.in_flight())
+        super().acknowledged(seqs)
+
+
 @dataclass
 class Link:
     outbox: Outbox
-    recorder: Recorder
-    uplink: Uplink
+    delivery: WindowCheck
     clock: RealClock
-    window_overflow: list[int]
+
+    @property
+    def recorder(self) -> Recorder:
+        return self.delivery.recorder
+
+    @property
+    def uplink(self) -> Uplink:
+        return self.delivery.uplink
+
+    @property
+    def window_overflow(self) -> list[int]:
+        return self.delivery.overflow
 
     def store(self, count: int, severity: Severity = "info", kind: str = "telemetry") -> None:
         now = self.clock.monotonic(), self.clock.wall()
         drafts = [Draft("s", kind, severity, float(i), *now, True) for i in range(count)]
-        self.outbox.commit(drafts)
-        self.uplink.notify()
+        self.delivery.stored(self.outbox.commit(drafts), ())
 
     def close(self) -> None:
         self.uplink.close()
@@ -60,20 +82,10 @@ def open_link(tmp_path: Path, broker: str, inflight: int = 20) -> Link:
     )
     clock = RealClock(assume_synced=True)
     outbox = Outbox.open(tmp_path / "state", "u-01")
-    recorder = Recorder(outbox, clock, window=0.05)
-    overflow: list[int] = []
-    holder: dict[str, Uplink] = {}
-
-    def on_ack(seqs: Any) -> None:
-        if holder["uplink"].in_flight() > inflight:
-            overflow.append(holder["uplink"].in_flight())
-        recorder.acknowledge(seqs)
-
-    uplink = Uplink(config.uplink, device="u-01", outbox=outbox, clock=clock, on_ack=on_ack)
-    holder["uplink"] = uplink
-    recorder.on_commit = uplink.committed
-    recorder.start()
-    return Link(outbox, recorder, uplink, clock, overflow)
+    delivery = WindowCheck(outbox, clock, config.uplink, device="u-01", window=0.05)
+    delivery.overflow, delivery.inflight = [], inflight
+    delivery.recorder.start()
+    return Link(outbox, delivery, clock)
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ from edge.clock import RealClock, VirtualClock
 from edge.config.device import parse
 from edge.events import Draft
 from edge.outbox.store import Outbox
-from edge.runtime.recorder import Recorder
-from edge.uplink.link import Uplink
+from edge.runtime.delivery import Delivery
 from edge.uplink.pacing import RateLimit
 from tests.brokers import Mosquitto
 from tests.waiting import wait_until
@@ -47,11 +46,8 @@ def test_a_backlog_drains_at_max_rate_while_critical_events_go_at_once(
     )
     clock = RealClock(assume_synced=True)
     outbox = Outbox.open(tmp_path / "state", "m-01")
-    recorder = Recorder(outbox, clock, window=0.02)
-    uplink = Uplink(
-        config.uplink, device="m-01", outbox=outbox, clock=clock, on_ack=recorder.acknowledge
-    )
-    recorder.on_commit = uplink.committed
+    delivery = Delivery(outbox, clock, config.uplink, device="m-01", window=0.02)
+    recorder, uplink = delivery.recorder, delivery.uplink
     subscriber = mqtt_subscriber(mosquitto.url, "edgeline/m-01/events/#")
     now = clock.monotonic(), clock.wall()
     outbox.commit([Draft("s", "telemetry", "info", i, *now, True) for i in range(600)])
@@ -61,7 +57,7 @@ def test_a_backlog_drains_at_max_rate_while_critical_events_go_at_once(
         uplink.start()
         subscriber.wait_for_count(100, timeout=30)
         alarm = outbox.append(Draft("s", "threshold", "critical", 99, *now, True))
-        uplink.committed([alarm], [])
+        delivery.stored([alarm], [])
         raised = time.monotonic()
         got = subscriber.wait_for(
             lambda ms: any(json.loads(m.payload)["seq"] == alarm.seq for m in ms), timeout=30

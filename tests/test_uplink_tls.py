@@ -16,6 +16,7 @@ from edge.clock import VirtualClock
 from edge.config.device import parse
 from edge.events import Draft
 from edge.outbox.store import Outbox
+from edge.runtime.delivery import Delivery
 from edge.runtime.recorder import Recorder
 from edge.uplink.link import Uplink
 from tests.brokers import Mosquitto, find_mosquitto, free_port
@@ -81,11 +82,8 @@ def start_uplink(tmp_path: Path, port: int, ca_file: Path, client: trustme.LeafC
     )
     clock = VirtualClock()
     outbox = Outbox.open(tmp_path / "state", "tls-01")
-    recorder = Recorder(outbox, clock, window=0.0)
-    uplink = Uplink(
-        config.uplink, device="tls-01", outbox=outbox, clock=clock, on_ack=recorder.acknowledge
-    )
-    recorder.on_commit = uplink.committed
+    delivery = Delivery(outbox, clock, config.uplink, device="tls-01", window=0.0)
+    recorder, uplink = delivery.recorder, delivery.uplink
     recorder.start()
     uplink.start()
     recorder.submit(Draft("door", "state", "warning", True, clock.monotonic(), clock.wall(), True))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,9 @@ from edge.bench import measure, mqtt
 from edge.bench.rig import DEVICE
 from edge.clock import RealClock
 from edge.config.device import UplinkConfig
-from edge.events import Draft, Event
+from edge.events import Draft
 from edge.outbox.store import Outbox
-from edge.runtime.recorder import Recorder
-from edge.uplink.link import Uplink
+from edge.runtime.delivery import Delivery
 
 PREFIX = "edgeline"
 
@@ -37,24 +36,17 @@ class Pipeline:
         self, url: str, state_dir: str, *, durability: str = "full", window_ms: int = 100
     ) -> None:
         self.outbox = Outbox.open(state_dir, DEVICE, durability=durability)
-        clock = RealClock(assume_synced=True)
-        self.recorder = Recorder(
-            self.outbox, clock, window=window_ms / 1000, on_commit=self._committed
-        )
-        self.uplink = Uplink(
+        self.delivery = Delivery(
+            self.outbox,
+            RealClock(assume_synced=True),
             UplinkConfig(broker=url, backoff_min=0.1, backoff_max=1.0),
             device=DEVICE,
-            outbox=self.outbox,
-            clock=clock,
-            on_ack=self.recorder.acknowledge,
+            window=window_ms / 1000,
         )
-
-    def _committed(self, events: Sequence[Event], deleted: Collection[int]) -> None:
-        self.uplink.committed(events, deleted)
+        self.recorder, self.uplink = self.delivery.recorder, self.delivery.uplink
 
     def start(self, timeout: float = 10.0) -> Pipeline:
-        self.recorder.start()
-        self.uplink.start()
+        self.delivery.start()
         deadline = time.monotonic() + timeout
         while not self.uplink.online:
             if time.monotonic() > deadline:
@@ -73,9 +65,7 @@ class Pipeline:
             time.sleep(poll)
 
     def close(self) -> None:
-        self.recorder.flush()
-        self.uplink.close()
-        self.recorder.close()
+        self.delivery.close()
         self.outbox.close()
 
 

@@ -22,7 +22,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -154,9 +154,6 @@ class Outbox:
         self.device = self._meta("device")
         self._state = self._load_state()
         self._disk_bytes = 0  # a cap learned when the disk filled up (0: none)
-        # Claimed by a sender and not yet delivered or released: spared by eviction (they
-        # are in flight, or about to be), so a report never names an event being sent.
-        self._claimed: set[int] = set()
         self._wal_limit = wal_pages(self.limits.max_bytes) * (PAGE_SIZE + 24) + 32
         self._closed = False
 
@@ -261,15 +258,16 @@ class Outbox:
         drafts: Sequence[Draft],
         acked: Collection[int] = (),
         *,
-        spare: Collection[int] = (),
+        spare: Callable[[], Collection[int]] | None = None,
     ) -> list[Event]:
         """In one transaction: append ``drafts``, mark ``acked`` delivered, expire and
         evict as the limits say (appending the reports). Returns every event appended: the
         drafts' first, in order, then the outbox's own reports.
 
-        Claimed events (``claim``) and ``spare`` ones are not evicted now: they are in
-        flight, or acknowledged by the broker but not yet marked delivered here (evicting
-        them would report a loss that is about to be a delivery).
+        ``spare()`` names the events eviction must leave alone now: claimed by a sender
+        (in flight, or about to be) or acknowledged by the broker but not yet marked
+        delivered here; evicting them would report a loss that is about to be a delivery.
+        It is called with the outbox locked, so a ``claim`` cannot slip in between.
 
         Raises ``OutboxFull`` when the disk is full: nothing changed, and the next commit
         first makes room under a cap just below what the outbox holds now.
@@ -279,7 +277,9 @@ class Outbox:
             state = self._state.copy()
             try:
                 with transaction(self._conn):
-                    held = frozenset(spare).union(self._claimed)
+                    # Asked under the lock: no claim can come between the answer and
+                    # the eviction, so a report never names an event being sent.
+                    held = frozenset(spare()) if spare is not None else frozenset()
                     self._write(state, drafts, acked, events, held)
                 evicting = state.evicted != self._state.evicted
             except sqlite3.OperationalError as exc:
@@ -288,8 +288,6 @@ class Outbox:
                 self._learn_disk_cap()
                 raise OutboxFull(f"{self.path}: the disk is full ({exc})") from exc
             self._state = state  # only once the transaction committed
-            if acked:
-                self._claimed.difference_update(acked)
             if (drafts or evicting) and self._wal_bytes() > self._wal_limit:
                 self._truncate_wal()
         return events
@@ -300,15 +298,15 @@ class Outbox:
         exclude: Collection[int] = (),
         after: Mapping[int, int] | None = None,
         *,
-        mark: bool = False,
+        hold: Callable[[Sequence[int]], None] | None = None,
     ) -> list[Event]:
         """The next ``limit`` pending events to send, by priority then seq.
 
         ``after`` maps a priority to the last seq already claimed at that priority, so a
         sender walks each priority with an index range scan: the cost does not grow with
         the backlog. ``exclude`` skips seqs (acknowledged, not yet marked delivered).
-        With ``mark`` (the uplink's claims) the events returned are held back from
-        eviction until delivered or ``release``d.
+        ``hold`` is told the seqs claimed before the outbox is unlocked, so a sender can
+        spare them from eviction (``commit``'s ``spare``) before any commit runs.
         """
         cursors = after or {}
         take = limit + len(exclude) if limit >= 0 else -1
@@ -326,15 +324,9 @@ class Outbox:
             skip = set(exclude)
             events = [Event(*row) for row in rows if row[0] not in skip]
             events = events if limit < 0 else events[:limit]
-            if mark:
-                self._claimed.update(e.seq for e in events)
+            if hold is not None:
+                hold([e.seq for e in events])
         return events
-
-    def release(self, keep: Collection[int] = ()) -> None:
-        """The sender's session ended: what it claimed may be evicted again, but for
-        ``keep`` (acknowledged, not yet marked delivered)."""
-        with self._lock:
-            self._claimed.intersection_update(keep)
 
     def has_pending(self) -> bool:
         """Whether any event awaits delivery: one index probe, whatever the depth."""

@@ -3,11 +3,11 @@
 ``submit`` never blocks: the sampling loop hands over a draft and goes on. The recorder
 waits up to the commit window to gather more drafts (and acknowledgements to delete) into
 one transaction, which keeps SD-card writes low; a critical draft is committed at once.
-After each commit it tells the uplink what is new (the outbox's own reports included:
-evictions, alarms). A full disk does not stop it: the commit is retried once the outbox
-has made room, and drafts wait in memory meanwhile (bounded; overflow is counted and
-reported). With a time-to-live configured it also ticks when idle, so stale events expire
-even when nothing new arrives.
+After each commit it tells the delivery loop what was stored and deleted (the outbox's own
+reports included: evictions, alarms), which tells the uplink. A full disk does not stop
+it: the commit is retried once the outbox has made room, and drafts wait in memory
+meanwhile (bounded; overflow is counted and reported). With a time-to-live configured it
+also ticks when idle, so stale events expire even when nothing new arrives.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
+from typing import Protocol
 
 from edge.clock import Clock
 from edge.events import Draft, Event
@@ -29,23 +30,39 @@ RETRY_DELAY = 0.5  # seconds before retrying a failed commit (full disk, I/O err
 MAX_QUEUED = 100_000
 RUNTIME_SENSOR = "runtime"  # the sensor id of the runtime's own health events
 
-Committed = Callable[[Sequence[Event], Collection[int]], None]
+
+class Committed(Protocol):
+    """Who hears of each commit: the delivery loop (:class:`edge.runtime.delivery.Delivery`)."""
+
+    def stored(self, events: Sequence[Event], deleted: Collection[int]) -> None:
+        """``events`` were appended and ``deleted`` marked delivered (recorder thread)."""
+
+    def spared(self) -> Collection[int]:
+        """Seqs eviction must leave alone now (recorder thread, the outbox locked)."""
 
 
 class Recorder:
+    """Commits drafts and deletions to the outbox in groups, on the ``edgeline-recorder``
+    thread.
+
+    ``submit`` (the sampling thread, or any) and ``acknowledge`` (the uplink's link thread,
+    through the delivery loop) only queue; ``flush`` waits, from any thread, for what was
+    queued before it; everything that touches the outbox runs on the recorder's thread.
+    """
+
     def __init__(
         self,
         outbox: Outbox,
         clock: Clock,
         *,
         window: float,
-        on_commit: Committed | None = None,
+        delivery: Committed | None = None,
         max_queued: int = MAX_QUEUED,
     ) -> None:
         self.outbox = outbox
         self.clock = clock
         self.window = window
-        self.on_commit = on_commit
+        self.delivery = delivery
         self.max_queued = max_queued
         self._drafts: deque[Draft] = deque()
         self._acks: deque[int] = deque()
@@ -95,7 +112,7 @@ class Recorder:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait (real time) until everything submitted so far is committed, handed to
-        ``on_commit`` and, if the clock has synced, its timestamps corrected."""
+        told to the delivery loop and, if the clock has synced, its timestamps corrected."""
         with self._idle:
             self._flushes += 1
             ticket = self._flushes
@@ -188,7 +205,8 @@ class Recorder:
         drafts = [self._drafts[i] for i in range(min(batch, len(self._drafts)))]
         acks = [self._acks[i] for i in range(min(MAX_BATCH * 10, len(self._acks)))]
         try:
-            events = self.outbox.commit(drafts, acks)
+            spare = self.delivery.spared if self.delivery is not None else None
+            events = self.outbox.commit(drafts, acks, spare=spare)
         except OutboxFull as exc:  # expected on a full disk: the next commit makes room
             self.failures += 1
             self._failing += 1
@@ -205,11 +223,11 @@ class Recorder:
             self._acks.popleft()
         self.commits += 1
         self._failing = 0
-        if self.on_commit is not None:
+        if self.delivery is not None:
             try:
-                self.on_commit(events, acks)
+                self.delivery.stored(events, acks)
             except Exception:  # a listener's bug must not stop the recorder
-                log.exception("on_commit listener failed")
+                log.exception("the delivery loop failed on a commit")
         return len(drafts), len(acks)
 
     def _report_drops(self) -> None:

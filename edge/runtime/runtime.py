@@ -1,8 +1,8 @@
 """The runtime: sensors -> detectors -> outbox -> uplink, wired from one Config.
 
-Three threads do the work: the sampling loop (scheduler) reads sensors and runs detectors,
-the recorder commits events to the outbox in groups, and the uplink sends them. The
-sampling loop only stamps and queues; it never waits on the network or the disk.
+The sampling loop (scheduler) reads sensors and runs detectors and actions; the delivery
+loop (:mod:`edge.runtime.delivery`: the recorder and the uplink) stores events and sends
+them. The sampling loop only stamps and queues; it never waits on the network or the disk.
 """
 
 from __future__ import annotations
@@ -22,14 +22,13 @@ from edge.outbox.limits import OutboxLimits
 from edge.outbox.store import Outbox
 from edge.runtime.actions import Actions
 from edge.runtime.command_handlers import model_handler, ping, status_handler
+from edge.runtime.delivery import Delivery
 from edge.runtime.detector_state import DetectorStates
 from edge.runtime.model_watch import ModelWatch
-from edge.runtime.recorder import Recorder
 from edge.runtime.scheduler import Scheduler
 from edge.runtime.sensing import SensorRunner
 from edge.runtime.watcher import Watcher
 from edge.uplink.commands import Checker, Commands, Handler, Policy, Request
-from edge.uplink.link import Uplink
 from models import DETECTOR_TYPES, Detector, Severity
 from models.onnx_detector import OnnxDetector
 from sensors import SENSOR_TYPES, Hardware, Value
@@ -38,6 +37,18 @@ log = logging.getLogger(__name__)
 
 
 class Runtime:
+    """One device's runtime, built from its config: sensors, detectors, actions, the outbox
+    and the delivery loop, with commands, model hot reload and detector state when asked.
+
+    Threads it starts: ``edgeline-sampler`` (the scheduler: every poll, filter, detector
+    and action, and whatever other threads post to it), the delivery loop's
+    ``edgeline-recorder``, ``edgeline-link`` and ``edgeline-sender``, the command worker,
+    the model watcher and the detector-state writer. Edge sensors (``gpio.edge``) report
+    on gpiozero's threads and are handled on the sampling thread. ``start``, ``close``,
+    ``crash``, ``drain`` and ``status`` are called from the owner's thread (``edge run``'s
+    main thread, the simulator); ``status`` reads counters only.
+    """
+
     def __init__(
         self,
         config: Config,
@@ -64,9 +75,6 @@ class Runtime:
         self.scheduler = Scheduler(clock, drive_clock=drive_clock)
         self.detector_states = DetectorStates(storage.state_dir)  # what detectors learnt
         self.models = ModelWatch(self.scheduler)  # hot reload of model files
-        self.recorder = Recorder(
-            self.outbox, clock, window=storage.commit_window_ms / 1000, on_commit=self._committed
-        )
         self.sensors: dict[str, SensorRunner] = {}
         self._onnx: dict[str, OnnxDetector] = {}  # by detector id: what model commands drive
         self.actions = Actions(config.actions, self.scheduler)
@@ -74,7 +82,8 @@ class Runtime:
         self._closed = False
         self.commands = self._commands()  # None unless [commands] enabled
         try:
-            self.uplink = self._uplink()
+            self.delivery = self._delivery()
+            self.recorder, self.uplink = self.delivery.recorder, self.delivery.uplink
             self._build_sensors()
             if self.commands is not None:
                 self.commands.handlers.update(self._command_handlers())
@@ -83,14 +92,14 @@ class Runtime:
             self.outbox.close()
             raise
 
-    def _uplink(self) -> Uplink:
+    def _delivery(self) -> Delivery:
         config = self.config
-        return Uplink(
+        delivery = Delivery(
+            self.outbox,
+            self.clock,
             config.uplink,
             device=self.device,
-            outbox=self.outbox,
-            clock=self.clock,
-            on_ack=self.recorder.acknowledge,
+            window=config.storage.commit_window_ms / 1000,
             birth={
                 "stream": self.outbox.stream,
                 "outbox": self.outbox.describe(),
@@ -99,6 +108,8 @@ class Runtime:
             },
             commands=self.commands.received if self.commands is not None else None,
         )
+        delivery.listen(self._stored)
+        return delivery
 
     def _commands(self) -> Commands | None:
         settings = self.config.commands
@@ -157,8 +168,7 @@ class Runtime:
 
     def start(self, *, until: float | None = None) -> None:
         """Start every thread; sampling runs until ``stop()`` or the clock reaches ``until``."""
-        self.recorder.start()
-        self.uplink.start()
+        self.delivery.start()
         self.models.start()
         if self.commands is not None:
             self.commands.start()
@@ -222,10 +232,9 @@ class Runtime:
             self.sampling_done(timeout)
             self.detector_states.close()  # sampling has stopped: save what they learnt
             self._close_sensors()
-            self.recorder.flush(timeout)  # every event sampled so far is on disk
-            self.uplink.close(timeout)  # offline published; in-flight PUBACKs came before it
+            self.delivery.close(timeout)  # stored, offline published, deletions committed
         finally:
-            self.recorder.close()  # and their deletions are committed too
+            self.recorder.close()  # idempotent: stopped even when closing failed early
             self.outbox.close()
 
     def crash(self) -> None:
@@ -244,8 +253,7 @@ class Runtime:
             self.commands.close(1.0)
         self.sampling_done(5.0)
         self.detector_states.abort()
-        self.recorder.abort()
-        self.uplink.abort()
+        self.delivery.abort()
         self._close_sensors()  # the hardware outlives the process: free its pins
         self.outbox.close()
 
@@ -313,14 +321,12 @@ class Runtime:
 
     # -- after commit (recorder thread) ---------------------------------------------------
 
-    def _committed(self, events: Sequence[Event], deleted: Sequence[int] | Any) -> None:
-        self.uplink.committed(events, deleted)
+    def _stored(self, events: Sequence[Event]) -> None:
         alarm = outbox_alarm(events)  # the outbox filled with critical events, or recovered
         output = self.actions.outputs.get(self.config.storage.full_output or "")
         if alarm is not None and output is not None:
             self.scheduler.post(lambda: output.set(alarm))
-        if events:
-            self.watcher.committed(events)
+        self.watcher.committed(events)
 
     def status(self) -> dict[str, Any]:
         """A snapshot for the console line and for tests."""

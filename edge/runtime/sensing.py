@@ -20,8 +20,9 @@ from typing import Any
 from edge.config.device import DetectorConfig, SensorConfig
 from edge.config.sensing import Input
 from edge.events import Stamp
-from models import Detection, Detector, Severity
+from models import BlockDetector, Detection, Detector, Severity, VectorDetector
 from sensors import EdgeSensor, PolledSensor, SensorType, Value
+from sensors.base import NamedUnits, SampleBlocks
 from sensors.filters import FILTER_TYPES, Chain
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,26 @@ OnDetection = Callable[[str, Detection, Stamp], None]
 
 @dataclass(frozen=True)
 class Watch:
-    """A detector on a channel, and the other sensors' series joined to its readings."""
+    """A detector on a channel, and the other sensors' series joined to its readings.
+
+    What the detector can take besides scalars, found from its type: a vector whole
+    (``vectors``), a block of samples at once (``blocks``).
+    """
 
     id: str
     detector: Detector
     inputs: tuple[Input, ...] = ()
+    vectors: VectorDetector | None = field(init=False)
+    blocks: BlockDetector | None = field(init=False)
+
+    def __post_init__(self) -> None:  # asked once: an isinstance on a protocol is not free
+        detector = self.detector
+        object.__setattr__(
+            self, "vectors", detector if isinstance(detector, VectorDetector) else None
+        )
+        object.__setattr__(
+            self, "blocks", detector if isinstance(detector, BlockDetector) else None
+        )
 
 
 @dataclass
@@ -56,6 +72,12 @@ class Channel:
 
 
 class SensorRunner:
+    """One sensor on the sampling loop: read, check, filter, detect, emit.
+
+    Runs on the sampling thread only (an edge sensor's changes are posted there); it hands
+    drafts on through ``emit`` and detections to the local actions, and keeps no lock.
+    """
+
     def __init__(
         self,
         config: SensorConfig,
@@ -89,6 +111,9 @@ class SensorRunner:
         self.readings = 0
         self.faults = 0
         self._blocks: set[str | None] = set()  # quantities that arrive as sample blocks
+        # A sensor that also hands over sample blocks (a FIFO), and units its config chose.
+        self._block_source = device if isinstance(device, SampleBlocks) else None
+        self.declared_units = device.units if isinstance(device, NamedUnits) else self.units
 
     def _channel(self, quantity: str | None) -> Channel:
         filters = [FILTER_TYPES[f.type].build(f.params) for f in self.config.filters]
@@ -154,7 +179,7 @@ class SensorRunner:
                 body = passed[None]
                 self.emit(cfg.id, "telemetry", "info", body, stamp, {"unit": self.unit})
             else:
-                declared = getattr(self.device, "units", self.units)  # config may set one
+                declared = self.declared_units
                 units = {q: declared.get(q or "", "") for q in passed}
                 self.emit(cfg.id, "telemetry", "info", passed, stamp, {"units": units})
 
@@ -215,7 +240,7 @@ class SensorRunner:
             return
         for watch in channel.detectors:
             detector = watch.detector
-            if channel.quantity in self._blocks and hasattr(detector, "observe_block"):
+            if channel.quantity in self._blocks and watch.blocks is not None:
                 continue  # fed the whole block of samples instead, in ``blocks``
             reading: Any = value if vector else float(value)
             if watch.inputs:
@@ -223,7 +248,7 @@ class SensorRunner:
                 reading = None if vector else self._joined(float(value), watch.inputs)
                 if reading is None:
                     continue  # a joined sensor has not read yet (later: its last good reading)
-            elif vector and not getattr(detector, "accepts_vectors", False):
+            elif vector and not (watch.vectors is not None and watch.vectors.accepts_vectors):
                 continue
             found = detector.observe(stamp.mono, reading)
             if found is not None:
@@ -243,8 +268,8 @@ class SensorRunner:
 
     def blocks(self, stamp: Stamp) -> None:
         """Hand a sensor's block of samples (a FIFO window) to the detectors that take one."""
-        block = getattr(self.device, "block", None)
-        taken = block(stamp.mono) if block is not None else None
+        source = self._block_source
+        taken = source.block(stamp.mono) if source is not None else None
         if taken is None:
             return
         quantity, times, samples = taken
@@ -254,11 +279,11 @@ class SensorRunner:
             return
         for watch in channel.detectors:
             detector_id = watch.id
-            observe_block = getattr(watch.detector, "observe_block", None)
-            if observe_block is None or watch.inputs:
+            blocks = watch.blocks
+            if blocks is None or watch.inputs:
                 continue
             try:
-                found_all = observe_block(times, samples)
+                found_all = blocks.observe_block(times, samples)
             except (ValueError, ArithmeticError) as exc:  # one bad block must not stop the rest
                 log.warning("detector %s skipped a block of %s: %s", detector_id, quantity, exc)
                 continue

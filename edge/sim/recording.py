@@ -72,7 +72,7 @@ def sensor_infos(runners: Mapping[str, SensorRunner]) -> dict[str, SensorInfo]:
     """
     infos: dict[str, SensorInfo] = {}
     for sensor_id, runner in runners.items():
-        declared = getattr(runner.device, "units", None) or runner.units
+        declared = runner.declared_units
         if runner.unit or not declared:
             infos[sensor_id] = SensorInfo(runner.config.type, unit=runner.unit)
         else:

@@ -8,6 +8,11 @@ thread connects, runs paho's network loop and backs off with jitter between atte
 sender thread claims events from the outbox while the window has room. Only the link thread
 touches the socket: publish() from other threads queues the packet and wakes its loop
 (two writers on one TLS connection corrupt it).
+
+The uplink talks to the rest of the runtime through the delivery loop only
+(:class:`Acknowledgements`): it is told what was stored (``stored``), it says what the
+broker acknowledged, and it keeps the seqs it has claimed and not yet had acknowledged
+(``holding``), which eviction spares.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
@@ -62,6 +67,17 @@ def _write_on_link_thread(client: mqtt.Client, userdata: Any, sock: Any) -> None
 CommandSink = Callable[[str, bytes, "str | None", "bytes | None"], None]
 
 
+class Acknowledgements(Protocol):
+    """Where the broker's acknowledgements go: the delivery loop
+    (:class:`edge.runtime.delivery.Delivery`)."""
+
+    def acknowledged(self, seqs: Collection[int]) -> None:
+        """The broker has these: delete them (link thread, the uplink's lock held)."""
+
+    def undeleted(self) -> set[int]:
+        """Acknowledged, deletion not yet committed: never claim them again (sender)."""
+
+
 class _Session:
     """One connection: its paho client and the events it has in flight (mid -> seq)."""
 
@@ -80,6 +96,18 @@ class _Session:
 
 
 class Uplink:
+    """Sends what the outbox holds, in priority then seq order, within the in-flight window.
+
+    Threads: ``edgeline-link`` connects, runs paho's network loop (every socket write and
+    every paho callback: CONNACK, PUBACK, a downlink command) and backs off between
+    attempts; ``edgeline-sender`` claims events from the outbox and publishes while the
+    window has room (paho's thread also refills it on each PUBACK). ``stored`` runs on the
+    recorder's thread, ``holding`` on it too (with the outbox locked), ``reply`` on the
+    command worker; ``start``, ``close`` and ``abort`` on the runtime's. One condition
+    (``_lock``) guards the session state; the uplink never calls the outbox while holding
+    it (the outbox calls in, under its own lock: lock order outbox, then uplink).
+    """
+
     def __init__(
         self,
         settings: UplinkConfig,
@@ -87,7 +115,7 @@ class Uplink:
         device: str,
         outbox: Outbox,
         clock: Clock,
-        on_ack: Callable[[Sequence[int]], None],
+        delivery: Acknowledgements,
         birth: Mapping[str, Any] | None = None,
         rng: random.Random | None = None,
         commands: CommandSink | None = None,
@@ -98,7 +126,7 @@ class Uplink:
         self.device = device
         self.outbox = outbox
         self.clock = clock
-        self.on_ack = on_ack
+        self.delivery = delivery
         self.birth = dict(birth or {})
         self.prefix = f"{settings.topic_prefix}/{device}"
         self.status_topic = f"{self.prefix}/status"
@@ -107,7 +135,9 @@ class Uplink:
         self._password = read_password(settings)
         self._lock = threading.Condition()
         self._session: _Session | None = None
-        self._delivered: set[int] = set()  # acked, deletion not yet committed
+        # Claimed in this session, not yet acknowledged: buffered or in flight. Eviction
+        # spares them (``holding``); a session's end frees them.
+        self._holding: set[int] = set()
         # Bumped whenever the outbox may hold unclaimed events (commit, reconnect); the
         # sender sleeps only when a claim came up short at the current generation.
         self._wanted = 1
@@ -179,18 +209,12 @@ class Uplink:
         session = self._session
         return session is not None and session.online
 
-    def notify(self) -> None:
-        """New events are in the outbox."""
-        with self._lock:
-            self._wanted += 1
-            self._lock.notify_all()
-
-    def committed(self, events: Sequence[Event], deleted: Collection[int]) -> None:
-        """The recorder's commit callback: new events stored, delivered ones deleted."""
+    def stored(self, events: Sequence[Event], deleted: bool = False) -> None:
+        """New events are in the outbox, and/or acknowledged ones were ``deleted``: the
+        sender claims again (recorder thread, through the delivery loop)."""
         with self._lock:
             if deleted:
-                self._delivered.difference_update(deleted)
-                self._lock.notify_all()  # their window slots are free: the sender goes on
+                self._lock.notify_all()  # no longer excluded from claims: the sender goes on
             if events:
                 self._wanted += 1
                 urgent = min(event.priority for event in events)
@@ -209,6 +233,17 @@ class Uplink:
     def in_flight(self) -> int:
         session = self._session
         return len(session.inflight) if session else 0
+
+    def holding(self) -> set[int]:
+        """Seqs claimed and not yet acknowledged: eviction must spare them."""
+        with self._lock:
+            return set(self._holding)
+
+    def _hold(self, session: _Session, seqs: Sequence[int]) -> None:
+        """A claim's seqs, told by the outbox before it unlocks (no eviction in between)."""
+        with self._lock:
+            if self._session is session:  # else the session ended: nothing is held for it
+                self._holding.update(seqs)
 
     # -- link thread -------------------------------------------------------------------
 
@@ -244,8 +279,7 @@ class Uplink:
             with self._lock:
                 self._session = None
                 self._wanted += 1  # whatever was in flight is claimed again next time
-                delivered = set(self._delivered)
-            self.outbox.release(keep=delivered)  # unsent claims may be evicted again
+                self._holding.clear()  # unsent claims may be evicted again
             if not session.lost:  # stopped mid-connection: do not leak the socket
                 if self._aborting:  # a power cut says nothing: the broker sends the will
                     sock: Any = session.client.socket()
@@ -379,13 +413,12 @@ class Uplink:
             if seq is None:
                 session.early.add(mid)
                 return
-            accepted = self._settle(session, seq, reason)
-        if accepted:
-            self.on_ack([seq])
+            self._settle(session, seq, reason)
         self._pump(session, wait=False)
 
-    def _settle(self, session: _Session, seq: int, reason: Any) -> bool:
-        """Book a PUBACK for ``seq`` (lock held). False when the broker refused it."""
+    def _settle(self, session: _Session, seq: int, reason: Any) -> None:
+        """Book a PUBACK for ``seq`` (lock held): acknowledged to the delivery loop, or
+        refused by the broker (it stays in the outbox, held until the session ends)."""
         if not session.buffer or session.preempt or self._closing:
             self._lock.notify_all()  # the sender refills or rewinds; else paho's thread pumps
         if reason is not None and reason.is_failure:
@@ -395,10 +428,12 @@ class Uplink:
             self.stats.last_error = f"broker refused event {seq}: {reason}"
             log.warning("%s; it stays in the outbox", self.stats.last_error)
             session.refused = True  # brokers often drop the link too: back off, not hammer
-            return False
-        self._delivered.add(seq)
+            return
+        # Acknowledged before it stops being held: eviction's ``spared`` reads ``holding``
+        # first, then the acknowledged set, so the seq is never in neither.
+        self.delivery.acknowledged((seq,))
+        self._holding.discard(seq)
         self.stats.acked += 1
-        return True
 
     # -- sender thread -----------------------------------------------------------------
 
@@ -421,13 +456,15 @@ class Uplink:
                 self._rewind(session)
             refill = not session.buffer
             # Acked but not yet deleted: never send again (the set is one commit's worth).
-            exclude = set(self._delivered)
+            exclude = self.delivery.undeleted()
             generation = self._wanted
             self._urgent = None
             self._evicted = set() if refill else None
         if refill:
             # Claiming ahead of the window keeps SQLite off the per-event path.
-            batch = self.outbox.claim(PREFETCH, exclude, after=session.cursor, mark=True)
+            batch = self.outbox.claim(
+                PREFETCH, exclude, after=session.cursor, hold=lambda s: self._hold(session, s)
+            )
             with self._lock:
                 for event in batch:
                     session.cursor[event.priority] = event.seq
@@ -518,10 +555,7 @@ class Uplink:
             self.stats.published += 1
             if info.mid in session.early:
                 session.early.discard(info.mid)
-                accepted = self._settle(session, event.seq, None)
+                self._settle(session, event.seq, None)
             else:
                 session.inflight[info.mid] = event.seq
-                return True
-        if accepted:
-            self.on_ack([event.seq])
         return True
