@@ -10,3 +10,23 @@ expected and found values and a "did you mean" in every error.
 May import the shared modules, ``sensors`` and ``models`` (their registries); nothing
 else in ``edge``.
 """
+
+from edge.config.device import (
+    CommandsConfig,
+    Config,
+    DeviceConfig,
+    StorageConfig,
+    UplinkConfig,
+    load,
+    parse,
+)
+
+__all__ = [
+    "CommandsConfig",
+    "Config",
+    "DeviceConfig",
+    "StorageConfig",
+    "UplinkConfig",
+    "load",
+    "parse",
+]

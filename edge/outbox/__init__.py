@@ -10,3 +10,8 @@ read-only views ``edge outbox stats`` and ``tail`` print.
 May import :mod:`edge.config` and the shared modules; nothing above (not the uplink, which
 reads from here, nor the runtime).
 """
+
+from edge.outbox.limits import OutboxLimits
+from edge.outbox.store import FILENAME, Outbox, OutboxFull, OutboxStats
+
+__all__ = ["FILENAME", "Outbox", "OutboxFull", "OutboxLimits", "OutboxStats"]

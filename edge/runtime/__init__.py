@@ -14,3 +14,9 @@ May import :mod:`edge.uplink`, :mod:`edge.outbox`, :mod:`edge.config`, the share
 ``sensors`` and ``models``; never the simulator, the CLI, the model tools, the bench,
 matplotlib or amqtt (import-linter holds this).
 """
+
+from edge.runtime.delivery import Delivery
+from edge.runtime.runtime import Runtime
+from edge.runtime.watcher import Watcher, Watchers
+
+__all__ = ["Delivery", "Runtime", "Watcher", "Watchers"]

@@ -9,3 +9,8 @@ backoff; :mod:`~edge.uplink.commands` checks and queues signed downlink commands
 paho-mqtt is bridged here and nowhere else on the device. May import :mod:`edge.outbox`,
 :mod:`edge.config` and the shared modules; never the runtime above it.
 """
+
+from edge.uplink.link import Uplink, UplinkStats
+from edge.uplink.replay import replay, republish
+
+__all__ = ["Uplink", "UplinkStats", "replay", "republish"]
