@@ -2,7 +2,7 @@
 
 Its figures mean nothing at these sizes and on a shared machine, so nothing here is timed:
 the checks are that every figure is there and numerically sane (rates positive, p50 <= p99,
-ratios positive) and that every budget of DESIGN.md gets a verdict.
+ratios positive) and that every budget (docs/performance.md) gets a verdict.
 """
 
 from __future__ import annotations

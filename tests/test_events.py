@@ -1,4 +1,5 @@
-"""The event payload: exactly the DESIGN.md contract, as JSON the cloud side can rely on."""
+"""The event payload: exactly the published contract (docs/mqtt-contract.md), as JSON the
+cloud side can rely on."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def test_payload_holds_exactly_the_contract_fields_plus_the_kind_specific_ones()
     d = draft(fields={"threshold": 20.0, "detector": "hot", "score": 0.9})
     body = body_of(d, seq=7)
     contract = {"v", "device", "stream", "seq", "ts", "sensor", "kind", "severity", "value"}
-    contract.add("synced")  # the DESIGN.md list, spelled out rather than taken from the code
+    contract.add("synced")  # the documented list, spelled out rather than taken from the code
     assert set(body) == contract | {"threshold", "detector", "score"}
     assert contract == CONTRACT_FIELDS
     assert body["v"] == SCHEMA_VERSION == 1

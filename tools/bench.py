@@ -4,7 +4,8 @@
     .venv/bin/python tools/bench.py [--smoke] [--json FILE] [--only NAME,...] [--dir DIR]
 
 Starts its own Mosquitto on a free loopback port, runs every figure (see edge/bench/),
-prints the figures and DESIGN.md's budgets as Markdown tables, and writes JSON if asked.
+prints the figures and the budgets (docs/performance.md) as Markdown tables, and writes
+JSON if asked.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The chaos harness's independent witness: a subscriber that records what reached the
-broker's consumers, and the check of the delivery guarantee (DESIGN.md) against it.
+broker's consumers, and the check of the delivery guarantee (docs/mqtt-contract.md)
+against it.
 
 ``Witness`` is a plain paho-mqtt client with a persistent session (clean_session False,
 QoS 1): across broker restarts with persistence it loses nothing, and after a restart

@@ -2,9 +2,9 @@
 otherwise write, every figure in one run (``edge bench``, ``tools/bench.py``).
 
 One module per figure group; ``run`` starts a Mosquitto of its own on a free loopback port,
-runs the figures asked for, checks DESIGN.md's budgets and returns everything as one
-JSON-ready dict. ``smoke`` runs every figure on tiny sizes in seconds: it keeps the
-benchmark working in the test suite, and its figures mean nothing.
+runs the figures asked for, checks the performance budgets (docs/performance.md) and
+returns everything as one JSON-ready dict. ``smoke`` runs every figure on tiny sizes in
+seconds: it keeps the benchmark working in the test suite, and its figures mean nothing.
 
 Importing this package is cheap; the figures import what they need when they run.
 """

@@ -1,4 +1,5 @@
-"""The budgets of DESIGN.md checked against the figures, and the table the benchmark prints."""
+"""The performance budgets (docs/performance.md) checked against the figures, and the table
+the benchmark prints."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The public surface of ``sensors``: every name DESIGN.md promises imports from the
+"""The public surface of ``sensors``: every name the library promises imports from the
 package, and importing it stays light (no gpiozero, numpy, smbus2 or simulator)."""
 
 import subprocess
