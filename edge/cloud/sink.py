@@ -11,12 +11,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
+from edge.config.device import UplinkConfig, broker_url
 from edge.errors import UplinkError
+from edge.uplink.client import paho_client
 
 
 @dataclass
@@ -57,12 +57,11 @@ class Sink:
         on_event: Arrival | None = None,
         on_status: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
-        url = urlsplit(broker)
-        if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
-            raise UplinkError(f"expected a broker URL such as mqtt://host:1883, found {broker!r}")
-        self.host = url.hostname
-        self.port = url.port or (8883 if url.scheme == "mqtts" else 1883)
-        self.tls = url.scheme == "mqtts"
+        problem = broker_url(broker)
+        if problem:
+            raise UplinkError(f"expected {problem}, found {broker!r}")
+        settings = UplinkConfig(broker=broker)
+        self.host, self.port, self.tls = settings.host, settings.port, settings.tls
         self.topics = [f"{prefix}/{device}/events/#", f"{prefix}/{device}/status"]
         self.on_event = on_event
         self.on_status = on_status
@@ -70,7 +69,8 @@ class Sink:
         self.malformed = 0
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2)
+        # A subscriber publishes nothing: the window matters not; its own client id.
+        self._client = paho_client(settings, "", inflight=20)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
@@ -81,8 +81,6 @@ class Sink:
         With ``wait`` False, return at once and keep trying in the background: a broker
         that is down now (a device booting during an outage) is subscribed to once it is up.
         """
-        if self.tls:
-            self._client.tls_set()
         if not wait:
             self._client.reconnect_delay_set(min_delay=1, max_delay=5)
             self._client.connect_async(self.host, self.port, keepalive=30)
