@@ -142,7 +142,7 @@ _MIN_TAIL = 10  # fewer exceedances than this make a tail fit meaningless
 
 
 @dataclass(frozen=True)
-class Calibration:
+class ThresholdCalibration:
     """A threshold and how it was chosen (stored as the model's ``calibration`` metadata)."""
 
     threshold: float
@@ -165,7 +165,7 @@ class Calibration:
         }
 
 
-def calibrate(scores: Any, fpr: float) -> Calibration:
+def calibrate(scores: Any, fpr: float) -> ThresholdCalibration:
     """A threshold that at most ``floor(fpr * n)`` of ``n`` held-out ``scores`` exceed.
 
     When ``n * fpr >= 1`` it is the empirical ``1 - fpr`` quantile. Otherwise the held-out
@@ -188,7 +188,7 @@ def calibrate(scores: Any, fpr: float) -> Calibration:
         beta = float(np.mean(tail - u))
         extrapolated = u + beta * math.log(len(tail) / n / fpr)
         threshold, method = max(threshold, extrapolated), "exponential tail"
-    return Calibration(threshold, fpr, n, int(np.count_nonzero(s > threshold)), method)
+    return ThresholdCalibration(threshold, fpr, n, int(np.count_nonzero(s > threshold)), method)
 
 
 def fpr_for_daily_false_alarms(per_day: float, *, hop: int, rate: float) -> float:
@@ -206,7 +206,7 @@ def daily_false_alarms(fpr: float, *, hop: int, rate: float) -> float:
 @dataclass(frozen=True)
 class TrainedModel:
     model: PcaModel
-    calibration: Calibration
+    calibration: ThresholdCalibration
     fitted: int  # windows the PCA was fitted on
     gap: int  # windows dropped between the fitted and the held-out ones
 

@@ -16,7 +16,6 @@ Scalar = float | int | bool | tuple[float, ...]
 # A reading: one scalar or vector, or several named quantities read together from one chip
 # (a BME280's temperature, pressure and humidity).
 Value = Scalar | Mapping[str, Scalar]
-Vector = tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,7 @@ class NamedUnits(Protocol):
 class SampleBlocks(Protocol):
     """A sensor that also hands over a block of samples per read (an MPU-6050's FIFO)."""
 
-    def block(self, end: float) -> tuple[str, Sequence[float], Sequence[Vector]] | None:
+    def block(self, end: float) -> tuple[str, Sequence[float], Sequence[tuple[float, ...]]] | None:
         """The last read's samples as (quantity, times, samples), times ending at ``end``;
         ``None`` when the last read brought none."""
         ...

@@ -21,10 +21,9 @@ from typing import Any, Literal, Self
 
 from sensors.base import Hardware, PolledSensor, SensorType
 from sensors.errors import SensorConfigError, SensorError
-from sensors.ports import Monotonic
+from sensors.ports import Monotonic, Pull
 
 Edge = Literal["rising", "falling", "both"]
-Pull = Literal["up", "down", "none"]
 _EDGES = ("rising", "falling", "both")
 
 #: The unit of ``rate`` when no ``unit`` is given: edges per second times ``scale``.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 from gpiozero import (
     DigitalInputDevice,
@@ -21,9 +21,8 @@ from gpiozero import (
 )
 
 from sensors.errors import SensorConfigError, SensorError
-from sensors.ports import Monotonic
+from sensors.ports import Monotonic, Pull
 
-Pull = Literal["up", "down", "none"]
 PINS = range(28)  # BCM 0..27: the 40-pin header of every Pi model
 _PULL_UP: dict[str, bool | None] = {"up": True, "down": False, "none": None}
 

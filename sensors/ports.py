@@ -12,9 +12,12 @@ a bare read (:func:`bare_read`) and 16-bit registers sent most significant byte 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 #: The read flag of a Linux ``i2c_msg`` (linux/i2c.h), and of smbus2's.
+#: A GPIO input's internal resistor.
+Pull = Literal["up", "down", "none"]
+
 I2C_M_RD = 0x0001
 
 #: A clock function returning seconds. The runtime passes its own clock, real or

@@ -44,7 +44,7 @@ class DetectInputError(EdgelineError, ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Row:
+class InputRow:
     """One reading of the input: its timestamp as written, seconds, and the value."""
 
     timestamp: str
@@ -75,7 +75,7 @@ class ScoredDetector(Protocol):
 
 def read_rows(
     path: str | Path, *, sensor: str | None = None, quantity: str | None = None
-) -> Iterator[Row]:
+) -> Iterator[InputRow]:
     """The readings of ``path``, one at a time, in order; bad input raises DetectInputError.
 
     A file whose first non-blank character is ``{`` is a recording; anything else a CSV.
@@ -142,7 +142,7 @@ def parse_time(text: str) -> float:
     return moment.timestamp()
 
 
-def _csv_rows(handle: IO[str], source: str) -> Iterator[Row]:
+def _csv_rows(handle: IO[str], source: str) -> Iterator[InputRow]:
     reader = csv.reader(handle)
     header: list[str] | None = None
     previous = -math.inf
@@ -179,12 +179,12 @@ def _csv_rows(handle: IO[str], source: str) -> Iterator[Row]:
         if t < previous:
             raise DetectInputError(f"{source}:{line}: timestamp goes back in time: {stamp}")
         previous = t
-        yield Row(stamp, t, value, text)
+        yield InputRow(stamp, t, value, text)
     if header is None:
         raise DetectInputError(f"{source}: empty: expected a timestamp,value header and rows")
 
 
-def _recording_rows(path: Path, sensor: str | None, quantity: str | None) -> Iterator[Row]:
+def _recording_rows(path: Path, sensor: str | None, quantity: str | None) -> Iterator[InputRow]:
     from edge.modeltools.series import ModelCommandError, series
     from edge.sim.recording import RecordingError, read_recording
 
@@ -205,7 +205,7 @@ def _recording_rows(path: Path, sensor: str | None, quantity: str | None) -> Ite
     if data.width is not None:
         raise DetectInputError(f"{path}: sensor {sensor!r} gives vectors; pick a scalar series")
     for t, value in zip(data.times.tolist(), data.values.tolist(), strict=True):
-        yield Row(repr(t), t, value, repr(value))
+        yield InputRow(repr(t), t, value, repr(value))
 
 
 # -- the detector -------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from edge.runtime.recorder import MAX_QUEUED, Recorder
 from edge.uplink.link import CommandSink, Uplink
 
 # Told the events of each commit (recorder thread): must return quickly, never block.
-Listener = Callable[[Sequence[Event]], None]
+CommitListener = Callable[[Sequence[Event]], None]
 
 
 class Delivery:
@@ -69,7 +69,7 @@ class Delivery:
         self.outbox = outbox
         self._lock = threading.Lock()
         self._acknowledged: set[int] = set()  # by the broker; deletion not yet committed
-        self._listeners: list[Listener] = []
+        self._listeners: list[CommitListener] = []
         self.recorder = Recorder(outbox, clock, window=window, delivery=self, max_queued=max_queued)
         self.uplink = Uplink(
             settings,
@@ -82,7 +82,7 @@ class Delivery:
             rng=rng,
         )
 
-    def listen(self, listener: Listener) -> None:
+    def listen(self, listener: CommitListener) -> None:
         """Tell ``listener`` the events of every commit, on the recorder's thread."""
         self._listeners.append(listener)
 

@@ -20,11 +20,11 @@ from sensors.sim import SIMULATED_TYPES, PulseTrain, SimulatedBus, SimulatedChip
 from sensors.sim.registers import RegisterFields, SimulatedRegisters
 from sensors.sim.signals import (
     Constant,
+    During,
     Noise,
     Signal,
     Sum,
     TimeSignal,
-    Window,
     on_clock,
     sampled,
     signal_from_spec,
@@ -98,7 +98,7 @@ class SimulatedHardware:
                 continue
             extra = signal_from_spec(anomaly, seed=seed + index + 1, start_hour=hour,
                                      horizon=horizon)  # fmt: skip
-            parts.append(Window(extra, injection.at, injection.end))
+            parts.append(During(extra, injection.at, injection.end))
         return parts[0] if len(parts) == 1 else Sum(*parts)
 
     def presses(self) -> tuple[Press, ...]:

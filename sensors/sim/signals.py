@@ -5,7 +5,7 @@ quantity ``t`` seconds after the scenario started. A chip model can sample one a
 instant (a FIFO fills at 500 Hz between two polls) and in any order, and the same ``t``
 always gives the same value: randomness is either a pure function of ``t`` (``Noise``)
 or drawn once from a seed when the model is built (``Events``). Models compose by
-``Sum`` and ``Window``; ``signal_from_spec`` builds the sum a scenario's TOML table asks for.
+``Sum`` and ``During``; ``signal_from_spec`` builds the sum a scenario's TOML table asks for.
 
 Chip models that take a zero-argument :data:`Signal` (the value now, on the runtime's
 clock) get one from :func:`sampled`. ``Piecewise`` and ``Noisy`` are such signals from
@@ -351,12 +351,12 @@ class Sum:
         return total
 
 
-class Window:
+class During:
     """``signal`` inside ``[start, end)`` and 0 outside: an injected anomaly."""
 
     def __init__(self, signal: TimeSignal, start: float, end: float) -> None:
         if math.isnan(start) or math.isnan(end) or end < start:
-            raise SensorConfigError(f"Window needs start <= end, got [{start!r}, {end!r})")
+            raise SensorConfigError(f"During needs start <= end, got [{start!r}, {end!r})")
         self.signal = signal
         self.start = start
         self.end = end

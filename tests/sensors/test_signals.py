@@ -18,6 +18,7 @@ from sensors.sim.signals import (
     Constant,
     Daily,
     Drift,
+    During,
     Events,
     Growth,
     Harmonics,
@@ -25,7 +26,6 @@ from sensors.sim.signals import (
     Sum,
     TimeSignal,
     Tone,
-    Window,
     on_clock,
     sampled,
     signal_from_spec,
@@ -141,7 +141,7 @@ def test_sampled_reads_a_time_signal_on_the_clock_from_t0() -> None:
 
 
 def test_on_clock_shifts_time_to_the_scenario_start() -> None:
-    signal = on_clock(Window(Constant(1.0), 0.0, 10.0), t0=500.0)
+    signal = on_clock(During(Constant(1.0), 0.0, 10.0), t0=500.0)
     assert [signal(t) for t in (499.0, 500.0, 509.0, 510.0)] == [0.0, 1.0, 1.0, 0.0]
 
 
@@ -315,19 +315,19 @@ def test_events_refuse_bad_parameters(kwargs: dict[str, Any], match: str) -> Non
 
 
 def test_window_is_the_signal_inside_start_to_end_only() -> None:
-    anomaly = Window(Constant(7.0), 100.0, 200.0)
+    anomaly = During(Constant(7.0), 100.0, 200.0)
     assert anomaly(math.nextafter(100.0, 0.0)) == 0.0
     assert anomaly(100.0) == 7.0
     assert anomaly(math.nextafter(200.0, 0.0)) == 7.0
     assert anomaly(200.0) == 0.0
-    assert Window(Constant(1.0), 5.0, 5.0)(5.0) == 0.0  # empty
+    assert During(Constant(1.0), 5.0, 5.0)(5.0) == 0.0  # empty
     with pytest.raises(SensorConfigError, match="start <= end"):
-        Window(Constant(1.0), 6.0, 5.0)
+        During(Constant(1.0), 6.0, 5.0)
 
 
 def test_sum_adds_in_order() -> None:
     assert Sum()(3.0) == 0.0
-    total = Sum(Constant(1.0), Drift(3600.0), Window(Constant(10.0), 0.0, 5.0))
+    total = Sum(Constant(1.0), Drift(3600.0), During(Constant(10.0), 0.0, 5.0))
     assert [total(t) for t in (0.0, 4.0, 5.0)] == [11.0, 15.0, 6.0]
 
 
