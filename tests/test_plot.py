@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import math
 import struct
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -83,11 +86,26 @@ def lines() -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: (r["type"] != "scenario", r.get("t", -1.0)))
 
 
+def write(path: Path, records: Iterable[dict[str, Any]]) -> RecordingData:
+    """Records written as a recording (header first, then in time order) and read back."""
+    ordered = sorted(records, key=lambda r: (r["type"] != "scenario", r.get("t", -1.0)))
+    path.write_text("".join(json.dumps(r) + "\n" for r in ordered), encoding="utf-8")
+    return read_recording(path)
+
+
 @pytest.fixture
 def recording(tmp_path: Path) -> RecordingData:
-    path = tmp_path / "run.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in lines()), encoding="utf-8")
-    return read_recording(path)
+    return write(tmp_path / "run.jsonl", lines())
+
+
+def legend_of(ax: Any) -> Any:
+    legend = ax.get_legend()
+    assert legend is not None, ax.get_title()
+    return legend
+
+
+def legend_texts(ax: Any) -> list[str]:
+    return [t.get_text() for t in legend_of(ax).get_texts()]
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -131,7 +149,7 @@ def test_the_figure_has_what_a_reader_needs(recording: RecordingData) -> None:
     assert [ax.get_ylabel() for ax in axes] == ["degC", "hPa", "degC", "state", "g"]
     assert axes[-1].get_xlabel() == "time since start (s)"
     assert axes[0].get_xlim() == (0.0, 300.0)
-    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in axes]
+    legends = [legend_texts(ax) for ax in axes]
     assert legends[0] == ["temperature", "truth: anomaly", "truth: network", "threshold warning",
                           "cleared"]  # fmt: skip
     assert "health fault" in legends[1] and "truth: fault" in legends[1]
@@ -161,7 +179,7 @@ def test_long_series_become_envelopes_within_the_budget(tmp_path: Path) -> None:
         assert all(trace.envelope is not None for trace in drawn)
         assert sum(trace.points for trace in drawn) <= MAX_POINTS
     figure = draw(data)
-    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    legend = legend_texts(figure.axes[0])
     assert legend == ["temperature (mean, min-max)"]
     assert figure.axes[-1].get_xlabel() == "time since start (min)"
     assert figure.axes[0].get_xlim() == (0.0, 60.0)
@@ -209,3 +227,174 @@ def test_an_unwritable_destination_is_a_plot_error(
 ) -> None:
     with pytest.raises(PlotError, match="cannot write the plot"):
         plot(recording, tmp_path / "missing-dir" / "run.png")
+
+
+# -- honesty: what a panel shows is the signal, its truth and where detections fired ---------
+
+
+def event(
+    t: float, sensor: str, kind: str, state: str, value: Any, **fields: Any
+) -> dict[str, Any]:
+    severity = "info" if state == "clear" else "critical"
+    return {"type": "event", "t": t, "sensor": sensor, "kind": kind, "severity": severity,
+            "value": value, "fields": {"state": state, **fields}}  # fmt: skip
+
+
+def markers(ax: Any, marker: str) -> list[Any]:
+    return [line for line in ax.get_lines() if line.get_marker() == marker]
+
+
+def positions(drawn: list[Any]) -> dict[float, float]:
+    return {float(m.get_xdata()[0]): float(m.get_ydata()[0]) for m in drawn}
+
+
+def test_detection_markers_never_rescale_the_signal_axis(tmp_path: Path) -> None:
+    # Values as detectors report them: a model's score (194 on a 22-32 degC signal, as the
+    # wildfire scenario records), a clear's score, and a vector's score on a 1 g signal.
+    data = write(tmp_path / "run.jsonl", [
+        *lines(),
+        event(100.0, "temperature", "anomaly", "active", 194.15, score=194.15),
+        event(260.0, "temperature", "anomaly", "clear", -12.5, score=-12.5),
+        event(130.0, "climate", "threshold", "active", 250.0, quantity="temperature"),
+        event(200.0, "motor", "anomaly", "active", 95.8, quantity="accel", score=95.8),
+    ])  # fmt: skip
+    signal_only = draw(dataclasses.replace(data, events=[]))
+    with_events = draw(data)
+    for bare, marked in zip(signal_only.axes, with_events.axes, strict=True):
+        assert marked.get_ylim() == pytest.approx(bare.get_ylim()), marked.get_title()
+    temperature, climate_degc, motor = with_events.axes[0], with_events.axes[2], with_events.axes[4]
+    # On a scalar signal the marker sits on the reading the detector saw at that time.
+    readings = {r.t: r.value for r in data.readings if r.sensor == "temperature"}
+    assert positions(markers(temperature, "v")) == {100.0: readings[100.0], 178.0: readings[178.0]}
+    assert positions(markers(temperature, "o")) == {206.0: readings[206.0], 260.0: readings[260.0]}
+    # A quantity of a sensor with several: on that quantity's line (climate at t = 130.5).
+    (on_climate,) = markers(climate_degc, "v")
+    assert on_climate.get_ydata()[0] == pytest.approx(21.0 + 128.0 / 300)
+    # A vector's alarm has no one line to sit on: the marker heads its dashed line instead,
+    # inside the axes' box.
+    for marker in markers(motor, "v"):
+        x, y = marker.get_transform().transform((marker.get_xdata()[0], marker.get_ydata()[0]))
+        box = motor.get_window_extent()
+        assert box.x0 <= x <= box.x1 and box.y0 <= y <= box.y1 + 1
+
+
+MOTOR_HEADER = {
+    **HEADER,
+    "sensors": {"motor": {"type": "i2c.mpu6050", "units": {"accel": "g", "gyro": "deg/s"}}},
+}
+
+
+def motor_run(tmp_path: Path, label_sensor: str | None) -> RecordingData:
+    records: list[dict[str, Any]] = [
+        MOTOR_HEADER,
+        {"type": "label", "kind": "anomaly", "label": "bearing defect", "sensor": label_sensor,
+         "start": 100.0, "end": 200.0},
+    ]  # fmt: skip
+    for i in range(60):
+        t = 5.0 * i
+        value = {"accel": [0.01 * math.sin(t), 0.0, 1.0], "gyro": [0.1, -0.1, 0.0]}
+        records.append({"type": "reading", "t": t, "sensor": "motor", "value": value})
+    return write(tmp_path / "motor.jsonl", records)
+
+
+def shaded(ax: Any) -> list[str]:
+    """The label windows drawn on an axes, by their text."""
+    return [t.get_text().strip() for t in ax.texts]
+
+
+@pytest.mark.parametrize(
+    ("label_sensor", "on_accel", "on_gyro"),
+    [
+        ("motor.accel_x", True, False),  # as the factory-vibration scenario labels a defect
+        ("motor.accel_y", True, False),
+        ("motor.accel", True, False),
+        ("motor.gyro_z", False, True),
+        ("motor", True, True),
+        (None, True, True),
+        ("motor.accel_w", False, False),  # no such axis
+        ("pump.accel_x", False, False),
+    ],
+)
+def test_a_label_on_a_vector_component_is_shaded_on_that_vectors_panel(
+    tmp_path: Path, label_sensor: str | None, on_accel: bool, on_gyro: bool
+) -> None:
+    accel, gyro = draw(motor_run(tmp_path, label_sensor)).axes
+    assert (accel.get_ylabel(), gyro.get_ylabel()) == ("g", "deg/s")
+    assert (shaded(accel) == ["bearing defect"]) is on_accel
+    assert (shaded(gyro) == ["bearing defect"]) is on_gyro
+    assert (len(accel.patches) == 1) is on_accel
+    assert (len(gyro.patches) == 1) is on_gyro
+
+
+def test_one_window_labelled_on_two_components_is_drawn_once(tmp_path: Path) -> None:
+    data = motor_run(tmp_path, "motor.accel_x")
+    twice = dataclasses.replace(
+        data, labels=[*data.labels, dataclasses.replace(data.labels[0], sensor="motor.accel_y")]
+    )
+    accel, _ = draw(twice).axes
+    assert shaded(accel) == ["bearing defect"]
+    assert len(accel.patches) == 1
+
+
+def test_legends_fit_inside_the_figure(tmp_path: Path) -> None:
+    # An INA219 over an hour, as in the factory-vibration scenario: the enveloped
+    # "shunt_voltage (mean, min-max)" made the widest legend, and it ran off the PNG.
+    header = {
+        **HEADER,
+        "duration": 3600.0,
+        "sensors": {
+            "supply": {
+                "type": "i2c.ina219",
+                "units": {"current": "A", "shunt_voltage": "V", "voltage": "V"},
+            }
+        },
+    }
+    records: list[dict[str, Any]] = [header]
+    for i in range(3600):
+        value = {"current": 2.0 + 0.01 * math.sin(i), "shunt_voltage": 0.2, "voltage": 24.0}
+        records.append({"type": "reading", "t": float(i), "sensor": "supply", "value": value})
+    records.append(event(3000.0, "supply", "threshold", "active", 2.1, quantity="current"))
+    figure = draw(write(tmp_path / "supply.jsonl", records))
+    figure.savefig(io.BytesIO(), dpi=DPI, format="png")  # lays out and renders
+    page = figure.bbox
+    legends = [legend_of(ax) for ax in figure.axes]
+    texts = [t.get_text() for legend in legends for t in legend.get_texts()]
+    assert "shunt_voltage (mean, min-max)" in texts
+    for ax, legend in zip(figure.axes, legends, strict=True):
+        box = legend.get_window_extent()
+        assert page.x0 <= box.x0 and box.x1 <= page.x1, (texts, box, page)
+        assert page.y0 <= box.y0 and box.y1 <= page.y1, (texts, box, page)
+        assert not box.overlaps(ax.get_window_extent())  # beside the data, not over it
+
+
+def test_a_boolean_input_is_a_step_line_not_an_envelope(tmp_path: Path) -> None:
+    # A polled door input at 10 Hz for an hour (the perimeter scenario's door): 36,000
+    # readings, four changes of state.
+    header = {**HEADER, "duration": 3600.0, "sensors": {
+        "door": {"type": "gpio.input", "unit": ""},
+        "relay": {"type": "gpio.output", "unit": ""}}}  # fmt: skip
+    records: list[dict[str, Any]] = [header]
+    opened = [(2410.0, 2450.0), (2500.0, 2520.5)]
+    for i in range(36_000):
+        t = i / 10
+        is_open = any(start <= t < end for start, end in opened)
+        records.append({"type": "reading", "t": t, "sensor": "door", "value": is_open})
+        # a chattering relay: more changes than a panel's budget of points
+        records.append({"type": "reading", "t": t, "sensor": "relay", "value": i % 6 < 3})
+    data = write(tmp_path / "inputs.jsonl", records)
+    door_panel, relay_panel = panels(data)
+    (door,) = traces(door_panel, 3600.0)
+    assert door.step and door.envelope is None and door.label == "door"
+    # exactly the corners of the step line: the start, each change, the end of the run
+    assert door.t.tolist() == [0.0, 2410.0, 2450.0, 2500.0, 2520.5, 3600.0]
+    assert door.values.tolist() == [0.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+    (relay,) = traces(relay_panel, 3600.0)
+    assert relay.step and relay.envelope is None
+    assert relay.points <= MAX_POINTS
+    assert set(relay.values.tolist()) == {1.0}  # on at some time in every bin
+    figure = draw(data)
+    legends = [legend_texts(ax) for ax in figure.axes]
+    assert legends == [["door"], ["relay (on at any time per bin)"]]
+    for ax in figure.axes:
+        assert len(ax.collections) == 0  # no min-max band
+        assert ax.get_ylim() == (-0.15, 1.3)

@@ -4,9 +4,14 @@ Panels stack on one time axis, one per sensor; a sensor whose quantities have di
 units gets one panel per unit (on a shared axis, a BME280's pressure at 1013 hPa would
 flatten its temperature at 22 degC). Each quantity, and each component of a vector, is
 its own line; on/off inputs are step lines. Alarms are dashed vertical lines coloured by
-severity with a marker at the value; health faults are crosses along the top; label
-windows are shaded and named. A long series is drawn as its min/max envelope and mean
-per bin, so a panel never holds more than ``MAX_POINTS`` points and an hour stays legible.
+severity, with a marker on the signal where the detector fired (an event's value may be a
+score or a vector's magnitude: it is never plotted against the signal's unit); health
+faults are crosses along the top; label windows, on a sensor, a quantity or a vector's
+component (``accel_x``), are shaded and named. A panel never holds more than
+``MAX_POINTS`` points, so an hour stays legible: a long series is drawn as its mean per
+bin with the bin's min/max band, an on/off input as its changes of state (past the budget,
+whether it was on at any time in a bin). Legends sit beside their panels, and the figure's
+layout makes room for them.
 
 matplotlib is optional (``edgeline[sim]``): it is imported only when drawing, and through
 its object API, never pyplot, so plotting changes no global backend.
@@ -14,6 +19,7 @@ its object API, never pyplot, so plotting changes no global backend.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -73,6 +79,15 @@ class Panel:
         return all(line.boolean for line in self.lines)
 
     @property
+    def components(self) -> set[str]:
+        """A vector quantity's axes as labels name them (``accel_x``)."""
+        return {
+            f"{line.quantity}_{line.name.rpartition('.')[2]}"
+            for line in self.lines
+            if line.quantity is not None and line.name != line.quantity
+        }
+
+    @property
     def title(self) -> str:
         named = sorted({q for q in self.quantities if q is not None})
         return f"{self.sensor} · {', '.join(named)}" if named else self.sensor
@@ -91,13 +106,16 @@ def draw(recording: RecordingData) -> Figure:
     """The figure ``plot`` saves: one axes per panel (see ``panels``)."""
     try:
         from matplotlib.figure import Figure
+        from matplotlib.layout_engine import ConstrainedLayoutEngine
     except ImportError as exc:
         raise PlotError("plotting needs matplotlib: pip install 'edgeline[sim]'") from exc
 
     layout = panels(recording)
     header = recording.header
     scale, unit = time_scale(header.duration)
-    figure = Figure(figsize=figure_size(len(layout)), dpi=DPI)
+    # Constrained layout sizes the axes so that the legends beside them fit on the page.
+    layout_engine = ConstrainedLayoutEngine(h_pad=0.08, hspace=0.04)
+    figure = Figure(figsize=figure_size(len(layout)), dpi=DPI, layout=layout_engine)
     figure.suptitle(
         f"{header.name}: device {header.device}, seed {header.seed}, start {header.start}",
         fontsize=12,
@@ -108,9 +126,6 @@ def draw(recording: RecordingData) -> Figure:
         ax.set_axis_off()
         return figure
     axes = figure.subplots(len(layout), 1, sharex=True, squeeze=False)[:, 0]
-    top = 1 - 0.55 / figure.get_figheight()  # room for the title, in inches
-    bottom = 0.6 / figure.get_figheight()  # and for the time axis label
-    figure.subplots_adjust(left=0.07, right=0.84, top=top, bottom=bottom, hspace=0.35)
     for ax, panel in zip(axes, layout, strict=True):
         _draw_panel(ax, panel, recording, scale, header.duration)
     axes[-1].set_xlim(0, header.duration / scale)
@@ -217,6 +232,16 @@ class Trace:
         return len(self.t) * (1 if self.envelope is None else 3)
 
 
+def changes(t: Floats, v: Floats) -> tuple[Floats, Floats]:
+    """A step line's corners: its first point, each change of state, and its last point."""
+    if len(t) <= 2:
+        return t, v
+    same = (v[1:] == v[:-1]) | (np.isnan(v[1:]) & np.isnan(v[:-1]))
+    keep = np.append(True, ~same)
+    keep[-1] = True
+    return t[keep], v[keep]
+
+
 def traces(panel: Panel, duration: float) -> list[Trace]:
     """What ``draw`` plots on a panel: at most ``MAX_POINTS`` points in all."""
     budget = MAX_POINTS // max(len(panel.lines), 1)
@@ -225,15 +250,28 @@ def traces(panel: Panel, duration: float) -> list[Trace]:
         label = panel.sensor if line.name == "value" else line.name
         t = np.asarray(line.times, dtype=np.float64)
         v = np.asarray(line.values, dtype=np.float64)
-        if panel.boolean:  # an input holds its last state to the end of the run
-            t, v = np.append(t, duration), np.append(v, v[-1])
+        if panel.boolean:
+            result.append(_steps(label, t, v, duration, budget))
+            continue
         reduced = downsample(t, v, budget)
         if reduced is None:
-            result.append(Trace(label, t, v, step=panel.boolean))
+            result.append(Trace(label, t, v))
         else:
             times, lows, highs, means = reduced
-            result.append(Trace(label, times, means, (lows, highs), step=panel.boolean))
+            result.append(Trace(f"{label} (mean, min-max)", times, means, (lows, highs)))
     return result
+
+
+def _steps(label: str, t: Floats, v: Floats, duration: float, budget: int) -> Trace:
+    """An on/off input as a step line: it holds its last state to the end of the run, and
+    only its changes are drawn; past the budget, per bin whether it was on at any time (a
+    mean of on and off would draw states the input never had)."""
+    t, v = changes(np.append(t, duration), np.append(v, v[-1]))
+    reduced = downsample(t, v, budget)
+    if reduced is None:
+        return Trace(label, t, v, step=True)
+    times, _, highs, _ = reduced
+    return Trace(f"{label} (on at any time per bin)", times, highs, step=True)
 
 
 # -- drawing -------------------------------------------------------------------------------
@@ -244,15 +282,14 @@ def _draw_panel(
 ) -> None:
     for trace in traces(panel, duration):
         t = trace.t / scale
-        if trace.envelope is None and trace.step:
+        if trace.step:
             ax.step(t, trace.values, where="post", label=trace.label, linewidth=1.2)
         elif trace.envelope is None:
             ax.plot(t, trace.values, label=trace.label, linewidth=0.9)
         else:
             lows, highs = trace.envelope
             # One legend entry: the mean line, named for its band of bin minima and maxima.
-            label = f"{trace.label} (mean, min-max)"
-            (drawn,) = ax.plot(t, trace.values, label=label, linewidth=0.8)
+            (drawn,) = ax.plot(t, trace.values, label=trace.label, linewidth=0.8)
             ax.fill_between(t, lows, highs, color=drawn.get_color(), alpha=0.3, linewidth=0)
     if panel.boolean:
         ax.set_yticks([0, 1], ["off", "on"])
@@ -267,7 +304,12 @@ def _draw_panel(
 
 def _draw_labels(ax: Axes, panel: Panel, labels: Sequence[Label], scale: float) -> None:
     shown: set[str] = set()
-    for i, label in enumerate(lab for lab in labels if _label_on(lab, panel)):
+    # One window labelled on several quantities or axes of a panel is drawn once.
+    on_panel: dict[tuple[str, str, float, float], Label] = {}
+    for lab in labels:
+        if _label_on(lab, panel):
+            on_panel.setdefault((lab.kind, lab.label, lab.start, lab.end), lab)
+    for i, label in enumerate(on_panel.values()):
         colour = LABEL_COLOURS.get(label.kind, "tab:brown")
         legend = f"truth: {label.kind}" if label.kind not in shown else None
         shown.add(label.kind)
@@ -292,10 +334,14 @@ def _draw_labels(ax: Axes, panel: Panel, labels: Sequence[Label], scale: float) 
 
 
 def _label_on(label: Label, panel: Panel) -> bool:
+    """Whether a label concerns a panel: the whole device, the panel's sensor, one of its
+    quantities, or an axis of one of its vectors (``motor.accel_x`` is on ``accel``)."""
     if label.sensor is None or label.sensor == panel.sensor:
         return True
     sensor, _, quantity = label.sensor.rpartition(".")
-    return sensor == panel.sensor and quantity in panel.quantities
+    if sensor != panel.sensor:
+        return False
+    return quantity in panel.quantities or quantity in panel.components
 
 
 def _draw_events(ax: Axes, panel: Panel, events: Sequence[RecordedEvent], scale: float) -> None:
@@ -337,16 +383,44 @@ def _draw_events(ax: Axes, panel: Panel, events: Sequence[RecordedEvent], scale:
                 linewidth=1.1,
                 label=once(f"{event.kind} {event.severity}"),
             )
-            if isinstance(event.value, int | float) and not panel.boolean:
-                ax.plot([t], [event.value], marker="v", color=colour, markersize=7)
-        elif state == "clear" and isinstance(event.value, int | float):
-            ax.plot(
-                [t],
-                [event.value],
+            _mark(ax, panel, event, scale, marker="v", color=colour, markersize=7)
+        elif event.kind != "telemetry" and state == "clear":
+            _mark(
+                ax,
+                panel,
+                event,
+                scale,
                 marker="o",
                 markerfacecolor="none",
                 color="tab:green",
-                linestyle="none",
                 markersize=6,
                 label=once("cleared"),
             )
+
+
+def _mark(ax: Axes, panel: Panel, event: RecordedEvent, scale: float, **style: Any) -> None:
+    """A detection's marker: on the signal it fired on, or, when there is no one line to
+    sit on (a vector, a whole-sensor event on several quantities), at the top of the axes.
+    Never at the event's value: a score or a magnitude would rescale the signal's axis."""
+    t = event.t / scale
+    quantity = event.fields.get("quantity")
+    y = signal_at(panel, quantity if isinstance(quantity, str) else None, event.t)
+    if y is None:
+        top = ax.get_xaxis_transform()  # x in data, y in axes coordinates: no y-limits
+        ax.plot([t], [1.0], linestyle="none", transform=top, clip_on=False, **style)
+    else:
+        ax.plot([t], [y], linestyle="none", clip_on=False, **style)
+
+
+def signal_at(panel: Panel, quantity: str | None, t: float) -> float | None:
+    """The value of the panel's one line of ``quantity`` (any, if None) at ``t``: its last
+    reading at or before ``t``. None when the panel has no single such line (a vector, or
+    several quantities) or no finite reading by then."""
+    lines = [line for line in panel.lines if quantity is None or line.quantity == quantity]
+    if len(lines) != 1:
+        return None
+    line = lines[0]
+    i = bisect.bisect_right(line.times, t) - 1
+    if i < 0 or not math.isfinite(line.values[i]):
+        return None
+    return line.values[i]
