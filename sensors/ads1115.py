@@ -18,7 +18,7 @@ from typing import Literal
 
 from sensors.base import Hardware, PolledSensor, SensorType
 from sensors.errors import SensorConfigError, SensorError, SensorTimeout
-from sensors.ports import I2CBus, read_word_be, write_word_be
+from sensors.ports import I2CBus, hex_text, read_word_be, write_word_be
 
 CONVERSION = 0x00
 CONFIG = 0x01
@@ -132,7 +132,7 @@ class ADS1115:
     ) -> None:
         if address not in ADDRESSES:
             raise SensorConfigError(
-                f"ADS1115 address must be 0x48..0x4B (set by the ADDR pin), got {address:#04x}"
+                f"ADS1115 address must be 0x48..0x4B (set by the ADDR pin), got {hex_text(address)}"
             )
         if channel not in MUX:
             raise SensorConfigError(
@@ -170,13 +170,13 @@ class ADS1115:
             self._sleep(conversion_time / 10)
         else:
             raise SensorTimeout(
-                f"ADS1115 at {self.address:#04x}: conversion not done after "
+                f"ADS1115 at 0x{self.address:02X}: conversion not done after "
                 f"{3 * conversion_time:.3f} s (3x the nominal time at {self.data_rate} SPS)"
             )
         code = read_word_be(self._bus, self.address, CONVERSION)
         if code in (_CODE_MAX, _CODE_MIN & 0xFFFF):
             raise SensorError(
-                f"ADS1115 at {self.address:#04x}: input {channel} is at the +-{self.full_scale} V "
+                f"ADS1115 at 0x{self.address:02X}: input {channel} is at the +-{self.full_scale} V "
                 "full scale, so the reading is clipped: choose a wider range"
             )
         return decode_volts(code >> 8, code & 0xFF, self.full_scale)
@@ -190,7 +190,11 @@ class ADS1115Params:
     bus: int = field(default=1, metadata={"min": 0, "doc": "I2C bus number (/dev/i2c-N)"})
     address: int = field(
         default=0x48,
-        metadata={"min": 0x48, "max": 0x4B, "doc": "I2C address, set by the ADDR pin"},
+        metadata={
+            "choices": tuple(ADDRESSES),
+            "hex": True,
+            "doc": "I2C address, set by the ADDR pin",
+        },
     )
     channel: Literal["0", "1", "2", "3", "0-1", "0-3", "1-3", "2-3", "all"] = field(
         default="0",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from sensors.base import Hardware, PolledSensor, SensorType
 from sensors.errors import SensorConfigError
-from sensors.ports import I2CBus, bare_read
+from sensors.ports import I2CBus, bare_read, hex_text
 
 POWER_DOWN = 0x00
 POWER_ON = 0x01
@@ -70,7 +70,8 @@ class BH1750:
     ) -> None:
         if address not in ADDRESSES:
             raise SensorConfigError(
-                f"BH1750 address must be 0x23 (ADDR low) or 0x5C (ADDR high), got {address:#04x}"
+                "BH1750 address must be 0x23 (ADDR low) or 0x5C (ADDR high),"
+                f" got {hex_text(address)}"
             )
         self._bus = bus
         self.address = address
@@ -94,16 +95,18 @@ class BH1750Params:
     address: int = field(
         default=0x23,
         metadata={
-            "min": 0x23,
-            "max": 0x5C,
+            "choices": ADDRESSES,
+            "hex": True,
             "doc": "I2C address: 0x23 with ADDR low, 0x5C with ADDR high",
         },
     )
 
     def __post_init__(self) -> None:
+        # The config validator refuses other addresses first (the field's choices); this
+        # is for params built in code.
         if self.address not in ADDRESSES:
             raise ValueError(
-                f"address must be 0x23 (ADDR low) or 0x5C (ADDR high), got {self.address:#04x}"
+                f"address must be 0x23 (ADDR low) or 0x5C (ADDR high), got {hex_text(self.address)}"
             )
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from sensors.base import Hardware, PolledSensor, SensorType
 from sensors.errors import SensorConfigError, SensorError, SensorTimeout
-from sensors.ports import I2CBus
+from sensors.ports import I2CBus, hex_text
 
 # Registers (datasheet 5.3, memory map).
 CALIB_TP = 0x88  # dig_T1..dig_P9 at 0x88..0x9F, then 0xA0 unused and dig_H1 at 0xA1
@@ -202,7 +202,7 @@ class BME280:
     ) -> None:
         if address not in ADDRESSES:
             raise SensorConfigError(
-                f"BME280 address must be 0x76 or 0x77 (set by the SDO pin), got {address:#04x}"
+                f"BME280 address must be 0x76 or 0x77 (set by the SDO pin), got {hex_text(address)}"
             )
         _check_choice("oversampling_temperature", oversampling_temperature, OVERSAMPLING)
         _check_choice("oversampling_pressure", oversampling_pressure, OVERSAMPLING)
@@ -241,8 +241,8 @@ class BME280:
         if adc_t == SKIPPED_20_BIT or adc_p == SKIPPED_20_BIT or adc_h == SKIPPED_16_BIT:
             self.calibration = None  # the chip was reset behind our back: set it up again
             raise SensorError(
-                f"BME280 at {address:#04x} skipped a measurement (raw T {adc_t:#07x}, "
-                f"P {adc_p:#07x}, H {adc_h:#06x}); it will be set up again on the next read"
+                f"BME280 at 0x{address:02X} skipped a measurement (raw T 0x{adc_t:05X}, "
+                f"P 0x{adc_p:05X}, H 0x{adc_h:04X}); it will be set up again on the next read"
             )
         return compensate(self.calibration, adc_t, adc_p, adc_h)
 
@@ -254,8 +254,8 @@ class BME280:
                 " (0x56..0x58 is a BMP280, which has no humidity)" if 0x56 <= found <= 0x58 else ""
             )
             raise SensorError(
-                f"no BME280 at {address:#04x}: chip id register 0xD0 reads {found:#04x}, "
-                f"expected {CHIP_ID_VALUE:#04x}{hint}"
+                f"no BME280 at 0x{address:02X}: chip id register 0xD0 reads 0x{found:02X}, "
+                f"expected 0x{CHIP_ID_VALUE:02X}{hint}"
             )
         bus.write_byte_data(address, RESET, RESET_WORD)
         self._sleep(STARTUP_TIME)
@@ -272,8 +272,8 @@ class BME280:
             if attempt < STATUS_POLLS - 1:
                 self._sleep(POLL_INTERVAL)
         raise SensorTimeout(
-            f"BME280 at {self.address:#04x} did not finish {what}: "
-            f"status bit {bit:#04x} still set after {STATUS_POLLS} polls"
+            f"BME280 at 0x{self.address:02X} did not finish {what}: "
+            f"status bit 0x{bit:02X} still set after {STATUS_POLLS} polls"
         )
 
 
@@ -295,7 +295,7 @@ class BME280Params:
     bus: int = field(default=1, metadata={"min": 0, "doc": "I2C bus number (/dev/i2c-N)"})
     address: int = field(
         default=0x76,
-        metadata={"min": 0x76, "max": 0x77, "doc": "I2C address, set by the SDO pin"},
+        metadata={"choices": ADDRESSES, "hex": True, "doc": "I2C address, set by the SDO pin"},
     )
     oversampling_temperature: int = field(
         default=1, metadata={"min": 1, "max": 16, "doc": "temperature oversampling: 1, 2, 4, 8, 16"}

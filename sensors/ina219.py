@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from sensors.base import Hardware, PolledSensor, SensorType
 from sensors.errors import SensorConfigError, SensorError, SensorTimeout
-from sensors.ports import I2CBus, read_word_be, write_word_be
+from sensors.ports import I2CBus, hex_text, read_word_be, write_word_be
 
 CONFIG = 0x00
 SHUNT_VOLTAGE = 0x01
@@ -168,7 +168,8 @@ class INA219:
     ) -> None:
         if address not in ADDRESSES:
             raise SensorConfigError(
-                f"INA219 address must be 0x40..0x4F (set by pins A1 and A0), got {address:#04x}"
+                "INA219 address must be 0x40..0x4F (set by pins A1 and A0),"
+                f" got {hex_text(address)}"
             )
         _check_options(shunt_ohms, max_current, bus_range_v, shunt_range_mv, samples)
         self._bus = bus
@@ -195,12 +196,12 @@ class INA219:
         power = read_word_be(bus, address, POWER)  # unsigned; this read clears CNVR
         if bus_word & OVF:
             raise SensorError(
-                f"INA219 at {self.address:#04x}: math overflow: current beyond the calibrated "
+                f"INA219 at 0x{self.address:02X}: math overflow: current beyond the calibrated "
                 f"range (max_current = {self.max_current} A)"
             )
         if abs(shunt) >= self.shunt_range_mv * 100:
             raise SensorError(
-                f"INA219 at {self.address:#04x}: shunt voltage {shunt * SHUNT_LSB_V * 1e3:.2f} mV "
+                f"INA219 at 0x{self.address:02X}: shunt voltage {shunt * SHUNT_LSB_V * 1e3:.2f} mV "
                 f"is at the +-{self.shunt_range_mv} mV full scale: current beyond "
                 f"{self.shunt_range_mv * 1e-3 / self.shunt_ohms:.4g} A"
             )
@@ -226,7 +227,7 @@ class INA219:
                 return
             self._sleep(conversion_time / 10)
         raise SensorTimeout(
-            f"INA219 at {self.address:#04x}: no conversion ready {3 * conversion_time:.4f} s "
+            f"INA219 at 0x{self.address:02X}: no conversion ready {3 * conversion_time:.4f} s "
             "after configuring (3x the nominal conversion time)"
         )
 
@@ -239,7 +240,12 @@ class INA219Params:
     bus: int = field(default=1, metadata={"min": 0, "doc": "I2C bus number (/dev/i2c-N)"})
     address: int = field(
         default=0x40,
-        metadata={"min": 0x40, "max": 0x4F, "doc": "I2C address, set by pins A1 and A0"},
+        metadata={
+            "min": 0x40,
+            "max": 0x4F,
+            "hex": True,
+            "doc": "I2C address, set by pins A1 and A0",
+        },
     )
     shunt_ohms: float = field(
         default=0.1, metadata={"min": 0.0001, "max": 100.0, "doc": "shunt resistance in ohms"}

@@ -31,7 +31,7 @@ from typing import Literal, NamedTuple, get_args
 
 from sensors.base import Hardware, SensorType
 from sensors.errors import SensorConfigError, SensorError
-from sensors.ports import I2CBus
+from sensors.ports import I2CBus, hex_text
 
 # Registers (RM-MPU-6000A-00 rev 4.2, register map table).
 SMPLRT_DIV = 0x19
@@ -149,15 +149,16 @@ class MPU6050:
     def __init__(self, bus: I2CBus, address: int = 0x68) -> None:
         if address not in ADDRESSES:
             raise SensorConfigError(
-                f"MPU6050 address must be 0x68 or 0x69 (set by the AD0 pin), got {address:#04x}"
+                "MPU6050 address must be 0x68 or 0x69 (set by the AD0 pin),"
+                f" got {hex_text(address)}"
             )
         self._bus = bus
         self.address = address
         found = bus.read_byte_data(address, WHO_AM_I)
         if found != CHIP_ID:
             raise SensorError(
-                f"no MPU-6050 at {address:#04x}: WHO_AM_I (0x75) reads {found:#04x},"
-                f" expected {CHIP_ID:#04x}"
+                f"no MPU-6050 at 0x{address:02X}: WHO_AM_I (0x75) reads 0x{found:02X},"
+                f" expected 0x{CHIP_ID:02X}"
             )
         self._frame = 0  # bytes per FIFO frame; 0 while this driver has not started the FIFO
         self.settings = Settings("2g", "250dps", 100.0, 3)
@@ -271,7 +272,7 @@ class MPU6050Params:
     bus: int = field(default=1, metadata={"min": 0, "doc": "I2C bus number (/dev/i2c-N)"})
     address: int = field(
         default=0x68,
-        metadata={"min": 0x68, "max": 0x69, "doc": "I2C address, set by the AD0 pin"},
+        metadata={"choices": ADDRESSES, "hex": True, "doc": "I2C address, set by the AD0 pin"},
     )
     accel_range: AccelRange = field(
         default="2g", metadata={"doc": "accelerometer full scale, +-2..16 g"}

@@ -20,6 +20,15 @@ Pull = Literal["up", "down", "none"]
 
 I2C_M_RD = 0x0001
 
+
+def hex_text(value: object) -> str:
+    """An I2C address or a register as datasheets write it: 0x76, 0x5C (uppercase digits);
+    anything that is not an integer as its repr (messages about bad arguments use it)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"0x{value:02X}" if value >= 0 else f"-0x{-value:02X}"
+    return repr(value)
+
+
 #: A clock function returning seconds. The runtime passes its own clock, real or
 #: virtual, so sensors never call ``time.*`` for logic (debounce, signals).
 Monotonic = Callable[[], float]

@@ -27,7 +27,7 @@ from typing import Literal
 
 from sensors.base import Hardware, PolledSensor, SensorType
 from sensors.errors import SensorConfigError
-from sensors.ports import I2CBus
+from sensors.ports import I2CBus, hex_text
 
 ByteOrder = Literal["big", "little"]
 #: 7-bit addresses a chip may have: 0x00-0x02 and 0x78-0x7F are reserved by the I2C spec.
@@ -61,7 +61,7 @@ class RegisterLayout:
             raise SensorConfigError(f"length must be 1..{MAX_LENGTH} bytes, got {self.length!r}")
         if self.register + self.length > 0x100:
             raise SensorConfigError(
-                f"register {self.register:#04x} + length {self.length} runs past register 0xFF"
+                f"register 0x{self.register:02X} + length {self.length} runs past register 0xFF"
             )
         if self.byte_order not in ("big", "little"):
             raise SensorConfigError(
@@ -193,7 +193,7 @@ class RegisterReader:
     ) -> None:
         if address not in ADDRESSES:
             raise SensorConfigError(
-                f"I2C address must be 0x03..0x77 (others are reserved), got {address:#04x}"
+                f"I2C address must be 0x03..0x77 (others are reserved), got {hex_text(address)}"
             )
         for register, value in setup:
             if not (0 <= register <= 0xFF and 0 <= value <= 0xFF):
@@ -239,9 +239,11 @@ class RegisterSensor:
 @dataclass(frozen=True)
 class RegistersParams:
     address: int = field(
-        metadata={"min": 0x03, "max": 0x77, "doc": "I2C address of the chip (7-bit)"}
+        metadata={"min": 0x03, "max": 0x77, "hex": True, "doc": "I2C address of the chip (7-bit)"}
     )
-    register: int = field(metadata={"min": 0, "max": 255, "doc": "first register of the value"})
+    register: int = field(
+        metadata={"min": 0x00, "max": 0xFF, "hex": True, "doc": "first register of the value"}
+    )
     bus: int = field(default=1, metadata={"min": 0, "doc": "I2C bus number (/dev/i2c-N)"})
     length: int = field(
         default=2, metadata={"min": 1, "max": MAX_LENGTH, "doc": "bytes in the value"}

@@ -23,7 +23,7 @@ from typing import Literal, NamedTuple
 
 from sensors.base import Hardware, PolledSensor, SensorType
 from sensors.errors import CRCError, SensorConfigError
-from sensors.ports import I2CBus, bare_read
+from sensors.ports import I2CBus, bare_read, hex_text
 
 ADDRESSES = (0x44, 0x45)  # ADDR pin to VSS, to VDD
 SOFT_RESET = 0x30A2
@@ -101,7 +101,7 @@ class SHT3x:
     ) -> None:
         if address not in ADDRESSES:
             raise SensorConfigError(
-                f"SHT3x address must be 0x44 or 0x45 (set by the ADDR pin), got {address:#04x}"
+                f"SHT3x address must be 0x44 or 0x45 (set by the ADDR pin), got {hex_text(address)}"
             )
         if repeatability not in SINGLE_SHOT:
             raise SensorConfigError(
@@ -127,8 +127,8 @@ class SHT3x:
         expected = crc8(chunk[:2])
         if chunk[2] != expected:
             raise CRCError(
-                f"SHT3x at {self.address:#04x}: {what} word 0x{chunk[:2].hex().upper()} "
-                f"came with CRC {chunk[2]:#04x}, expected {expected:#04x}"
+                f"SHT3x at 0x{self.address:02X}: {what} word 0x{chunk[:2].hex().upper()} "
+                f"came with CRC 0x{chunk[2]:02X}, expected 0x{expected:02X}"
             )
         return chunk[0] << 8 | chunk[1]
 
@@ -141,7 +141,7 @@ class SHT3xParams:
     bus: int = field(default=1, metadata={"min": 0, "doc": "I2C bus number (/dev/i2c-N)"})
     address: int = field(
         default=0x44,
-        metadata={"min": 0x44, "max": 0x45, "doc": "I2C address, set by the ADDR pin"},
+        metadata={"choices": ADDRESSES, "hex": True, "doc": "I2C address, set by the ADDR pin"},
     )
     repeatability: Repeatability = field(
         default="high",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from sensors.errors import SensorConfigError
-from sensors.ports import I2CBus, read_word_be, write_word_be
+from sensors.ports import I2CBus, hex_text, read_word_be, write_word_be
 
 TEMPERATURE = 0x00
 CONFIG = 0x01
@@ -61,7 +61,7 @@ class TMP102:
     def __init__(self, bus: I2CBus, address: int = 0x48) -> None:
         if address not in ADDRESSES:
             raise SensorConfigError(
-                f"TMP102 address must be 0x48..0x4B (set by the ADD0 pin), got {address:#04x}"
+                f"TMP102 address must be 0x48..0x4B (set by the ADD0 pin), got {hex_text(address)}"
             )
         self._bus = bus
         self.address = address

@@ -2,10 +2,11 @@
 
 Each :class:`SensorType` names a frozen params dataclass that ``edge/config.py``
 validates generically, so params fields use only ``int``, ``float``, ``bool``,
-``str``, ``Literal`` of strings or ``X | None``; ``metadata`` carries ``min``,
-``max`` and a one-line ``doc``; cross-field checks raise ``ValueError`` from
-``__post_init__``. This module deliberately has no ``from __future__ import
-annotations``: the config validator reads real types from ``dataclasses.fields``.
+``str``, ``Literal`` of strings or ``X | None``; ``metadata`` carries ``min`` and
+``max`` or ``choices``, ``hex`` for a value shown in hex (an I2C address) and a one-line
+``doc``; cross-field checks raise ``ValueError`` from ``__post_init__``. This module
+deliberately has no ``from __future__ import annotations``: the config validator reads
+real types from ``dataclasses.fields``.
 """
 
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from sensors.base import (
     SensorType,
     Value,
 )
+from sensors.tmp102 import ADDRESSES as TMP102_ADDRESSES
 from sensors.tmp102 import TMP102
 
 __all__ = ["SENSOR_TYPES", "EdgeSensor", "Hardware", "PolledSensor", "SensorType", "Value"]
@@ -39,7 +41,11 @@ class TMP102Params:
     bus: int = field(default=1, metadata={"min": 0, "doc": "I2C bus number (/dev/i2c-N)"})
     address: int = field(
         default=0x48,
-        metadata={"min": 0x48, "max": 0x4B, "doc": "I2C address, set by the ADD0 pin"},
+        metadata={
+            "choices": tuple(TMP102_ADDRESSES),
+            "hex": True,
+            "doc": "I2C address, set by the ADD0 pin",
+        },
     )
 
 

@@ -68,7 +68,7 @@ BROKEN_PROBLEMS = [
     ("uplink.broker", "expected a URL without a password"),
     ("sensors[1].interval", "missing; expected seconds between polls"),
     ("sensors[1].intervall", "unknown key; did you mean 'interval'?"),
-    ("sensors[1].address", "expected an integer from 72 to 75, found integer 80"),
+    ("sensors[1].address", "expected 0x48, 0x49, 0x4A or 0x4B, found 0x50"),
     ("detectors[0].sensor", "found 'water_temp'; did you mean 'water-temp'?"),
 ]
 
@@ -102,6 +102,70 @@ def test_broken_file_exits_2_with_one_error_line_per_problem(tmp_path: Path) -> 
     for key, text in BROKEN_PROBLEMS:
         [line] = [line for line in lines if line.startswith(f"{prefix}{key}: ")]
         assert text in line, (key, line)
+
+
+BAD_ADDRESSES = """\
+[device]
+id = "bench"
+
+[uplink]
+broker = "mqtt://localhost"
+
+[[sensors]]
+id = "air"
+type = "i2c.bme280"
+interval = 2.0
+address = 0x48
+
+[[sensors]]
+id = "lux"
+type = "i2c.bh1750"
+interval = 2.0
+address = 0x24
+
+[[sensors]]
+id = "supply"
+type = "i2c.ina219"
+interval = 2.0
+address = 0x50
+
+[[sensors]]
+id = "soil"
+type = "i2c.registers"
+interval = 2.0
+address = 0x36
+register = 0x100
+"""
+
+
+def test_i2c_addresses_are_written_in_hex(tmp_path: Path) -> None:
+    """A new user copies 0x48 from i2cdetect: the answer speaks the same hex."""
+    path = tmp_path / "bad.toml"
+    path.write_text(BAD_ADDRESSES, encoding="utf-8")
+    result = edge("check-config", str(path), cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert result.stderr.splitlines() == [
+        f"error: {path}: sensors[0].address: expected 0x76 or 0x77, found 0x48",
+        f"error: {path}: sensors[1].address: expected 0x23 or 0x5C, found 0x24",
+        f"error: {path}: sensors[2].address: expected an integer from 0x40 to 0x4F, found 0x50",
+        f"error: {path}: sensors[3].register: expected an integer from 0x00 to 0xFF, found 0x100",
+    ]
+
+
+def test_the_summary_names_each_chip_at_its_hex_address(tmp_path: Path) -> None:
+    fixed = BAD_ADDRESSES.replace("0x48", "0x76").replace("0x24", "0x5C")
+    fixed = fixed.replace("0x50", "0x41").replace("0x100", "0x00")
+    path = tmp_path / "good.toml"
+    path.write_text(fixed, encoding="utf-8")
+    result = edge("check-config", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for text in (
+        "air (i2c.bme280 at 0x76 on bus 1)",
+        "lux (i2c.bh1750 at 0x5C on bus 1)",
+        "supply (i2c.ina219 at 0x41 on bus 1)",
+        "soil (i2c.registers at 0x36 on bus 1)",
+    ):
+        assert text in result.stdout, result.stdout
 
 
 def test_relative_path_is_named_as_given(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ problem reported as ``file: key.path: expected ..., found ...``."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ from edge.config.device import (
 )
 from edge.errors import ConfigError, EdgelineError
 from models import ThresholdParams
-from sensors import SENSOR_TYPES
+from sensors import SENSOR_TYPES, ads1115, bh1750, bme280, ina219, mpu6050, registers, sht3x
+from sensors import tmp102 as tmp102_driver
 from sensors.types import GpioEdgeParams, GpioInputParams, TMP102Params
 
 FULL = """\
@@ -238,7 +240,9 @@ def test_summary_names_device_sensors_detectors_and_uplink() -> None:
     summary = parse(FULL, "full.toml").summary()
     assert "\n" not in summary
     assert summary.startswith("full.toml: device 'pump-house-3' polls 3 sensor(s)")
-    for text in ("water-temp (i2c.tmp102)", "door (gpio.input)", "button (gpio.edge)"):
+    # An I2C chip is named with its bus and its address, in hex as i2cdetect shows it.
+    named = ("water-temp (i2c.tmp102 at 0x49 on bus 3)", "door (gpio.input)", "button (gpio.edge)")
+    for text in named:
         assert text in summary
     assert "2 detector(s): water-temp-threshold on water-temp, door-open on door" in summary
     assert "mqtts://broker.example.net:8884" in summary
@@ -280,9 +284,7 @@ def test_out_of_range_tmp102_address(tmp_path: Path) -> None:
     text = with_sensor(TMP102) + '\n[[sensors]]\nid = "t2"\ntype = "i2c.tmp102"\n'
     text += "interval = 1\naddress = 0x50\n"
     source, problem = only_problem(tmp_path, text)
-    assert problem.startswith(f"{source}: sensors[1].address: ")
-    assert "expected an integer from 72 to 75" in problem
-    assert "found integer 80" in problem
+    assert problem == f"{source}: sensors[1].address: expected 0x48, 0x49, 0x4A or 0x4B, found 0x50"
 
 
 def test_out_of_range_float(tmp_path: Path) -> None:
@@ -787,6 +789,63 @@ def test_valid_documents_are_accepted(device_id: str, sensor_id: str) -> None:
         assert not (topic_level_ok(device_id) and topic_level_ok(sensor_id))
     else:
         assert config.detectors[0].sensor == sensor_id
+
+
+# The addresses each chip's pins can select, as its driver declares them.
+I2C_ADDRESSES = {
+    "i2c.ads1115": ads1115.ADDRESSES,
+    "i2c.bh1750": bh1750.ADDRESSES,
+    "i2c.bme280": bme280.ADDRESSES,
+    "i2c.ina219": ina219.ADDRESSES,
+    "i2c.mpu6050": mpu6050.ADDRESSES,
+    "i2c.registers": registers.ADDRESSES,
+    "i2c.sht3x": sht3x.ADDRESSES,
+    "i2c.tmp102": tmp102_driver.ADDRESSES,
+}
+HEX_ONLY = re.compile(r"(an integer from )?0x[0-9A-F]{2}((, | or | to )0x[0-9A-F]{2})*")
+
+
+def test_every_i2c_type_is_checked_for_hex_addresses() -> None:
+    with_address = {
+        name
+        for name, kind in SENSOR_TYPES.items()
+        if any(f.name == "address" for f in dataclasses.fields(kind.params))
+    }
+    assert with_address == set(I2C_ADDRESSES)
+
+
+@given(st.sampled_from(sorted(I2C_ADDRESSES)), st.integers(-0x200, 0x200))
+def test_an_i2c_address_is_accepted_iff_the_chip_can_have_it_and_refused_in_hex(
+    kind: str, address: int
+) -> None:
+    table: dict[str, Any] = {"id": "chip", "type": kind, "interval": 1.0, "address": address}
+    if kind == "i2c.registers":
+        table["register"] = 0
+    data = {**base_data(), "sensors": [table]}
+    try:
+        config = validate(data, "x.toml")
+    except ConfigError as exc:
+        assert address not in I2C_ADDRESSES[kind], exc.problems
+        [problem] = exc.problems
+        prefix = "x.toml: sensors[0].address: expected "
+        assert problem.startswith(prefix), problem
+        expected, found = problem.removeprefix(prefix).rsplit(", found ", 1)
+        assert HEX_ONLY.fullmatch(expected), problem
+        assert re.fullmatch(r"-?0x[0-9A-F]{2,}", found) and int(found, 16) == address, problem
+    else:
+        assert address in I2C_ADDRESSES[kind]
+        assert config.sensors[0].params.address == address
+
+
+def test_the_reference_shows_addresses_in_hex() -> None:
+    from edge.config.validation import field_docs
+    from sensors.bme280 import BME280Params
+    from sensors.ina219 import INA219Params
+
+    rows = {row[0]: row for row in field_docs(BME280Params)}
+    assert rows["address"][:3] == ("address", "0x76 or 0x77", "0x76")
+    rows = {row[0]: row for row in field_docs(INA219Params)}
+    assert rows["address"][:3] == ("address", "an integer from 0x40 to 0x4F", "0x40")
 
 
 def test_a_fifo_that_would_overflow_between_polls_is_refused(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from edge.config.sensing import (
 )
 from edge.config.validation import Problems, build, topic_level, unknown_key
 from edge.errors import ConfigError
+from sensors.ports import hex_text
 
 
 def topic_prefix(value: str) -> str | None:
@@ -256,7 +257,7 @@ class Config:
 
     def summary(self) -> str:
         """One paragraph saying what this config will do."""
-        kinds = ", ".join(f"{s.id} ({s.type})" for s in self.sensors) or "no sensors"
+        kinds = ", ".join(_described(s) for s in self.sensors) or "no sensors"
         dets = ", ".join(f"{d.id} on {d.sensor}" for d in self.detectors) or "no detectors"
         return (
             f"{self.source}: device '{self.device.id}' polls {len(self.sensors)} sensor(s): "
@@ -266,6 +267,14 @@ class Config:
             f"'{self.uplink.topic_prefix}/{self.device.id}/' at QoS {self.uplink.qos} with "
             f"{self.uplink.inflight} in flight."
         )
+
+
+def _described(sensor: SensorConfig) -> str:
+    """A sensor as the summary names it: an I2C chip with its address, as i2cdetect shows."""
+    address, bus = getattr(sensor.params, "address", None), getattr(sensor.params, "bus", None)
+    if isinstance(address, int) and isinstance(bus, int):
+        return f"{sensor.id} ({sensor.type} at {hex_text(address)} on bus {bus})"
+    return f"{sensor.id} ({sensor.type})"
 
 
 _SECTIONS = ("device", "storage", "uplink", "commands", "sensors", "detectors", "actions")

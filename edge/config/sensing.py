@@ -161,7 +161,7 @@ def parse_sensors(value: Any, problems: Problems, declared: set[str]) -> dict[st
             if first.id != common.id and not common.type == first.type == "i2c.registers":
                 problems.add(
                     join(path, "address"),
-                    f"expected a free address on bus {params.bus}, found {params.address:#04x}"
+                    f"expected a free address on bus {params.bus}, found 0x{params.address:02X}"
                     f" taken by sensor '{first.id}' ({first.type})",
                 )
                 continue

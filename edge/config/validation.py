@@ -2,9 +2,14 @@
 
 A section or a sensor type declares its parameters as a frozen dataclass; this module reads
 the field annotations (int, float, bool, str, Literal[...], X | None) and the field metadata
-("min", "max", "doc", "check") and coerces a table into an instance, or records problems of
-the form ``file: key.path: expected ..., found ...``. Cross-field rules live in the
-dataclass's ``__post_init__`` and raise ValueError; they are reported against the table.
+("min", "max", "choices", "hex", "doc", "check") and coerces a table into an instance, or
+records problems of the form ``file: key.path: expected ..., found ...``. Cross-field rules
+live in the dataclass's ``__post_init__`` and raise ValueError; they are reported against
+the table.
+
+An integer field with ``"choices"`` takes only those values; one marked ``"hex": True`` (an
+I2C address, a register) is written in hex wherever a message or the reference shows it:
+``sensors[0].address: expected 0x76 or 0x77, found 0x48``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from sensors.ports import hex_text
 
 T = TypeVar("T")
 
@@ -58,6 +65,26 @@ def describe(value: Any) -> str:
     return f"{kind} {text}" if len(text) <= 40 else kind
 
 
+def _number(value: Any, meta: Mapping[str, Any]) -> str:
+    """A bound or a choice of a field, in hex when the field is marked so."""
+    if meta.get("hex") and isinstance(value, int) and not isinstance(value, bool):
+        return hex_text(value)
+    return str(value)
+
+
+def _found(value: Any, meta: Mapping[str, Any]) -> str:
+    """How the value found reads in a message: a hex field's integer in hex, bare."""
+    if meta.get("hex") and isinstance(value, int) and not isinstance(value, bool):
+        text = hex_text(value)  # no digit limit in hex, unlike decimal
+        return text if len(text) <= 40 else "integer"
+    return describe(_shown(value, meta))
+
+
+def either(items: typing.Sequence[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
 def unknown_key(problems: Problems, path: str, key: str, known: typing.Iterable[str]) -> None:
     known = sorted(known)
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
@@ -82,7 +109,10 @@ def _expected(annotation: Any, meta: Mapping[str, Any]) -> str:
     if origin is tuple:
         item = _expected(get_args(annotation)[0], {}).removeprefix("a ").removeprefix("an ")
         return f"a list of {item}s"
-    low, high = meta.get("min"), meta.get("max")
+    choices = meta.get("choices")
+    if choices:
+        return either([_number(c, meta) for c in choices])
+    low, high = (_number(meta[k], meta) if k in meta else None for k in ("min", "max"))
     name = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
         annotation, str(annotation)
     )
@@ -117,7 +147,8 @@ def _coerce(value: Any, annotation: Any, meta: Mapping[str, Any]) -> tuple[bool,
         return isinstance(value, bool), value
     if annotation is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
-        return ok and _in_range(value, meta), value
+        choices = meta.get("choices")
+        return ok and _in_range(value, meta) and (not choices or value in choices), value
     if annotation is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         try:
@@ -172,13 +203,13 @@ def build(
         meta = fields[key].metadata
         ok, coerced = _coerce(value, hints[key], meta)
         if not ok:
-            found = describe(_shown(value, meta))
+            found = _found(value, meta)
             problems.add(join(path, key), f"expected {_expected(hints[key], meta)}, found {found}")
             continue
         check: Check | None = meta.get("check")
         message = check(coerced) if check and coerced is not None else None
         if message:
-            found = describe(_shown(value, meta))
+            found = _found(value, meta)
             problems.add(join(path, key), f"expected {message}, found {found}")
             continue
         values[key] = coerced
@@ -205,7 +236,8 @@ def field_docs(cls: type) -> list[tuple[str, str, str, str]]:
     rows = []
     for f in dataclasses.fields(cls):
         if f.default is not dataclasses.MISSING:
-            default = repr(f.default)
+            hexed = f.metadata.get("hex") and isinstance(f.default, int)
+            default = hex_text(f.default) if hexed else repr(f.default)
         elif f.default_factory is not dataclasses.MISSING:
             default = repr(f.default_factory())
         else:

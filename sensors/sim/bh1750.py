@@ -54,7 +54,7 @@ class SimulatedBH1750(SimulatedChip):
 
     def _instruct(self, opcode: int) -> None:
         if opcode in self._UNMODELLED:
-            raise NotImplementedError(f"SimulatedBH1750 does not model instruction {opcode:#04x}")
+            raise NotImplementedError(f"SimulatedBH1750 does not model instruction 0x{opcode:02X}")
         if opcode == POWER_DOWN:
             self.powered = self.continuous = False
         elif opcode == POWER_ON:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, get_args
 
-from sensors.ports import Monotonic
+from sensors.ports import Monotonic, hex_text
 
 # errno.EREMOTEIO (121, what a Pi 5 reports for a NACK) is Linux-only; the
 # simulator also runs on macOS and Windows laptops.
@@ -163,8 +163,13 @@ class SimulatedBus:
         """Put ``chip`` on the bus at 7-bit ``address``."""
         _check_range("address", address, 0x7F)
         with self._lock:
-            if address in self._chips:
-                raise ValueError(f"address 0x{address:02X} already has a chip attached")
+            present = self._chips.get(address)
+            if present is not None:
+                raise ValueError(
+                    f"address {hex_text(address)} already has a chip attached"
+                    f" ({type(present).__name__}); detach it first, or give"
+                    f" {type(chip).__name__} another address"
+                )
             self._chips[address] = chip
 
     def detach(self, address: int) -> SimulatedChip:
@@ -173,7 +178,7 @@ class SimulatedBus:
             try:
                 chip = self._chips.pop(address)
             except KeyError:
-                raise ValueError(f"no chip attached at address 0x{address:02X}") from None
+                raise ValueError(f"no chip attached at address {hex_text(address)}") from None
             self._faults.pop(address, None)
             self._last_read.pop(address, None)
             return chip
@@ -237,7 +242,7 @@ class SimulatedBus:
         with self._lock:
             fault = self._faults.get(address)
             if fault is None or fault.kind != "vanish":
-                raise ValueError(f"the chip at 0x{address:02X} has not vanished")
+                raise ValueError(f"the chip at {hex_text(address)} has not vanished")
             del self._faults[address]
 
     @property
@@ -359,13 +364,14 @@ class SimulatedBus:
         try:
             return self._chips[address]
         except KeyError:
-            raise OSError(NACK_ERRNO, f"no device answered at address 0x{address:02X}") from None
+            message = f"no device answered at address {hex_text(address)}"
+            raise OSError(NACK_ERRNO, message) from None
 
     def _attached(self, address: int) -> None:
         # Called with the lock held.
         _check_range("address", address, 0x7F)
         if address not in self._chips:
-            raise ValueError(f"no chip attached at address 0x{address:02X}")
+            raise ValueError(f"no chip attached at address {hex_text(address)}")
 
     def _fault(self, address: int) -> _ActiveFault | None:
         """The fault this transfer meets, counting it; raises for the error kinds.
@@ -392,4 +398,4 @@ class SimulatedBus:
 def _check_range(what: str, value: int, maximum: int) -> None:
     # Out-of-range values are driver bugs; a real bus would silently truncate them.
     if not 0 <= value <= maximum:
-        raise ValueError(f"{what} must be 0..0x{maximum:X}, got {value!r}")
+        raise ValueError(f"{what} must be 0x00..{hex_text(maximum)}, got {hex_text(value)}")

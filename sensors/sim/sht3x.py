@@ -50,7 +50,7 @@ class SimulatedSHT3x(SimulatedChip):
     def read(self, register: int, length: int) -> list[int]:
         raise OSError(
             NACK_ERRNO,
-            f"SHT3x has no registers: a register read (write {register:#04x}, then read) "
+            f"SHT3x has no registers: a register read (write 0x{register:02X}, then read) "
             "is not a datasheet transfer",
         )
 

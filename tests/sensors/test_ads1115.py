@@ -106,7 +106,7 @@ def test_driver_decodes_the_datasheet_output_codes(
 def test_driver_refuses_a_clipped_full_scale_code(code: int) -> None:
     bus = ReplayBus({CONFIG: [READY], CONVERSION: [[code >> 8, code & 0xFF]]})
     driver = ADS1115(bus, 0x4B, channel="2-3", full_scale=0.512, sleep=Sleeps())
-    with pytest.raises(SensorError, match=r"0x4b: input 2-3 is at the \+-0.512 V full scale"):
+    with pytest.raises(SensorError, match=r"at 0x4B: input 2-3 is at the \+-0.512 V full scale"):
         driver.read()
 
 
@@ -268,8 +268,9 @@ def test_params_refuse_values_the_chip_lacks(changes: dict[str, Any], message: s
 
 def test_params_defaults_and_ranges() -> None:
     fields = {f.name: f for f in dataclasses.fields(ADS1115Params)}
-    assert (fields["address"].default, fields["address"].metadata["min"]) == (0x48, 0x48)
-    assert fields["address"].metadata["max"] == 0x4B
+    assert fields["address"].default == 0x48
+    assert fields["address"].metadata["choices"] == (0x48, 0x49, 0x4A, 0x4B)
+    assert fields["address"].metadata["hex"] is True
     assert (fields["channel"].default, fields["range"].default) == ("0", 4.096)
     assert fields["data_rate"].default == 128
 

@@ -159,7 +159,7 @@ def test_model_takes_one_opcode_per_write() -> None:
 def test_model_refuses_instructions_it_does_not_model(opcode: int) -> None:
     bus = SimulatedBus()
     bus.attach(0x23, SimulatedBH1750(lambda: 1.0))
-    with pytest.raises(NotImplementedError, match=f"{opcode:#04x}"):
+    with pytest.raises(NotImplementedError, match=f"instruction 0x{opcode:02X}"):
         bus.write_byte(0x23, opcode)
 
 

@@ -551,7 +551,8 @@ def test_params_follow_the_config_convention() -> None:
     for f in fields.values():
         assert is_allowed_annotation(f.type), f.name
         assert f.metadata["doc"] and "\n" not in f.metadata["doc"]
-    assert (fields["address"].metadata["min"], fields["address"].metadata["max"]) == (0x68, 0x69)
+    assert fields["address"].metadata["choices"] == (0x68, 0x69)
+    assert fields["address"].metadata["hex"] is True
     assert MPU6050Params() == MPU6050Params(1, 0x68, "2g", "250dps", 100.0, 3, "burst")
 
 

@@ -277,7 +277,7 @@ def test_setup_errors_name_the_bad_item(text: str, message: str) -> None:
         ({"register": 256}, "register must be 0..255"),
         ({"length": 0}, "length must be 1..8"),
         ({"length": 9}, "length must be 1..8"),
-        ({"register": 0xFE, "length": 4}, "register 0xfe + length 4 runs past register 0xFF"),
+        ({"register": 0xFE, "length": 4}, "register 0xFE + length 4 runs past register 0xFF"),
         ({"byte_order": "middle"}, "byte_order"),
         ({"length": 1, "shift": 8}, "shift must be 0..7 for a 1-byte value"),
         ({"length": 1, "mask": 0x100}, "mask must be 1..0xff"),

@@ -71,7 +71,8 @@ def test_params_defaults_and_ranges() -> None:
     tmp102 = field_map("i2c.tmp102")
     assert (tmp102["bus"].default, tmp102["bus"].metadata["min"]) == (1, 0)
     assert tmp102["address"].default == 0x48
-    assert (tmp102["address"].metadata["min"], tmp102["address"].metadata["max"]) == (0x48, 0x4B)
+    assert tmp102["address"].metadata["choices"] == (0x48, 0x49, 0x4A, 0x4B)
+    assert tmp102["address"].metadata["hex"] is True
 
     edge = field_map("gpio.edge")
     assert edge["pin"].default is dataclasses.MISSING  # the only required field

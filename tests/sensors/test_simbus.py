@@ -81,6 +81,22 @@ def test_attach_and_detach_refuse_mistakes(bus: SimulatedBus) -> None:
         bus.attach(0x80, RecordingChip())
 
 
+def test_mistakes_name_addresses_and_registers_in_hex(bus: SimulatedBus) -> None:
+    bus.attach(0x4A, RecordingChip())
+    with pytest.raises(ValueError) as twice:
+        bus.attach(0x4A, SimulatedChip())
+    assert str(twice.value) == (
+        "address 0x4A already has a chip attached (RecordingChip); detach it first,"
+        " or give SimulatedChip another address"
+    )
+    with pytest.raises(OSError, match=r"^\[Errno \d+\] no device answered at address 0x5C$"):
+        bus.read_byte_data(0x5C, 0)
+    with pytest.raises(ValueError, match=r"^address must be 0x00\.\.0x7F, got 0xC8$"):
+        bus.attach(200, RecordingChip())
+    with pytest.raises(ValueError, match=r"^register must be 0x00\.\.0xFF, got -0x01$"):
+        bus.read_byte_data(0x4A, -1)
+
+
 def test_block_transfers_auto_increment(bus: SimulatedBus) -> None:
     chip = RecordingChip()
     bus.attach(0x40, chip)
