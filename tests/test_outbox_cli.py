@@ -15,6 +15,11 @@ from edge.outbox.store import Outbox, OutboxLimits
 from tests.brokers import Mosquitto
 
 DEVICE = "cli-01"
+PRIORITIES = ("critical", "warning", "info", "telemetry")
+TEXT_KEYS = (
+    "stream", "device", "last_seq", "pending", "oldest_age_s", "delivered", "kept", "evicted",
+    "bytes", "file_bytes", "max_bytes",
+)  # fmt: skip
 
 
 @pytest.fixture
@@ -71,6 +76,66 @@ def test_stats_with_the_config_knows_the_cap(tmp_path: Path, state: Path, capsys
     lines = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
     assert lines["max_bytes"] == "131072"
     assert lines["stream"]
+
+
+def test_stats_by_state_dir_shows_the_cap_the_runtime_runs_with(
+    tmp_path: Path, state: Path, capsys: Any
+) -> None:
+    """The outbox records its caps when opened to run: --state-dir needs no config for them."""
+    path = config(tmp_path, state, "mqtt://127.0.0.1:1883")
+    shown = {}
+    for where in (["--config", str(path)], ["--state-dir", str(state)]):
+        assert main(["outbox", "stats", *where, "--json"]) == 0
+        shown[where[0]] = json.loads(capsys.readouterr().out)["max_bytes"]
+    assert shown == {"--config": 131072, "--state-dir": 131072}
+
+
+def test_stats_with_the_config_uses_its_caps_over_the_recorded_ones(
+    tmp_path: Path, state: Path, capsys: Any
+) -> None:
+    path = config(tmp_path, state, "mqtt://127.0.0.1:1883")
+    path.write_text(path.read_text().replace("131072", "262144"))
+    assert main(["outbox", "stats", "--config", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["max_bytes"] == 262144
+
+
+def test_stats_text_is_aligned_lines_with_counts_per_priority(state: Path, capsys: Any) -> None:
+    assert main(["outbox", "stats", "--state-dir", str(state)]) == 0
+    out = capsys.readouterr().out
+    assert "{" not in out and "None" not in out
+    lines = out.splitlines()
+    assert [line[:21] for line in lines] == [f"{key:<20} " for key in TEXT_KEYS]
+    figures = dict(line.split(None, 1) for line in lines)
+    assert main(["outbox", "stats", "--state-dir", str(state), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    for key in ("pending", "evicted"):
+        by = stats[f"{key}_by_priority"]
+        parts = ", ".join(f"{name} {by[name]}" for name in PRIORITIES)
+        assert figures[key] == f"{stats[key]} ({parts})"
+    assert figures["max_bytes"] == "131072"
+
+
+def test_stats_gives_the_oldest_age_whenever_events_are_pending(state: Path, capsys: Any) -> None:
+    """The fixture's events come from a simulated clock, as after `edge simulate`: no clock
+    here can say how old they are now, but their age when the run stopped is known."""
+    assert main(["outbox", "stats", "--state-dir", str(state), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["pending"] > 0
+    assert isinstance(stats["oldest_age_s"], float) and stats["oldest_age_s"] >= 0
+    assert main(["outbox", "stats", "--state-dir", str(state)]) == 0
+    [line] = [x for x in capsys.readouterr().out.splitlines() if x.startswith("oldest_age_s")]
+    assert line == (
+        f"oldest_age_s         {stats['oldest_age_s']} (at least: its age when the last event"
+        " of its boot or simulation was stored)"
+    )
+
+
+def test_the_stats_help_says_the_config_caps_win(capsys: Any) -> None:
+    with pytest.raises(SystemExit):
+        main(["outbox", "stats", "--help"])
+    assert "its caps win over those the runtime recorded" in " ".join(
+        capsys.readouterr().out.split()
+    )
 
 
 def test_tail_prints_payloads_newest_last(state: Path, capsys: Any) -> None:

@@ -23,7 +23,10 @@ def register(commands: Any) -> None:
         help="depth per priority, oldest age, evicted, delivered",
         description="Counters of the outbox: stream, last_seq, pending (per priority), the age"
         " of the oldest pending event, delivered, kept for replay, evicted (per priority),"
-        " bytes counted against the cap and on disk.",
+        " bytes counted against the cap and on disk, and the cap (max_bytes). The age is"
+        " exact for an event stored in this boot, from its timestamp across boots when the"
+        " clocks are synchronised, else a lower bound (its age when the last event of its"
+        " boot or simulation was stored); the text says which.",
     )
     stats.add_argument("--json", action="store_true", help="one JSON object")
     tail = verbs.add_parser(
@@ -45,7 +48,13 @@ def register(commands: Any) -> None:
     replay.add_argument("--broker", metavar="URL", help="broker URL (default: the config's)")
     for verb in (stats, tail, replay):
         where = verb.add_mutually_exclusive_group(required=True)
-        where.add_argument("--config", metavar="FILE", help="the device's config")
+        config_help = "the device's config"
+        if verb is stats:
+            config_help += (
+                "; its caps win over those the runtime recorded in the outbox, which"
+                " --state-dir shows"
+            )
+        where.add_argument("--config", metavar="FILE", help=config_help)
         where.add_argument("--state-dir", metavar="DIR", help="the state directory")
     stats.set_defaults(handler=cmd_outbox_stats)
     tail.set_defaults(handler=cmd_outbox_tail)
@@ -53,7 +62,7 @@ def register(commands: Any) -> None:
 
 
 def cmd_outbox_stats(args: argparse.Namespace) -> int:
-    from edge.outbox.inspect import stats
+    from edge.outbox.inspect import read_stats
 
     limits = None
     if args.config:
@@ -61,12 +70,8 @@ def cmd_outbox_stats(args: argparse.Namespace) -> int:
         from edge.outbox.limits import OutboxLimits
 
         limits = OutboxLimits.from_config(load(args.config).storage)
-    figures = stats(state_dir(args), limits)
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        for key, value in figures.items():
-            print(f"{key:<20} {value}")
+    figures = read_stats(state_dir(args), limits)
+    print(json.dumps(figures.as_json()) if args.json else figures.as_text())
     return EXIT_OK
 
 

@@ -1,29 +1,33 @@
 """``edge outbox stats`` and ``tail``: look into a device's outbox from another process.
 
-Library functions the CLI calls one each: ``stats`` (counters as ``edge outbox stats
---json`` prints them) and ``tail`` (the newest events). They open the outbox read-only
-(upgrading an older file in place first), so they are safe while the runtime runs.
+Library functions the CLI calls one each: ``read_stats`` (the counters; ``stats`` gives
+them as ``edge outbox stats --json`` prints them) and ``tail`` (the newest events). They
+open the outbox read-only (upgrading an older file in place first), so they are safe while
+the runtime runs.
 ``edge outbox replay`` sends a range again: :mod:`edge.uplink.replay`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edge.events import Event
 from edge.outbox.limits import OutboxLimits
-from edge.outbox.store import Outbox
+from edge.outbox.store import Outbox, OutboxStats
 
-if TYPE_CHECKING:
-    pass
+
+def read_stats(state_dir: str | Path, limits: OutboxLimits | None = None) -> OutboxStats:
+    """The outbox's counters (``edge outbox stats``). ``limits`` (a config's) win over the
+    caps the outbox recorded when the runtime last opened it."""
+    with Outbox.open_existing(state_dir, limits=limits) as outbox:
+        return outbox.stats()
 
 
 def stats(state_dir: str | Path, limits: OutboxLimits | None = None) -> dict[str, Any]:
     """``edge outbox stats --json``: stream, last_seq, pending (and per priority), the age
     of the oldest pending event, delivered, kept, evicted (and per priority), bytes."""
-    with Outbox.open_existing(state_dir, limits=limits) as outbox:
-        return outbox.stats().as_json()
+    return read_stats(state_dir, limits).as_json()
 
 
 def tail(state_dir: str | Path, count: int, *, pending_only: bool = False) -> list[Event]:

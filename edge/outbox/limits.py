@@ -62,6 +62,31 @@ class OutboxLimits:
             keep_delivered=storage.keep_delivered,
         )
 
+    def to_json(self) -> str:
+        """The caps as the outbox file records them (meta ``limits``), TTLs by priority name."""
+        return json.dumps(
+            {
+                "max_bytes": self.max_bytes,
+                "max_events": self.max_events,
+                "critical_reserve": self.critical_reserve,
+                "ttl": {PRIORITY_NAMES[p]: seconds for p, seconds in sorted(self.ttl.items())},
+                "keep_delivered": self.keep_delivered,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> OutboxLimits:
+        """The caps ``to_json`` wrote; ValueError (or KeyError, TypeError) when not such."""
+        data = json.loads(text)
+        return cls(
+            max_bytes=int(data["max_bytes"]),
+            max_events=int(data["max_events"]),
+            critical_reserve=float(data["critical_reserve"]),
+            ttl={PRIORITY_NAMES.index(name): float(s) for name, s in data["ttl"].items()},
+            keep_delivered=bool(data["keep_delivered"]),
+        )
+
     @property
     def row_bytes(self) -> int:
         """The bytes rows may count: the cap less the WAL, its index and fixed pages, at

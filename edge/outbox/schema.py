@@ -12,7 +12,12 @@ Schema (version 2):
   b-tree: the sending order, the eviction order and "anything to send?" are index range
   scans whatever the depth. Acknowledging an event deletes its small entry here.
 - ``meta``: stream, device, the seq counter and the running counters (bytes and rows per
-  priority, delivered, evicted), updated in the same transaction as the rows they count.
+  priority, delivered, evicted), updated in the same transaction as the rows they count;
+  and ``limits``, the caps the outbox was last opened to run with (JSON, written by
+  ``Outbox.open``), which inspection from another process shows.
+
+A meta key that readers treat as optional needs no migration: ``limits`` came that way, and
+a file without it (older, or never opened to run since) reads as "caps unknown".
 """
 
 from __future__ import annotations

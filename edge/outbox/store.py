@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from edge.clock import Clock, RealClock
 from edge.errors import OutboxError
@@ -81,28 +81,74 @@ class OutboxStats:
     evicted_by_priority: dict[int, int] = field(default_factory=dict)
     bytes: int = 0
     file_bytes: int = 0
-    max_bytes: int = 0
-    oldest_age_s: float | None = None
+    max_bytes: int | None = 0  # None: not known (an outbox that records no caps)
+    oldest_age_s: float | None = None  # None: nothing pending
+    oldest_age_basis: AgeBasis | None = None  # how oldest_age_s was measured
 
     def as_json(self) -> dict[str, Any]:
-        def named(counts: Mapping[int, int]) -> dict[str, int]:
-            return {name: counts.get(p, 0) for p, name in enumerate(PRIORITY_NAMES)}
-
+        """``edge outbox stats --json``: one object, mappings keyed by priority name."""
         return {
             "stream": self.stream,
             "device": self.device,
             "last_seq": self.last_seq,
             "pending": self.pending,
-            "pending_by_priority": named(self.pending_by_priority),
+            "pending_by_priority": _by_priority(self.pending_by_priority),
             "oldest_age_s": None if self.oldest_age_s is None else round(self.oldest_age_s, 3),
             "delivered": self.delivered,
             "kept": self.kept,
             "evicted": self.evicted,
-            "evicted_by_priority": named(self.evicted_by_priority),
+            "evicted_by_priority": _by_priority(self.evicted_by_priority),
             "bytes": self.bytes,
             "file_bytes": self.file_bytes,
             "max_bytes": self.max_bytes,
         }
+
+    def as_text(self) -> str:
+        """``edge outbox stats``: one aligned line per figure, counts per priority inline."""
+
+        def counts(total: int, by_priority: Mapping[int, int]) -> str:
+            parts = ", ".join(f"{name} {n}" for name, n in _by_priority(by_priority).items())
+            return f"{total} ({parts})"
+
+        if self.oldest_age_s is None:
+            age = "- (nothing pending)"
+        else:
+            basis = AGE_BASES[self.oldest_age_basis or "monotonic"]
+            age = f"{round(self.oldest_age_s, 3)} ({basis})"
+        if self.max_bytes is None:
+            cap = "unknown (no runtime of this version has opened the outbox: give --config)"
+        else:
+            cap = f"{self.max_bytes}{' (no cap)' if self.max_bytes == 0 else ''}"
+        rows = [
+            ("stream", self.stream),
+            ("device", self.device),
+            ("last_seq", str(self.last_seq)),
+            ("pending", counts(self.pending, self.pending_by_priority)),
+            ("oldest_age_s", age),
+            ("delivered", str(self.delivered)),
+            ("kept", str(self.kept)),
+            ("evicted", counts(self.evicted, self.evicted_by_priority)),
+            ("bytes", str(self.bytes)),
+            ("file_bytes", str(self.file_bytes)),
+            ("max_bytes", cap),
+        ]
+        return "\n".join(f"{key:<20} {value}" for key, value in rows)
+
+
+def _by_priority(counts: Mapping[int, int]) -> dict[str, int]:
+    return {name: counts.get(p, 0) for p, name in enumerate(PRIORITY_NAMES)}
+
+
+#: How ``OutboxStats.oldest_age_s`` was measured, best first.
+AgeBasis = Literal["monotonic", "wall clock", "at least"]
+AGE_BASES: dict[str, str] = {
+    "monotonic": "on the monotonic clock of the boot that stored it",
+    "wall clock": "from its timestamp, both wall clocks synchronised",
+    "at least": "at least: its age when the last event of its boot or simulation was stored",
+}
+# Epochs of clocks that are not the OS's (edge.clock's VirtualClock and ScaledClock): their
+# timestamps are simulated time, never comparable with this machine's wall clock.
+_SIMULATED_EPOCHS = ("virtual-", "scaled-")
 
 
 @dataclass
@@ -146,6 +192,8 @@ class Outbox:
         # The clock epoch stamped on new rows: which ones a later clock sync may correct.
         self.epoch = self.clock.epoch if epoch is None else epoch
         self.limits = limits or OutboxLimits()
+        # False when open_existing found no caps recorded and none were given.
+        self.limits_known = True
         self.salvage: salvaging.Salvage | None = None  # set when open() salvaged a file
         self._conn = conn
         self._evictor = Evictor(conn, self.epoch)
@@ -205,6 +253,7 @@ class Outbox:
                 f"the outbox in {directory} belongs to device '{outbox.device}', not '{device}';"
                 " give each device its own state directory"
             )
+        outbox._record_limits()
         return outbox
 
     @classmethod
@@ -218,6 +267,8 @@ class Outbox:
         """Open an outbox for inspection, whatever its device; never creates one.
 
         A file from an older edgeline is upgraded in place first (as the runtime would).
+        Without ``limits``, the caps are those the outbox recorded when it was last opened
+        to run (meta ``limits``); ``limits_known`` is False when it recorded none.
         """
         path = Path(state_dir) / FILENAME
         if not path.exists():
@@ -231,7 +282,10 @@ class Outbox:
                 if found < SCHEMA_VERSION:
                     migrate(conn, "")
                 conn.execute("PRAGMA query_only=ON")
-                return cls(path, conn, limits=limits, clock=clock)
+                recorded = _recorded_limits(conn) if limits is None else None
+                outbox = cls(path, conn, limits=limits or recorded, clock=clock)
+                outbox.limits_known = limits is not None or recorded is not None
+                return outbox
             except BaseException:
                 conn.close()
                 raise
@@ -390,11 +444,19 @@ class Outbox:
         return iter(self.claim(limit=-1))
 
     def stats(self) -> OutboxStats:
-        """Counters as last committed (read from the file: right from any process)."""
+        """Counters as last committed (read from the file: right from any process).
+
+        ``oldest_age_s`` is given whenever an event is pending, measured the best way its
+        stamps allow (``oldest_age_basis``): on the monotonic clock when it was stored in
+        this boot (exact); from its timestamp across boots when it and this clock are
+        synchronised; else a lower bound, how old it was when the last event of its boot
+        (or simulation) was stored.
+        """
         with self._lock:
             state = self._load_state()
             oldest = self._oldest_age(self._now())
         usage = state.usage
+        age, basis = oldest if oldest is not None else (None, None)
         return OutboxStats(
             stream=self.stream,
             device=self.device,
@@ -407,8 +469,9 @@ class Outbox:
             evicted_by_priority={p: n for p, n in enumerate(usage.evicted) if n},
             bytes=usage.total_bytes,
             file_bytes=self.file_bytes(),
-            max_bytes=self.limits.max_bytes,
-            oldest_age_s=oldest,
+            max_bytes=self.limits.max_bytes if self.limits_known else None,
+            oldest_age_s=age,
+            oldest_age_basis=basis,
         )
 
     def file_bytes(self) -> int:
@@ -601,7 +664,8 @@ class Outbox:
         sensor = OUTBOX_SENSOR
         return Draft(sensor, "health", severity, value, now.mono, now.wall, now.synced, fields)
 
-    def _oldest_age(self, now: Stamp) -> float | None:
+    def _oldest_age(self, now: Stamp) -> tuple[float, AgeBasis] | None:
+        """The oldest pending event's age and how it was measured (``stats``)."""
         oldest = None
         for priority in PRIORITIES:
             row = self._conn.execute(
@@ -614,7 +678,38 @@ class Outbox:
         if oldest is None:
             return None
         seq, synced, mono, epoch = oldest
-        return self._evictor.age(seq, synced, mono, epoch, now)
+        if epoch == self.epoch:
+            return now.mono - mono, "monotonic"
+        if not epoch.startswith(_SIMULATED_EPOCHS):
+            age = self._evictor.age(seq, synced, mono, epoch, now)
+            if age is not None:
+                return age, "wall clock"
+        return max(0.0, self._last_mono(seq, epoch) - mono), "at least"
+
+    def _last_mono(self, seq: int, epoch: str) -> float:
+        """The monotonic stamp of the newest stored event of ``epoch`` at or after ``seq``
+        (stored there): a bisection over seq, a few index probes whatever the depth.
+        Epochs follow one another in seq order (one runtime at a time per outbox)."""
+        newest = self._conn.execute(
+            "SELECT seq, mono, epoch FROM events ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        if newest[2] == epoch:
+            return float(newest[1])
+        found = self._conn.execute("SELECT mono FROM events WHERE seq = ?", (seq,)).fetchone()
+        best, low, high = float(found[0]), seq, int(newest[0])  # low: of epoch; high: not
+        while high - low > 1:
+            middle = (low + high) // 2
+            row = self._conn.execute(
+                "SELECT seq, mono, epoch FROM events WHERE seq > ? AND seq <= ?"
+                " ORDER BY seq DESC LIMIT 1",
+                (low, middle),
+            ).fetchone()
+            if row is None or row[2] == epoch:  # nothing stored in (low, middle], or ours
+                best = float(row[1]) if row is not None else best
+                low = middle
+            else:
+                high = int(row[0])
+        return best
 
     def _learn_disk_cap(self) -> None:
         """The disk filled before the cap did: from now on, cap just below what is held."""
@@ -633,6 +728,21 @@ class Outbox:
         return Stamp(self.clock.monotonic(), self.clock.wall(), self.clock.synced())
 
     # -- meta ----------------------------------------------------------------------------
+
+    def _record_limits(self) -> None:
+        """Record the caps this outbox runs with (meta ``limits``), so that an inspection
+        from another process (``edge outbox stats --state-dir``) shows the same ones.
+        A new meta key, no migration: a file without it reads as "caps unknown"."""
+        text = self.limits.to_json()
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'limits'").fetchone()
+            if row is not None and row[0] == text:
+                return  # nothing to write (flash wear)
+            try:
+                with transaction(self._conn):
+                    self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('limits', ?)", (text,))
+            except sqlite3.OperationalError as exc:  # a full disk: run anyway, unrecorded
+                log.warning("could not record the outbox's caps in %s: %s", self.path, exc)
 
     def _meta(self, key: str) -> str:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -724,3 +834,15 @@ class Outbox:
             self._state = state
         log.error("salvaged the outbox: %s", result.fields())
         return result
+
+
+def _recorded_limits(conn: sqlite3.Connection) -> OutboxLimits | None:
+    """The caps the outbox was last opened to run with (meta ``limits``); None if none."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'limits'").fetchone()
+    if row is None:
+        return None
+    try:
+        return OutboxLimits.from_json(str(row[0]))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        log.warning("ignoring the outbox's recorded caps %r: %s", row[0], exc)
+        return None
