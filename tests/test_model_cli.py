@@ -4,9 +4,19 @@ and evaluation, through the real commands."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge.modeltools.info import model_file
+from edge.modeltools.series import ModelCommandError
+from models.shipped import DIRECTORY as SHIPPED_DIR
+from models.shipped import SHIPPED
 
 EDGE = [sys.executable, "-m", "edge.cli"]
 
@@ -76,4 +86,62 @@ def test_bad_model_arguments_exit_2_without_a_traceback(tmp_path: Path) -> None:
     assert done.returncode == 2 and "--components" in done.stderr
     assert "Traceback" not in done.stderr
     missing = edge("model", "info", str(tmp_path / "missing.onnx"))
-    assert missing.returncode in (1, 2) and "Traceback" not in missing.stderr
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+# -- a shipped model by its name, as a config names it --------------------------------------
+
+NOT_A_MODEL = "no such file, and not one of the shipped models (vibration, environment)"
+
+
+def test_model_info_finds_a_shipped_model_by_its_name(tmp_path: Path) -> None:
+    done = subprocess.run([*EDGE, "model", "info", "vibration"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == str(SHIPPED_DIR / "vibration.onnx")
+    assert "weights intact" in done.stdout
+    described = edge("model", "info", "environment", "--json")
+    assert described.returncode == 0, described.stderr
+    assert json.loads(described.stdout)["path"] == str(SHIPPED_DIR / "environment.onnx")
+
+
+def test_model_eval_finds_a_shipped_model_by_its_name(tmp_path: Path) -> None:
+    record = tmp_path / "press.jsonl"
+    done = edge("simulate", "--scenario", "factory-vibration", "--speed", "max", "--quiet",
+                "--duration", "60", "--record", str(record))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    evaluated = edge("model", "eval", "vibration", str(record), "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout)
+    assert report["model"] == str(SHIPPED_DIR / "vibration.onnx")
+    assert (report["sensor"], report["quantity"]) == ("motor", "accel")
+    assert report["windows"] > 0
+
+
+@pytest.mark.parametrize("verb", [["info"], ["eval"]])
+def test_a_name_that_is_neither_a_file_nor_a_shipped_model_exits_2(
+    tmp_path: Path, verb: list[str]
+) -> None:
+    recording = [str(tmp_path / "r.jsonl")] if verb == ["eval"] else []
+    done = edge("model", *verb, "vibraton", *recording)
+    assert done.returncode == 2
+    assert done.stderr == f"error: vibraton: {NOT_A_MODEL}\n"
+
+
+def test_model_file_resolves_as_a_config_does(tmp_path: Path) -> None:
+    assert model_file("vibration") == SHIPPED_DIR / "vibration.onnx"
+    mine = tmp_path / "mine.onnx"
+    mine.write_bytes(b"")
+    assert model_file(mine) == mine and model_file(str(mine)) == mine
+    with pytest.raises(ModelCommandError, match=f"^{tmp_path}: not a file, and not one of"):
+        model_file(tmp_path)
+
+
+@given(st.text(max_size=300))
+def test_any_other_name_is_one_line_of_bad_input(name: str) -> None:
+    if name in SHIPPED or os.path.isfile(name):  # isfile: False for names the OS refuses
+        return
+    with pytest.raises(ModelCommandError) as refused:
+        model_file(name)
+    message = str(refused.value)
+    assert "\n" not in message and message.endswith("(vibration, environment)")

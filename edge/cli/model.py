@@ -9,6 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 from edge.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
+from models.shipped import SHIPPED
+
+# As a detector's `model = ...` in a config: a shipped model's name, else a path.
+MODEL_HELP = f"the .onnx file, or a shipped model by name ({', '.join(SHIPPED)})"
 
 
 def register(commands: Any) -> None:
@@ -57,7 +61,7 @@ def register(commands: Any) -> None:
         description="Replay a recording through a model and score its alarms against the"
         " labels: precision, recall, F1, false alarms per hour, detection delay.",
     )
-    evaluate.add_argument("model", metavar="MODEL", help="the .onnx file")
+    evaluate.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     evaluate.add_argument("recording", metavar="RECORDING", help="JSON Lines with labels")
     evaluate.add_argument("--sensor", help="default: the model's")
     evaluate.add_argument("--quantity", help="default: the model's")
@@ -77,7 +81,7 @@ def register(commands: Any) -> None:
         description="Describe a model file: metadata, inputs and outputs, and whether the"
         " weights still match their sha256 (exit 1 if not).",
     )
-    show.add_argument("model", metavar="MODEL", help="the .onnx file")
+    show.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     show.add_argument("--json", action="store_true", help="one JSON object")
     show.set_defaults(handler=cmd_model_info)
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     FloatArray = NDArray[np.float64]
+from edge.modeltools.info import model_file
 from edge.modeltools.series import ModelCommandError, concerns, joined, series, series_names
 
 
@@ -74,7 +75,8 @@ def evaluate(
     threshold: float | None = None,
     backend: str = "auto",
 ) -> EvalReport:
-    """Replay ``sensor``'s readings through the model and score its alarms against the labels.
+    """Replay ``sensor``'s readings through the model (a file, or a shipped model by name)
+    and score its alarms against the labels.
 
     ``sensor`` and ``quantity`` default to those the model was trained on; ``threshold`` to
     its metadata's. ``grace`` (seconds after a label's end an alarm still counts) defaults to
@@ -83,6 +85,7 @@ def evaluate(
     """
     import models
 
+    model_path = model_file(model_path)  # a shipped model's name, as in a config, or a path
     meta = read_metadata(model_path)
     sensor = sensor or meta.sensor
     quantity = quantity if quantity is not None or sensor != meta.sensor else meta.quantity

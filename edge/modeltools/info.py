@@ -1,4 +1,8 @@
-"""``edge model info``: describe a model file and check its weights against their sha256."""
+"""``edge model info``: describe a model file and check its weights against their sha256.
+
+A model is named as in a config: a shipped model by its bare name, else a path
+(:func:`model_file`, which ``edge model eval`` uses too).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.modeltools.series import ModelCommandError
 from models.loader import TensorSpec
 from models.metadata import WeightsCheck, read_model, verify
+from models.shipped import SHIPPED, model_path
+
+
+def model_file(model: str | Path) -> Path:
+    """The file ``model`` names, as a detector's ``model = ...`` does: a shipped model by its
+    bare name (``vibration``), else a path. ModelCommandError (bad input) when it is
+    neither an existing file nor a shipped model's name."""
+    path = model_path(str(model))
+    try:
+        if path.is_file():
+            return path
+        why = "not a file" if path.exists() else "no such file"
+    except OSError as exc:  # a name too long for the file system, say
+        why = exc.strerror or str(exc)
+    name = str(model) if str(model).isprintable() else repr(str(model))  # one line
+    raise ModelCommandError(
+        f"{name}: {why}, and not one of the shipped models ({', '.join(SHIPPED)})"
+    )
 
 
 @dataclass(frozen=True)
@@ -42,21 +65,23 @@ class ModelInfo:
         return "\n".join(lines)
 
 
-def info(model_path: str | Path) -> ModelInfo:
-    """Metadata, inputs and outputs of a model file, and whether its weights are intact."""
+def info(model: str | Path) -> ModelInfo:
+    """Metadata, inputs and outputs of a model file (or a shipped model, by name), and
+    whether its weights are intact."""
+    path = model_file(model)
     # Decoded, not loaded: describing a model needs no backend, and must work for one that
     # no backend here can run.
-    model = read_model(model_path)
-    initialized = {t.name for t in model.graph.initializers}
+    decoded = read_model(path)
+    initialized = {t.name for t in decoded.graph.initializers}
     return ModelInfo(
-        path=Path(model_path),
-        metadata=dict(model.metadata),
+        path=path,
+        metadata=dict(decoded.metadata),
         inputs=tuple(
             str(TensorSpec.from_value_info(v))
-            for v in model.graph.inputs
+            for v in decoded.graph.inputs
             if v.name not in initialized
         ),
-        outputs=tuple(str(TensorSpec.from_value_info(v)) for v in model.graph.outputs),
-        file_sha256=hashlib.sha256(Path(model_path).read_bytes()).hexdigest(),
-        weights=verify(model_path),
+        outputs=tuple(str(TensorSpec.from_value_info(v)) for v in decoded.graph.outputs),
+        file_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        weights=verify(path),
     )
