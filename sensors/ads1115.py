@@ -1,4 +1,4 @@
-"""TI ADS1115 16-bit ADC: the driver, its register-level model and its registry entry.
+"""TI ADS1115 16-bit ADC: the driver and its registry entry (its model: sensors.sim).
 
 Datasheet: TI SBAS444. Four 16-bit registers, most significant byte first, picked by a
 2-bit pointer: 0x00 conversion (two's complement), 0x01 config, 0x02/0x03 comparator

@@ -1,4 +1,4 @@
-"""ROHM BH1750FVI ambient light sensor: the driver, its model and its registry entry.
+"""ROHM BH1750FVI ambient light sensor: the driver and its registry entry (model: sensors.sim).
 
 Datasheet: ROHM BH1750FVI. The chip has no registers and no register pointer: the host
 writes one-byte instructions (opcodes) and reads the 16-bit measurement result, high

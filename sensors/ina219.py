@@ -1,5 +1,5 @@
-"""TI INA219 current and power monitor: the driver, its register-level model and its
-registry entry.
+"""TI INA219 current and power monitor: the driver and its registry entry (its
+register-level model is in sensors.sim).
 
 Datasheet: TI SBOS448. Six 16-bit registers, most significant byte first: 0x00 config,
 0x01 shunt voltage (two's complement, 10 uV/LSB, clipped at the PGA range), 0x02 bus

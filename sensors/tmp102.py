@@ -1,4 +1,4 @@
-"""TI TMP102 digital temperature sensor: the driver and its register-level model.
+"""TI TMP102 digital temperature sensor: the driver (its register-level model: sensors.sim).
 
 Datasheet: TI SBOS397. Registers are 16 bits wide, sent most significant byte
 first, selected by a 2-bit pointer: 0x00 temperature (read-only), 0x01

@@ -80,7 +80,7 @@ SHIPPED = (
             "The scenario's defect grows from nothing (t = 2100 s) to 0.25 g at the end of the "
             "hour, so no detector can see it at its start: after the ~2 minutes the model "
             "takes, the tone is about 0.02 g, half the 0.038 g RMS of normal running. That is "
-            "some 20 windows, not the two windows the models issue aims at; a FIFO model "
+            "some 20 windows, not the two windows one would want; a FIFO model "
             '(`mode = "fifo"`, a band feature at the defect frequency) sees it far sooner, '
             "but recordings hold polled readings, not FIFO blocks, so `edge model train` "
             "cannot fit one yet. Trained on one simulated motor at one speed: another speed "

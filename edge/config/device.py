@@ -28,7 +28,7 @@ from edge.config.sensing import (
     parse_sensors,
     unknown_type,
 )
-from edge.config.validation import Problems, build, topic_level, unknown_key
+from edge.config.validation import ID, Problems, build, topic_level, unknown_key
 from edge.errors import ConfigError
 from sensors.ports import hex_text
 
@@ -71,7 +71,9 @@ def cap_bytes(value: int) -> str | None:
 
 @dataclass(frozen=True)
 class DeviceConfig:
-    id: str = field(metadata={"check": topic_level, "doc": "device id; an MQTT topic level"})
+    id: str = field(
+        metadata={"check": topic_level, "expects": ID, "doc": "device id; an MQTT topic level"}
+    )
     rtc: bool = field(
         default=False,
         metadata={"doc": "the wall clock is right from boot (RTC fitted): events are synced"},
@@ -98,6 +100,7 @@ class StorageConfig:
         default=64 * 1024 * 1024,
         metadata={
             "check": cap_bytes,
+            "expects": f"0 (no cap) or an integer >= {MIN_CAP}",
             "doc": "cap on the outbox files, WAL included, in bytes; 0: no cap",
         },
     )
@@ -127,7 +130,10 @@ class StorageConfig:
     )
     full_output: str | None = field(
         default=None,
-        metadata={"doc": "a gpio.output id switched on while the outbox is full (alarm)"},
+        metadata={
+            "expects": "a gpio.output sensor's id",
+            "doc": "switched on while the outbox is full (alarm)",
+        },
     )
 
 
@@ -136,13 +142,19 @@ class UplinkConfig:
     broker: str = field(
         metadata={
             "check": broker_url,
+            "expects": "mqtt://host[:port] or mqtts://host[:port]",
             "redact": hide_password,
-            "doc": "mqtt://host[:port] or mqtts://",
+            "doc": "the broker events go to (mqtts:// for TLS)",
         }
     )
     client_id: str | None = field(default=None, metadata={"doc": "default: edgeline-<device>"})
     topic_prefix: str = field(
-        default="edgeline", metadata={"check": topic_prefix, "doc": "first topic level(s)"}
+        default="edgeline",
+        metadata={
+            "check": topic_prefix,
+            "expects": "topic levels joined by '/'",
+            "doc": "first topic level(s)",
+        },
     )
     qos: int = field(default=1, metadata={"min": 1, "max": 2, "doc": "events' MQTT QoS"})
     keepalive: int = field(default=30, metadata={"min": 5, "max": 3600, "doc": "seconds"})

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from edge.config.validation import Problems, build, describe, join, topic_level
+from edge.config.validation import ID, Problems, build, describe, join, topic_level
 from models import DETECTOR_TYPES
 from sensors import SENSOR_TYPES
 from sensors.filters import FILTER_TYPES
@@ -19,7 +19,9 @@ from sensors.filters import FILTER_TYPES
 class SensorCommon:
     """Keys every sensor has; the rest of its table belongs to its type."""
 
-    id: str = field(metadata={"check": topic_level, "doc": "sensor id; an MQTT topic level"})
+    id: str = field(
+        metadata={"check": topic_level, "expects": ID, "doc": "sensor id; an MQTT topic level"}
+    )
     type: str = field(metadata={"doc": "sensor type (see Sensor types)"})
     interval: float | None = field(
         default=None,
@@ -65,7 +67,8 @@ class DetectorCommon:
     sensor: str = field(metadata={"doc": "id of the sensor it watches"})
     type: str = field(metadata={"doc": "detector type (see Detectors)"})
     id: str | None = field(
-        default=None, metadata={"check": topic_level, "doc": "default: <sensor>-<type>"}
+        default=None,
+        metadata={"check": topic_level, "expects": ID, "doc": "default: <sensor>-<type>"},
     )
     quantity: str | None = field(
         default=None, metadata={"doc": "which quantity of a multi-quantity sensor it watches"}

@@ -2,7 +2,7 @@
 
 A section or a sensor type declares its parameters as a frozen dataclass; this module reads
 the field annotations (int, float, bool, str, Literal[...], X | None) and the field metadata
-("min", "max", "choices", "hex", "doc", "check") and coerces a table into an instance, or
+("min", "max", "choices", "hex", "doc", "check", "expects") and coerces a table into an instance, or
 records problems of the form ``file: key.path: expected ..., found ...``. Cross-field rules
 live in the dataclass's ``__post_init__`` and raise ValueError; they are reported against
 the table.
@@ -231,7 +231,7 @@ def build(
 
 
 def field_docs(cls: type) -> list[tuple[str, str, str, str]]:
-    """(name, expected, default, doc) for each field: the README's reference tables."""
+    """(name, expected, default, doc) for each field: the generated tables in docs/."""
     hints = typing.get_type_hints(cls)
     rows = []
     for f in dataclasses.fields(cls):
@@ -243,13 +243,22 @@ def field_docs(cls: type) -> list[tuple[str, str, str, str]]:
         else:
             default = "required"
         rows.append(
-            (f.name, _expected(hints[f.name], f.metadata), default, f.metadata.get("doc", ""))
+            # "expects": what a field's "check" accepts, said better than its type says it
+            (
+                f.name,
+                f.metadata.get("expects") or _expected(hints[f.name], f.metadata),
+                default,
+                f.metadata.get("doc", ""),
+            )
         )
     return rows
+
+
+ID = "1-64 characters without '/', '+', '#' or spaces"  # what an id may be
 
 
 def topic_level(value: str) -> str | None:
     """An id that becomes one MQTT topic level: no '/', '+', '#', spaces; not empty."""
     if not value or _FORBIDDEN_IN_TOPIC.search(value) or len(value) > 64:
-        return "1-64 characters without '/', '+', '#' or spaces (it becomes an MQTT topic level)"
+        return f"{ID} (it becomes an MQTT topic level)"
     return None

@@ -38,7 +38,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One transaction (a savepoint when nested): committed on success, rolled back on any
     exception. The semantics of sqlite-utils' ``Database.atomic()``, without importing
     sqlite-utils on the device: it imports numpy (and tries pandas) at import, 19 MB of the
-    runtime's 40 MB budget (README, Performance)."""
+    runtime's 40 MB budget (docs/performance.md)."""
     if conn.in_transaction:
         name = f"edgeline_{next(_savepoints)}"
         conn.execute(f"SAVEPOINT {name}")
@@ -64,7 +64,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 FILENAME = "outbox.sqlite3"
 SIDE_FILES = ("-wal", "-shm")  # SQLite's companions of a WAL-mode database file
 
-# What each durability level asks of SQLite (README, "Durability"): the journal is always a
+# What each durability level asks of SQLite (docs/outbox.md): the journal is always a
 # WAL; only when it is fsynced differs.
 SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 
