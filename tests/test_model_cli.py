@@ -145,3 +145,17 @@ def test_any_other_name_is_one_line_of_bad_input(name: str) -> None:
         model_file(name)
     message = str(refused.value)
     assert "\n" not in message and message.endswith("(vibration, environment)")
+
+
+def test_a_reader_that_goes_away_ends_the_command_without_a_traceback() -> None:
+    """`edge model info vibration | head -1`: the pipe closes under the writer."""
+    read, write = os.pipe()
+    os.close(read)  # nobody will read: the first write fails with EPIPE
+    try:
+        done = subprocess.run(
+            [*EDGE, "model", "info", "vibration"], stdout=write, stderr=subprocess.PIPE, text=True
+        )
+    finally:
+        os.close(write)
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+    assert done.returncode == 1

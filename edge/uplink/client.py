@@ -7,6 +7,7 @@ and ``edge.cloud``: nothing else imports paho.
 
 from __future__ import annotations
 
+import logging
 import ssl
 
 import paho.mqtt.client as mqtt
@@ -14,6 +15,24 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from edge.config.device import UplinkConfig
 from edge.errors import UplinkError
+
+PAHO_LOG = logging.getLogger("edge.uplink.paho")
+
+
+class _LostSocket(logging.Filter):
+    """paho logs a socket it lost as an ERROR; the uplink reports the loss itself (a
+    WARNING with the reason and when it retries), so paho's line is only INFO."""
+
+    LOST = ("failed to receive on socket", "timeout on socket")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and str(record.msg).startswith(self.LOST):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return PAHO_LOG.isEnabledFor(logging.INFO)
+        return True
+
+
+PAHO_LOG.addFilter(_LostSocket())
 
 
 def read_password(settings: UplinkConfig) -> str | None:
@@ -44,6 +63,7 @@ def paho_client(
     )
     client.max_inflight_messages_set(inflight)
     client.max_queued_messages_set(0)
+    client.enable_logger(PAHO_LOG)
     if settings.username is not None:
         client.username_pw_set(settings.username, password)
     if settings.tls:

@@ -314,7 +314,6 @@ class Uplink:
         # and wakes the link thread's loop(), which does all the writing.
         client.on_socket_register_write = _write_on_link_thread
         client.suppress_exceptions = True  # a callback bug is logged, not a dead link thread
-        client.enable_logger(log)
         return client
 
     def _status(self, state: str) -> str:
