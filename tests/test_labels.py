@@ -133,6 +133,17 @@ def test_nothing_to_score() -> None:
     assert "0/1 labels caught" in silent.summary()
 
 
+def test_a_label_after_the_end_of_a_short_run_is_neither_caught_nor_missed() -> None:
+    """A 120 s run of an hour-long scenario: its faults at 1000 s never happened."""
+    result = score([OVERHEAT, STUCK], [alarm(130.0)], grace=10.0, duration=120.0)
+    assert (result.labels, result.true_positives, result.false_negatives) == (1, 1, 0)
+    assert result.missed == ()
+    before = score([STUCK], [], grace=10.0, duration=120.0)
+    assert before.summary() == "no scored labels, no detections"
+    started = score([STUCK], [], grace=10.0, duration=1000.5)  # started, not yet over
+    assert (started.labels, started.false_negatives) == (1, 1)
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="grace"):
         score([], [], grace=-1.0, duration=HOUR)

@@ -157,12 +157,15 @@ class Score:
 def score(
     labels: Sequence[Label], events: Iterable[ScoredEvent], *, grace: float, duration: float
 ) -> Score:
-    """Score the events of a run of ``duration`` seconds against its labels."""
+    """Score the events of a run of ``duration`` seconds against its labels.
+
+    A label that starts at or after ``duration`` never happened in the run (a short run of a
+    long scenario): it is neither caught nor missed, and a detection cannot match it."""
     if not grace >= 0:
         raise ValueError(f"grace must be >= 0 seconds, not {grace}")
     if not duration > 0:
         raise ValueError(f"duration must be > 0 seconds, not {duration}")
-    scorable = [label for label in labels if label.scored]
+    scorable = [label for label in labels if label.scored and label.start < duration]
     detections = [d for d in map(finding_of, events) if d is not None]
     caught: list[Label] = []
     missed: list[Label] = []
