@@ -2,7 +2,7 @@
 
 Run from a checkout::
 
-    .venv/bin/python tools/nab.py --corpus /work/shared/data/nab --detector adaptive
+    .venv/bin/python tools/nab.py --corpus path/to/NAB --detector adaptive
 
 The corpus is ``<corpus>/data/<category>/<name>.csv`` (columns ``timestamp,value``) and a
 windows file, ``<corpus>/combined_windows.json`` or ``<corpus>/labels/combined_windows.json``,
