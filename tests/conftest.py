@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.brokers import Mosquitto, Subscriber, find_mosquitto
+from edge.bench.mosquitto import Mosquitto
+from tests.brokers import Subscriber, need_mosquitto
 
 # CI machines are shared and noisy: data generation may be slow, so no health check on
 # generation speed and no per-example deadline; the properties themselves stay as strict.
@@ -21,18 +21,8 @@ settings.load_profile("edgeline")
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     """A running Mosquitto on a free loopback port, stopped after the test."""
-    executable = find_mosquitto()
-    if executable is None:
-        message = "mosquitto not installed: sudo apt-get install mosquitto"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message} (required when CI is set)")
-        pytest.skip(message)
-    broker = Mosquitto(tmp_path / "mosquitto", executable=executable)
-    broker.start()
-    try:
+    with Mosquitto(tmp_path / "mosquitto", executable=need_mosquitto()) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

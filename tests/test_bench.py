@@ -2,7 +2,8 @@
 
 Its figures mean nothing at these sizes and on a shared machine, so nothing here is timed:
 the checks are that every figure is there and numerically sane (rates positive, p50 <= p99,
-ratios positive) and that every budget (docs/performance.md) gets a verdict.
+ratios positive) and that every budget (docs/performance.md) gets a verdict. The smoke run
+takes about 20 s, so the tests that read it are marked ``slow``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import pytest
 
 from edge.bench import FIGURES, report
 from edge.bench.measure import percentile
-from edge.bench.mosquitto import find_mosquitto
 from edge.cli import main
+from tests.brokers import need_mosquitto
 
 
 def positive(value: Any) -> bool:
@@ -27,17 +28,14 @@ def positive(value: Any) -> bool:
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    if find_mosquitto() is None:
-        message = "mosquitto not installed: sudo apt-get install mosquitto"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message} (required when CI is set)")
-        pytest.skip(message)
+    need_mosquitto()
     out = tmp_path_factory.mktemp("bench") / "out.json"
     assert main(["bench", "--smoke", "--json", str(out)]) == 0
     result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
     return result
 
 
+@pytest.mark.slow
 def test_every_figure_is_there(smoke: dict[str, Any]) -> None:
     assert smoke["mode"] == "smoke"
     assert set(smoke["figures"]) == set(FIGURES)
@@ -45,6 +43,7 @@ def test_every_figure_is_there(smoke: dict[str, Any]) -> None:
     assert "| figure | measured |" in smoke["table"]
 
 
+@pytest.mark.slow
 def test_throughput_rates_and_ratios(smoke: dict[str, Any]) -> None:
     t = smoke["figures"]["throughput"]
     for key in ("edgeline_per_s", "raw_paho_per_s", "naive_per_s"):
@@ -53,6 +52,7 @@ def test_throughput_rates_and_ratios(smoke: dict[str, Any]) -> None:
     assert t["edgeline_vs_raw"] == pytest.approx(t["edgeline_per_s"] / t["raw_paho_per_s"])
 
 
+@pytest.mark.slow
 def test_latency_cases(smoke: dict[str, Any]) -> None:
     cases = smoke["figures"]["latency"]["cases"]
     assert {c["rate"] for c in cases.values()} == {100, 1000}
@@ -63,6 +63,7 @@ def test_latency_cases(smoke: dict[str, Any]) -> None:
         assert case["to_disk_p50_ms"] <= case["p50_ms"]
 
 
+@pytest.mark.slow
 def test_drain_and_sampling(smoke: dict[str, Any]) -> None:
     d = smoke["figures"]["drain"]
     assert d["acked"] >= d["backlog"] > 0
@@ -72,6 +73,7 @@ def test_drain_and_sampling(smoke: dict[str, Any]) -> None:
         assert d[key]["p50_ms"] <= d[key]["p99_ms"] <= d[key]["max_ms"]
 
 
+@pytest.mark.slow
 def test_steady_state(smoke: dict[str, Any]) -> None:
     s = smoke["figures"]["steady"]
     cases = [s["threshold"]] + ([s["onnx"]] if s["onnx"] is not None else [])
@@ -81,6 +83,7 @@ def test_steady_state(smoke: dict[str, Any]) -> None:
     assert positive(s["rss_by_import_mb"]["total"])
 
 
+@pytest.mark.slow
 def test_flash_wear_per_durability_level(smoke: dict[str, Any]) -> None:
     levels = smoke["figures"]["wear"]["levels"]
     assert {"full", "normal"} <= set(levels)
@@ -88,6 +91,7 @@ def test_flash_wear_per_durability_level(smoke: dict[str, Any]) -> None:
         assert level["events"] > 0 and level["bytes_per_event"] >= 0
 
 
+@pytest.mark.slow
 def test_models(smoke: dict[str, Any]) -> None:
     m = smoke["figures"]["models"]
     onnx = m["onnx"]
@@ -102,6 +106,7 @@ def test_models(smoke: dict[str, Any]) -> None:
         assert adaptive["reason"]
 
 
+@pytest.mark.slow
 def test_growth(smoke: dict[str, Any]) -> None:
     g = smoke["figures"]["growth"]
     assert [c["sensors"] for c in g["sensors"]][:2] == [1, 10]
@@ -114,6 +119,7 @@ def test_growth(smoke: dict[str, Any]) -> None:
     assert positive(g["deep_vs_empty_cpu_per_event"])
 
 
+@pytest.mark.slow
 def test_every_budget_gets_a_verdict(smoke: dict[str, Any]) -> None:
     names = [b["budget"] for b in smoke["budgets"]]
     for expected in ("durable throughput", "backlog drain", "steady RSS", "flash wear"):

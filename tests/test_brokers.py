@@ -1,4 +1,4 @@
-"""The test brokers really work: Mosquitto from tests/brokers.py and the embedded broker."""
+"""The test brokers really work: Mosquitto (edge.bench.mosquitto) and the embedded broker."""
 
 from __future__ import annotations
 
@@ -7,14 +7,17 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 
+from edge.bench import mosquitto as mosquitto_module
+from edge.bench.mosquitto import BrokerUnavailable, Mosquitto, port_accepts
 from edge.errors import EdgelineError
 from edge.sim import broker as broker_module
 from edge.sim.broker import BrokerError, EmbeddedBroker
-from tests.brokers import Mosquitto, Received, Subscriber, port_accepts, publish, publish_many
+from tests.brokers import Received, Subscriber, need_mosquitto, publish, publish_many
 
 MakeSubscriber = Callable[..., Subscriber]
 
@@ -87,12 +90,57 @@ def test_mosquitto_queues_more_than_its_default_1000_qos1_messages(
     assert [int(m.payload) for m in messages] == list(range(count))
 
 
+def test_mosquitto_kill_frees_the_port_and_a_start_takes_it_again(mosquitto: Mosquitto) -> None:
+    port = mosquitto.port
+
+    mosquitto.kill()
+
+    assert not mosquitto.running and mosquitto.pid is None
+    assert not port_accepts(mosquitto.host, port)
+    mosquitto.kill()  # a second kill is a no-op
+    mosquitto.start()
+    assert mosquitto.port == port and port_accepts(mosquitto.host, port)
+
+
+def test_mosquitto_with_persistence_keeps_a_session_across_a_stop(
+    tmp_path: Path, mqtt_subscriber: MakeSubscriber
+) -> None:
+    options = {"client_id": "persistent-consumer", "clean_session": False}
+    with Mosquitto(tmp_path / "m", executable=need_mosquitto(), persistence=True) as broker:
+        mqtt_subscriber(broker.url, "p/#", **options).close()
+        publish(broker.url, "p/a", b"queued")
+
+        broker.restart()  # SIGTERM: mosquitto saves sessions and queued messages
+
+        subscriber = mqtt_subscriber(broker.url, "p/#", **options)
+        assert payloads(subscriber.wait_for(has_payload(b"queued"))) == [b"queued"]
+
+
+def test_missing_mosquitto_is_broker_unavailable_naming_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mosquitto_module, "find_mosquitto", lambda: None)
+
+    with pytest.raises(BrokerUnavailable, match="apt-get install mosquitto") as caught:
+        Mosquitto(tmp_path)
+
+    assert isinstance(caught.value, EdgelineError) and isinstance(caught.value, RuntimeError)
+
+
+def test_mosquitto_that_will_not_start_says_why(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path, executable=need_mosquitto(), extra=["no_such_option 1"])
+
+    with pytest.raises(BrokerUnavailable, match=r"(?s)exited with code \d+.*no_such_option"):
+        broker.start()
+
+    assert not broker.running
+
+
 # -- EmbeddedBroker ----------------------------------------------------------------------
 
 
 @pytest.fixture
 def embedded() -> Iterator[EmbeddedBroker]:
-    pytest.importorskip("amqtt.broker", reason="amqtt not installed: pip install 'edgeline[sim]'")
     broker = EmbeddedBroker()
     broker.start()
     try:
@@ -153,7 +201,6 @@ def test_embedded_broker_sends_no_retained_messages_for_other_clients_filters(
 
 
 def test_embedded_broker_close_is_idempotent_and_frees_the_port() -> None:
-    pytest.importorskip("amqtt.broker")
     broker = EmbeddedBroker().start()
     port = broker.port
     assert port_accepts(broker.host, port)
@@ -172,7 +219,6 @@ def test_embedded_broker_closes_quietly_with_clients_connected(
     caplog: pytest.LogCaptureFixture,
     mqtt_subscriber: MakeSubscriber,
 ) -> None:
-    pytest.importorskip("amqtt.broker")
     # On Python 3.11 amqtt's own shutdown often hangs after a QoS 1 delivery (see
     # edge.sim.broker._shutdown); a few rounds make sure that path is taken.
     for _ in range(3):
@@ -194,7 +240,6 @@ def test_embedded_broker_closes_quietly_with_clients_connected(
 
 
 def test_embedded_broker_reports_a_busy_port(capfd: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("amqtt.broker")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

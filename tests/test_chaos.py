@@ -11,7 +11,8 @@ receipts in seq order within each priority, from one device and stream.
 Faults are drawn from a seeded RNG: ``EDGELINE_CHAOS_SEED`` replays a run (the seed is in
 every failure message) and ``EDGELINE_CHAOS_ROUNDS`` multiplies the random faults for a
 longer local run; CI runs one round, about two minutes in all. tools/soak.py is the long
-version.
+version. Every case that runs the runtime is marked ``slow``: a quick local run leaves them
+out with ``-m 'not slow and not hardware'``.
 """
 
 from __future__ import annotations
@@ -24,16 +25,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edge.config.device import StorageConfig, UplinkConfig
+from edge.bench.mosquitto import Mosquitto
 from edge.events import PRIORITY_CRITICAL, priority_of
-from tests.brokers import Mosquitto, find_mosquitto
+from tests.brokers import need_mosquitto
 from tools.chaos_device import TELEMETRY, Load
 from tools.chaos_harness import ChaosReport, ChaosRig, fault_plan
 from tools.chaos_witness import Arrival, Witness
@@ -41,8 +41,6 @@ from tools.chaos_witness import Arrival, Witness
 SEED = int(os.environ.get("EDGELINE_CHAOS_SEED", "6"))
 ROUNDS = int(os.environ.get("EDGELINE_CHAOS_ROUNDS", "1"))
 INFLIGHT = 20  # the uplink's default in-flight window, which the chaos config keeps
-HAS_CAP = "max_bytes" in {f.name for f in fields(StorageConfig)}  # the outbox's cap
-HAS_MAX_RATE = "max_rate" in {f.name for f in fields(UplinkConfig)}  # a metered link
 
 Rig = Callable[..., ChaosRig]
 
@@ -52,11 +50,7 @@ pytestmark = pytest.mark.timeout(150 * ROUNDS)  # more rounds, more time
 @pytest.fixture
 def chaos(tmp_path: Path) -> Iterator[Rig]:
     """Factory: ``chaos(load=..., persistence=...)`` starts a ChaosRig, closed after."""
-    if find_mosquitto() is None:
-        message = "mosquitto not installed: sudo apt-get install mosquitto"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message} (required when CI is set)")
-        pytest.skip(message)
+    need_mosquitto()
     rigs: list[ChaosRig] = []
 
     def make(**options: Any) -> ChaosRig:
@@ -95,9 +89,10 @@ def seconds(ts: str) -> float:
 # -- everything at once, at random -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_random_broker_stops_kills_and_link_faults_lose_nothing(chaos: Rig) -> None:
     # A cap that the longest outages (a blackhole lasts until keepalive notices) overflow.
-    rig = chaos(load=Load(storage={"max_bytes": 256 * 1024} if HAS_CAP else {}))
+    rig = chaos(load=Load(storage={"max_bytes": 256 * 1024}))
     kinds = {"broker": 1, "kill": 2, "kill-in-outage": 1, "cut": 1, "blackhole": 1, "slow": 1}
     plan = fault_plan(rig.rng, {kind: count * ROUNDS for kind, count in kinds.items()})
     for kind in plan:
@@ -112,6 +107,7 @@ def test_random_broker_stops_kills_and_link_faults_lose_nothing(chaos: Rig) -> N
 # -- item 3: crash safety ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_kill9_at_random_moments_leaves_an_intact_outbox_that_resumes(chaos: Rig) -> None:
     # 500 events/s: group commits and publishes never stop, so random kills land mid-commit
     # and mid-publish. After each: integrity_check on what SIGKILL left, same stream,
@@ -125,6 +121,7 @@ def test_kill9_at_random_moments_leaves_an_intact_outbox_that_resumes(chaos: Rig
     assert report.integrity_checks == 8 * ROUNDS
 
 
+@pytest.mark.slow
 def test_kill9_inside_a_large_group_commit_leaves_an_intact_outbox(chaos: Rig) -> None:
     # Two seconds of events per group commit (two transactions of 1000): each kill waits
     # for the commit's first write to the WAL and lands while the rest is being written.
@@ -141,6 +138,7 @@ def test_kill9_inside_a_large_group_commit_leaves_an_intact_outbox(chaos: Rig) -
     assert sum("mid-commit" in line for line in report.timeline) == rig.kills, report.explain()
 
 
+@pytest.mark.slow
 def test_kill9_resends_at_most_the_window_and_one_commit_of_acks(chaos: Rig) -> None:
     # What a kill -9 makes the device send again: the events in flight (the window) and
     # those the broker acknowledged since the last group commit, whose deletions the kill
@@ -158,6 +156,7 @@ def test_kill9_resends_at_most_the_window_and_one_commit_of_acks(chaos: Rig) -> 
 # -- item 4: outages -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_broker_restarts_without_persistence_lose_nothing_of_the_devices(chaos: Rig) -> None:
     # A broker without persistence forgets what it acknowledged but had not delivered:
     # the broker's loss, excused by the check only for seqs stored before it stopped. The
@@ -171,6 +170,7 @@ def test_broker_restarts_without_persistence_lose_nothing_of_the_devices(chaos: 
     assert report.delivery.lost_by_broker <= 2 * INFLIGHT * ROUNDS
 
 
+@pytest.mark.slow
 def test_after_an_outage_the_backlog_drains_sampling_keeps_its_rate_critical_goes_first(
     chaos: Rig,
 ) -> None:
@@ -228,10 +228,9 @@ def test_after_an_outage_the_backlog_drains_sampling_keeps_its_rate_critical_goe
     assert report.drain_rates, "the drain was not measured"
 
 
+@pytest.mark.slow
 def test_simulate_booted_while_its_broker_is_down_delivers_once_it_is_up(tmp_path: Path) -> None:
-    if find_mosquitto() is None:
-        pytest.skip("mosquitto not installed")
-    broker = Mosquitto(tmp_path / "mosquitto", persistence=True)
+    broker = Mosquitto(tmp_path / "mosquitto", executable=need_mosquitto(), persistence=True)
     with broker:  # the witness's persistent session, kept across the broker's absence
         witness = Witness(broker.host, broker.port, prefix="edgeline", device="sim-01",
                           client_id="boot-witness").start()  # fmt: skip
@@ -261,7 +260,7 @@ def _seqs(arrivals: list[Arrival]) -> set[int]:
 # -- eviction and metered links (the outbox's cap and the uplink's rate limit) --------------
 
 
-@pytest.mark.skipif(not HAS_CAP, reason="[storage] max_bytes is not implemented yet")
+@pytest.mark.slow
 def test_a_small_cap_evicts_telemetry_first_and_reports_every_evicted_seq(chaos: Rig) -> None:
     rig = chaos(load=Load(rate=200.0, storage={"max_bytes": 192 * 1024}))
     rig.cut(8.0)  # ~1600 events, more than the cap holds
@@ -288,7 +287,7 @@ def test_a_small_cap_evicts_telemetry_first_and_reports_every_evicted_seq(chaos:
         assert all(a != b for a, b in itertools.pairwise(states)), (threshold, states)
 
 
-@pytest.mark.skipif(not HAS_MAX_RATE, reason="[uplink] max_rate is not implemented yet")
+@pytest.mark.slow
 def test_a_metered_link_drains_no_faster_than_max_rate(chaos: Rig) -> None:
     # max_rate is in events per second of the runtime's clock, which simulate scales.
     load = Load(rate=50.0)

@@ -19,12 +19,13 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge.bench.mosquitto import Mosquitto
 from edge.clock import VirtualClock
 from edge.runtime.runtime import Runtime
 from edge.sim.hardware import SimulatedHardware
 from edge.sim.scenario import parse_scenario
 from edge.uplink.commands import sign
-from tests.brokers import Mosquitto, publish, split_url
+from tests.brokers import publish, split_url
 from tests.models.test_onnx_reload import write_mean_model
 
 KEY = b"0123456789abcdef0123456789abcdef"

@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 
+from edge.bench.mosquitto import Mosquitto
 from edge.clock import VirtualClock
 from edge.outbox.store import Outbox
 from edge.runtime.runtime import Runtime
 from edge.sim.hardware import SimulatedHardware
 from edge.sim.scenario import Scenario, parse_scenario
-from tests.brokers import Mosquitto, Subscriber
+from tests.brokers import Subscriber
 
 CONTRACT = {"v", "device", "stream", "seq", "ts", "sensor", "kind", "severity", "value", "synced"}
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

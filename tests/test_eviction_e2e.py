@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edge.bench.mosquitto import Mosquitto
 from edge.events import Draft
 from edge.sim.hardware import SimulatedHardware
 from edge.sim.scenario import parse_scenario
-from tests.brokers import Mosquitto
 from tests.test_end_to_end import Rig
 
 SCENARIO = """

@@ -17,6 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge.bench.mosquitto import Mosquitto
 from edge.clock import RealClock
 from edge.config.device import parse
 from edge.events import Draft
@@ -25,7 +26,7 @@ from edge.runtime.delivery import Delivery
 from edge.runtime.recorder import Recorder
 from edge.sim.linkproxy import LinkProxy
 from edge.uplink.link import Uplink
-from tests.brokers import Mosquitto, Received
+from tests.brokers import Received
 from tests.waiting import wait_until
 
 TIMEOUT = 10.0

@@ -161,6 +161,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         Outbox.open(tmp_path, DEVICE)
 
 
+@pytest.mark.slow  # waits out the outbox's 10 s busy timeout
 def test_a_locked_file_is_an_outbox_error_and_is_left_alone(tmp_path: Path) -> None:
     with Outbox.open(tmp_path, DEVICE) as box:
         box.append(draft())

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from edge.bench.mosquitto import Mosquitto
 from edge.cli import main
 from edge.clock import VirtualClock
 from edge.events import Draft
 from edge.outbox.store import Outbox, OutboxLimits
-from tests.brokers import Mosquitto
 
 DEVICE = "cli-01"
 PRIORITIES = ("critical", "warning", "info", "telemetry")

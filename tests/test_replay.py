@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from edge.bench.mosquitto import Mosquitto, free_port
 from edge.clock import VirtualClock
 from edge.config.device import UplinkConfig
 from edge.errors import OutboxError, UplinkError
 from edge.events import Draft, Event
 from edge.outbox.store import Outbox, OutboxLimits
 from edge.uplink.replay import replay
-from tests.brokers import Mosquitto, free_port
 
 DEVICE = "rp-01"
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from edge.bench.mosquitto import Mosquitto
 from edge.clock import VirtualClock
 from edge.events import Draft, Event
 from edge.outbox.store import FILENAME, Outbox
-from tests.brokers import Mosquitto
 from tests.test_end_to_end import Rig
 
 DEVICE = "pi-sd"

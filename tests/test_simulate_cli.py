@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.brokers import Mosquitto
+from edge.bench.mosquitto import Mosquitto
 
 EDGE = [sys.executable, "-m", "edge.cli"]
 SUMMARY = re.compile(

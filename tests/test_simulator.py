@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edge.bench.mosquitto import Mosquitto
 from edge.events import Draft
 from edge.runtime.watcher import Watcher
 from edge.sim.scenario import parse_scenario
 from edge.sim.simulator import Simulator
-from tests.brokers import Mosquitto
 
 SCENARIO = """
 [device]

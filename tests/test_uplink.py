@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edge.bench.mosquitto import Mosquitto
 from edge.clock import RealClock
 from edge.config.device import parse
 from edge.events import Draft
@@ -22,7 +23,7 @@ from edge.runtime.recorder import Recorder
 from edge.uplink.link import Uplink
 from edge.uplink.pacing import Backoff
 from models import Severity
-from tests.brokers import Mosquitto, Received
+from tests.brokers import Received
 from tests.waiting import wait_until
 
 

@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge.bench.mosquitto import Mosquitto
 from edge.clock import RealClock, VirtualClock
 from edge.config.device import parse
 from edge.events import Draft
 from edge.outbox.store import Outbox
 from edge.runtime.delivery import Delivery
 from edge.uplink.pacing import RateLimit
-from tests.brokers import Mosquitto
 from tests.waiting import wait_until
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import trustme
 
+from edge.bench.mosquitto import Mosquitto, free_port
 from edge.clock import VirtualClock
 from edge.config.device import parse
 from edge.events import Draft
@@ -19,13 +20,12 @@ from edge.outbox.store import Outbox
 from edge.runtime.delivery import Delivery
 from edge.runtime.recorder import Recorder
 from edge.uplink.link import Uplink
-from tests.brokers import Mosquitto, find_mosquitto, free_port
+from tests.brokers import need_mosquitto
 
 
 @pytest.fixture
 def tls_broker(tmp_path: Path) -> Iterator[tuple[Mosquitto, int, trustme.CA]]:
-    if find_mosquitto() is None:
-        pytest.skip("mosquitto not installed: sudo apt-get install mosquitto")
+    executable = need_mosquitto()
     ca = trustme.CA()
     server = ca.issue_cert("127.0.0.1", "localhost")
     certs = tmp_path / "certs"
@@ -36,6 +36,7 @@ def tls_broker(tmp_path: Path) -> Iterator[tuple[Mosquitto, int, trustme.CA]]:
     port = free_port()
     broker = Mosquitto(
         tmp_path / "broker",
+        executable=executable,
         extra=[
             f"listener {port} 127.0.0.1",
             f"certfile {certs / 'server.pem'}",

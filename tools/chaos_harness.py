@@ -12,8 +12,9 @@ the backlog drain, stops the runtime with SIGTERM, lets a last run drain what wa
 checks the witness's arrivals against the outbox (``chaos_witness.check_delivery``).
 
 The device's side (its load, its process, what a kill leaves on disk) is in
-tools/chaos_device.py; the witness and the check in tools/chaos_witness.py. The broker comes
-from tests/brokers.py: this is a checkout-only tool, like everything in tools/.
+tools/chaos_device.py; the witness and the check in tools/chaos_witness.py. The broker is
+``edge.bench.mosquitto.Mosquitto``, the launcher the tests and ``edge bench`` use too; without
+mosquitto installed, ``ChaosRig`` raises its ``BrokerUnavailable``.
 tests/test_chaos.py runs short seeded versions in CI; tools/soak.py runs a long one.
 """
 
@@ -31,9 +32,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from edge.bench.mosquitto import BrokerUnavailable, Mosquitto
 from edge.outbox.store import FILENAME, Outbox
 from edge.sim.linkproxy import LinkProxy
-from tests.brokers import Mosquitto
 from tools.chaos_device import (
     DEVICE,
     PREFIX,
@@ -147,7 +148,12 @@ class ChaosRig:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="edgeline-chaos-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.state_dir = self.workdir / "state"
-        self.broker = Mosquitto(self.workdir / "mosquitto", persistence=persistence)
+        try:
+            self.broker = Mosquitto(self.workdir / "mosquitto", persistence=persistence)
+        except BrokerUnavailable:
+            if self._own_workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+            raise
         self.proxy = LinkProxy(self.broker.host, self.broker.port)
         self.witness = Witness(
             self.broker.host, self.broker.port, prefix=PREFIX, device=DEVICE,

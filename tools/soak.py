@@ -11,7 +11,7 @@ runtime and the witness's arrivals are checked against the outbox (tools/chaos_h
 
 Prints the figures (events, duplicates, max backlog, drain rate, loss) and writes them as
 JSON (``--json``, default soak.json in the work directory). Exit 0 when the delivery
-guarantee held, 1 when it did not, 2 on bad arguments.
+guarantee held, 1 when it did not (or mosquitto is not installed), 2 on bad arguments.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script from a checkout: the checkout's packages
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from edge.bench.mosquitto import BrokerUnavailable
 from tools.chaos_harness import ChaosRig, Load, fault_plan
 
 
@@ -52,6 +53,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{faults} faults in {args.minutes:g} min leave {slot:.1f} s each; want >= 8",
               file=sys.stderr)  # fmt: skip
         return 2
+    try:
+        return soak(args, duration, slot)
+    except BrokerUnavailable as exc:  # no mosquitto, or it would not (re)start
+        print(f"tools/soak.py: {exc}", file=sys.stderr)
+        return 1
+
+
+def soak(args: argparse.Namespace, duration: float, slot: float) -> int:
+    """The run itself: 0 when the delivery guarantee held, 1 when it did not."""
     load = Load(rate=args.rate, alarm_cycles=min(1.0, args.rate / 40))
     with ChaosRig(args.workdir, load=load, seed=args.seed) as rig:
         rig.wait_for_events(20)

@@ -21,11 +21,11 @@ SENSORS = 20
 INTERVAL = 0.1
 ONNX_WINDOW = 10
 
-# What a runtime process imports, in the order the RSS breakdown adds them.
+# What a runtime process imports, in the order the RSS breakdown adds them (sqlite-utils is
+# not among them: the outbox uses sqlite3 alone, and only the cloud extra installs it).
 IMPORTS = (
     "paho.mqtt.client",
     "numpy",
-    "sqlite_utils",
     "gpiozero",
     "edge.runtime.runtime",
     "edge.sim.hardware",

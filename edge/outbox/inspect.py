@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edge.events import Event
+from edge.events import PRIORITIES, Event
 from edge.outbox.limits import OutboxLimits
 from edge.outbox.store import Outbox, OutboxStats
 
@@ -31,28 +31,29 @@ def stats(state_dir: str | Path, limits: OutboxLimits | None = None) -> dict[str
 
 
 def tail(state_dir: str | Path, count: int, *, pending_only: bool = False) -> list[Event]:
-    """The newest ``count`` stored events (or only pending ones), oldest first.
+    """The newest ``count`` stored events (or only pending ones), oldest first; every one
+    when ``count`` is negative.
 
-    Read with sqlite-utils on a read-only connection, after ``open_existing`` has checked
-    the file and upgraded an older one (the runtime itself never imports sqlite-utils)."""
-    import sqlite3
-
-    from sqlite_utils import Database
-
+    Read on the outbox's own read-only connection (``open_existing`` checks the file and
+    upgrades an older one first), from the newest back in doubling seq spans, so the cost
+    follows ``count``, not the depth of the outbox.
+    """
+    if count == 0:
+        return []
     with Outbox.open_existing(state_dir) as outbox:
-        path = outbox.path
-    db = Database(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
-    try:
-        source = "pending p CROSS JOIN events e ON e.seq = p.seq" if pending_only else "events e"
-        rows = list(
-            db.query(
-                "SELECT e.seq, e.priority, e.sensor, e.kind, e.payload"
-                f" FROM {source} ORDER BY e.seq DESC LIMIT :count",
-                {"count": count},
-            )
-        )
-    finally:
-        db.close()
-    return [
-        Event(r["seq"], r["priority"], r["sensor"], r["kind"], r["payload"]) for r in reversed(rows)
-    ]
+        last = outbox.last_seq
+
+        def since(first: int) -> list[Event]:
+            """The stored (or pending) events with ``first <= seq``, by seq."""
+            if not pending_only:
+                return list(outbox.stored(first, last))
+            after = dict.fromkeys(PRIORITIES, first - 1)
+            return sorted(outbox.claim(-1, after=after), key=lambda event: event.seq)
+
+        span = max(count, 1)
+        while True:
+            first = 1 if count < 0 else max(1, last - span + 1)
+            found = since(first)
+            if first == 1 or len(found) >= count:
+                return found if count < 0 else found[-count:]
+            span *= 2
