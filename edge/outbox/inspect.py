@@ -14,7 +14,8 @@ from typing import Any
 
 from edge.events import PRIORITIES, Event
 from edge.outbox.limits import OutboxLimits
-from edge.outbox.store import Outbox, OutboxStats
+from edge.outbox.stats import OutboxStats
+from edge.outbox.store import Outbox
 
 
 def read_stats(state_dir: str | Path, limits: OutboxLimits | None = None) -> OutboxStats:

@@ -23,17 +23,17 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from edge.clock import Clock, RealClock
 from edge.errors import OutboxError
 from edge.events import PRIORITIES, PRIORITY_CRITICAL, Draft, Event, Stamp, format_ts
 from edge.outbox import salvage as salvaging
 from edge.outbox.eviction import OUTBOX_SENSOR, Eviction, Evictor, Incoming, is_report
-from edge.outbox.limits import LOW_WATER, PRIORITY_NAMES, Budget, OutboxLimits, Usage
+from edge.outbox.limits import LOW_WATER, Budget, OutboxLimits, Usage
 from edge.outbox.schema import (
     BUSY_TIMEOUT_MS,
     FILENAME,
@@ -46,6 +46,7 @@ from edge.outbox.schema import (
     wal_pages,
 )
 from edge.outbox.schema import VERSION as SCHEMA_VERSION
+from edge.outbox.stats import AgeBasis, OutboxStats, oldest_age
 from models import Severity
 
 log = logging.getLogger(__name__)
@@ -66,89 +67,6 @@ __all__ = [
 
 class OutboxFull(OutboxError):
     """The disk is full: the commit changed nothing. The next one makes room first."""
-
-
-@dataclass(frozen=True)
-class OutboxStats:
-    stream: str
-    device: str
-    last_seq: int
-    pending: int
-    pending_by_priority: dict[int, int]
-    delivered: int
-    evicted: int
-    kept: int = 0
-    evicted_by_priority: dict[int, int] = field(default_factory=dict)
-    bytes: int = 0
-    file_bytes: int = 0
-    max_bytes: int | None = 0  # None: not known (an outbox that records no caps)
-    oldest_age_s: float | None = None  # None: nothing pending
-    oldest_age_basis: AgeBasis | None = None  # how oldest_age_s was measured
-
-    def as_json(self) -> dict[str, Any]:
-        """``edge outbox stats --json``: one object, mappings keyed by priority name."""
-        return {
-            "stream": self.stream,
-            "device": self.device,
-            "last_seq": self.last_seq,
-            "pending": self.pending,
-            "pending_by_priority": _by_priority(self.pending_by_priority),
-            "oldest_age_s": None if self.oldest_age_s is None else round(self.oldest_age_s, 3),
-            "delivered": self.delivered,
-            "kept": self.kept,
-            "evicted": self.evicted,
-            "evicted_by_priority": _by_priority(self.evicted_by_priority),
-            "bytes": self.bytes,
-            "file_bytes": self.file_bytes,
-            "max_bytes": self.max_bytes,
-        }
-
-    def as_text(self) -> str:
-        """``edge outbox stats``: one aligned line per figure, counts per priority inline."""
-
-        def counts(total: int, by_priority: Mapping[int, int]) -> str:
-            parts = ", ".join(f"{name} {n}" for name, n in _by_priority(by_priority).items())
-            return f"{total} ({parts})"
-
-        if self.oldest_age_s is None:
-            age = "- (nothing pending)"
-        else:
-            basis = AGE_BASES[self.oldest_age_basis or "monotonic"]
-            age = f"{round(self.oldest_age_s, 3)} ({basis})"
-        if self.max_bytes is None:
-            cap = "unknown (no runtime of this version has opened the outbox: give --config)"
-        else:
-            cap = f"{self.max_bytes}{' (no cap)' if self.max_bytes == 0 else ''}"
-        rows = [
-            ("stream", self.stream),
-            ("device", self.device),
-            ("last_seq", str(self.last_seq)),
-            ("pending", counts(self.pending, self.pending_by_priority)),
-            ("oldest_age_s", age),
-            ("delivered", str(self.delivered)),
-            ("kept", str(self.kept)),
-            ("evicted", counts(self.evicted, self.evicted_by_priority)),
-            ("bytes", str(self.bytes)),
-            ("file_bytes", str(self.file_bytes)),
-            ("max_bytes", cap),
-        ]
-        return "\n".join(f"{key:<20} {value}" for key, value in rows)
-
-
-def _by_priority(counts: Mapping[int, int]) -> dict[str, int]:
-    return {name: counts.get(p, 0) for p, name in enumerate(PRIORITY_NAMES)}
-
-
-#: How ``OutboxStats.oldest_age_s`` was measured, best first.
-AgeBasis = Literal["monotonic", "wall clock", "at least"]
-AGE_BASES: dict[str, str] = {
-    "monotonic": "on the monotonic clock of the boot that stored it",
-    "wall clock": "from its timestamp, both wall clocks synchronised",
-    "at least": "at least: its age when the last event of its boot or simulation was stored",
-}
-# Epochs of clocks that are not the OS's (edge.clock's VirtualClock and ScaledClock): their
-# timestamps are simulated time, never comparable with this machine's wall clock.
-_SIMULATED_EPOCHS = ("virtual-", "scaled-")
 
 
 @dataclass
@@ -666,50 +584,7 @@ class Outbox:
 
     def _oldest_age(self, now: Stamp) -> tuple[float, AgeBasis] | None:
         """The oldest pending event's age and how it was measured (``stats``)."""
-        oldest = None
-        for priority in PRIORITIES:
-            row = self._conn.execute(
-                "SELECT p.seq, e.synced, e.mono, e.epoch FROM pending p CROSS JOIN events e"
-                " ON e.seq = p.seq WHERE p.priority = ? ORDER BY p.seq LIMIT 1",
-                (priority,),
-            ).fetchone()
-            if row is not None and (oldest is None or row[0] < oldest[0]):
-                oldest = row
-        if oldest is None:
-            return None
-        seq, synced, mono, epoch = oldest
-        if epoch == self.epoch:
-            return now.mono - mono, "monotonic"
-        if not epoch.startswith(_SIMULATED_EPOCHS):
-            age = self._evictor.age(seq, synced, mono, epoch, now)
-            if age is not None:
-                return age, "wall clock"
-        return max(0.0, self._last_mono(seq, epoch) - mono), "at least"
-
-    def _last_mono(self, seq: int, epoch: str) -> float:
-        """The monotonic stamp of the newest stored event of ``epoch`` at or after ``seq``
-        (stored there): a bisection over seq, a few index probes whatever the depth.
-        Epochs follow one another in seq order (one runtime at a time per outbox)."""
-        newest = self._conn.execute(
-            "SELECT seq, mono, epoch FROM events ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
-        if newest[2] == epoch:
-            return float(newest[1])
-        found = self._conn.execute("SELECT mono FROM events WHERE seq = ?", (seq,)).fetchone()
-        best, low, high = float(found[0]), seq, int(newest[0])  # low: of epoch; high: not
-        while high - low > 1:
-            middle = (low + high) // 2
-            row = self._conn.execute(
-                "SELECT seq, mono, epoch FROM events WHERE seq > ? AND seq <= ?"
-                " ORDER BY seq DESC LIMIT 1",
-                (low, middle),
-            ).fetchone()
-            if row is None or row[2] == epoch:  # nothing stored in (low, middle], or ours
-                best = float(row[1]) if row is not None else best
-                low = middle
-            else:
-                high = int(row[0])
-        return best
+        return oldest_age(self._conn, self._evictor, self.epoch, now)
 
     def _learn_disk_cap(self) -> None:
         """The disk filled before the cap did: from now on, cap just below what is held."""
