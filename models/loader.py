@@ -11,6 +11,7 @@ Importing this module is cheap: numpy and onnxruntime are imported when a model 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     Array = npt.NDArray[Any]
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "BackendUnavailable",
@@ -286,7 +289,17 @@ class _OnnxruntimeRunner:
             )
         # onnxruntime's errors are pybind classes with no common base but Exception.
         except Exception as exc:
-            raise ModelFormatError(f"{path}: onnxruntime cannot load the model: {exc}") from exc
+            # Its graph optimizer rejects some valid graphs (a Transpose folded into a Gemm
+            # whose output is also a graph output loses that output): run those unoptimized.
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            try:
+                self._session = ort.InferenceSession(
+                    data, sess_options=options, providers=["CPUExecutionProvider"]
+                )
+            except Exception:
+                raise ModelFormatError(f"{path}: onnxruntime cannot load the model: {exc}") from exc
+            log.warning("%s: onnxruntime's graph optimizer failed (%s); running it unoptimized",
+                        path.name, exc)  # fmt: skip
         self._names: list[str] = [output.name for output in self._session.get_outputs()]
 
     def run(self, feeds: dict[str, Array]) -> dict[str, Array]:

@@ -202,6 +202,38 @@ def test_outputs_belong_to_the_caller(tmp_path: Path, backend: str) -> None:
 # --- files that are not models ------------------------------------------------------------------
 
 
+def test_a_valid_graph_onnxruntime_cannot_optimize_still_runs_on_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """onnxruntime 1.32's optimizer folds Transpose(x) into Gemm(transA) and then loses the
+    Gemm's output when it is also a graph output (found by the random-graph test); the
+    loader runs such a graph unoptimized, with the numpy backend's answers."""
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"]),
+        helper.make_node("Gemm", ["t", "b"], ["gemm"], transA=1, transB=0, alpha=1.0, beta=1.0),
+        helper.make_node("Transpose", ["gemm"], ["out"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+        [
+            helper.make_tensor_value_info("gemm", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("out", TensorProto.FLOAT, None),
+        ],
+        [numpy_helper.from_array(np.array([[0.5]], np.float32), "b")],
+    )
+    path = tmp_path / "gemm.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), path)
+    x = {"x": np.array([[3.0]], np.float32)}
+    with caplog.at_level("WARNING", logger="models.loader"):
+        fast = models.load(path, backend="onnxruntime").run(x)
+    reference = models.load(path, backend="numpy").run(x)
+    assert fast["gemm"].tolist() == fast["out"].tolist() == reference["out"].tolist() == [[1.5]]
+    if caplog.records:  # only when this onnxruntime has the bug
+        assert "running it unoptimized" in caplog.records[0].getMessage()
+
+
 @pytest.mark.parametrize("backend", (*BACKENDS, "auto"))
 def test_a_missing_file_is_a_model_not_found_error(tmp_path: Path, backend: str) -> None:
     with pytest.raises(models.ModelNotFoundError, match="no model file at") as raised:
