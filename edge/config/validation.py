@@ -2,8 +2,9 @@
 
 A section or a sensor type declares its parameters as a frozen dataclass; this module reads
 the field annotations (int, float, bool, str, Literal[...], X | None) and the field metadata
-("min", "max", "choices", "hex", "doc", "check", "expects") and coerces a table into an instance, or
-records problems of the form ``file: key.path: expected ..., found ...``. Cross-field rules
+("min", "max", "choices", "hex", "doc", "check"; "expects" words what a "check" accepts for
+the reference tables) and coerces a table into an instance, or records problems of the form
+``file: key.path: expected ..., found ...``. Cross-field rules
 live in the dataclass's ``__post_init__`` and raise ValueError; they are reported against
 the table.
 
