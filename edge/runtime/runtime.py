@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge import __version__
 from edge.clock import Clock, VirtualClock
@@ -21,17 +21,18 @@ from edge.outbox.eviction import outbox_alarm
 from edge.outbox.limits import OutboxLimits
 from edge.outbox.store import Outbox
 from edge.runtime.actions import Actions
-from edge.runtime.command_handlers import model_handler, ping, status_handler
 from edge.runtime.delivery import Delivery
 from edge.runtime.detector_state import DetectorStates
 from edge.runtime.model_watch import ModelWatch
 from edge.runtime.scheduler import Scheduler
 from edge.runtime.sensing import SensorRunner
 from edge.runtime.watcher import Watcher
-from edge.uplink.commands import Checker, Commands, Handler, Policy, Request
 from models import DETECTOR_TYPES, Detector, Severity
 from models.onnx_detector import OnnxDetector
 from sensors import SENSOR_TYPES, Hardware, Value
+
+if TYPE_CHECKING:  # imported when [commands] is enabled: most devices never load them
+    from edge.uplink.commands import Commands, Handler, Request
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,9 @@ class Runtime:
         settings = self.config.commands
         if not settings.enabled:
             return None
+        from edge.runtime.command_handlers import ping
+        from edge.uplink.commands import Checker, Commands, Policy
+
         try:
             key = settings.key()
         except OSError as exc:
@@ -134,6 +138,8 @@ class Runtime:
         )
 
     def _command_handlers(self) -> dict[str, Handler]:
+        from edge.runtime.command_handlers import model_handler, status_handler
+
         return {
             "status": status_handler(self.outbox, self.sensors),
             "model": model_handler(self._onnx, self.scheduler.post),

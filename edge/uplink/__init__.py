@@ -11,6 +11,6 @@ paho-mqtt is bridged here and nowhere else on the device. May import :mod:`edge.
 """
 
 from edge.uplink.link import Uplink, UplinkStats
-from edge.uplink.replay import replay, republish
 
-__all__ = ["Uplink", "UplinkStats", "replay", "republish"]
+# Not replay: the runtime imports this package and never replays (the CLI imports it).
+__all__ = ["Uplink", "UplinkStats"]
