@@ -41,6 +41,14 @@ def test_the_device_path_loads_no_simulator_plotting_or_embedded_broker(statemen
     assert "edge.runtime.runtime" in modules or statement == "import sensors"
 
 
+def test_the_runtime_loads_the_command_worker_and_replay_only_when_used() -> None:
+    """Import what the config uses: most devices have no [commands] and never replay."""
+    modules = loaded_by("from edge.runtime import Runtime")
+    assert not {"edge.uplink.commands", "edge.runtime.command_handlers", "edge.uplink.replay",
+                "concurrent.futures"} & set(modules)  # fmt: skip
+    assert "edge.uplink.commands" in loaded_by("import edge.runtime.command_handlers")
+
+
 def test_the_check_sees_a_simulator_import_when_there_is_one() -> None:
     """The check above can fail: the simulator's session does load the simulator."""
     modules = loaded_by("import edge.sim.session")
