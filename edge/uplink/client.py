@@ -20,10 +20,11 @@ PAHO_LOG = logging.getLogger("edge.uplink.paho")
 
 
 class _LostSocket(logging.Filter):
-    """paho logs a socket it lost as an ERROR; the uplink reports the loss itself (a
-    WARNING with the reason and when it retries), so paho's line is only INFO."""
+    """paho logs a socket it lost, or a loop run while it has none, as an ERROR; the uplink
+    reports the loss itself (a WARNING with the reason and when it retries), so paho's line
+    is only INFO."""
 
-    LOST = ("failed to receive on socket", "timeout on socket")
+    LOST = ("failed to receive on socket", "timeout on socket", "Client is not connected")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno == logging.ERROR and str(record.msg).startswith(self.LOST):
