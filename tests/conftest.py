@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,14 @@ from tests.brokers import Subscriber, need_mosquitto
 # CI machines are shared and noisy: data generation may be slow, so no health check on
 # generation speed and no per-example deadline; the properties themselves stay as strict.
 settings.register_profile("edgeline", deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("edgeline")
+# The long fuzz campaign (tools/fuzz.py): the same fuzz-marked tests, many more cases each.
+settings.register_profile(
+    "fuzz",
+    parent=settings.get_profile("edgeline"),
+    max_examples=int(os.environ.get("EDGELINE_FUZZ_EXAMPLES", "100000")),
+    suppress_health_check=list(HealthCheck),
+)
+settings.load_profile(os.environ.get("EDGELINE_HYPOTHESIS_PROFILE", "edgeline"))
 
 
 @pytest.fixture
