@@ -259,3 +259,18 @@ def test_the_runtime_reports_a_salvage_in_its_birth_and_upstream(
         assert report["moved_to"].startswith(str(state / FILENAME) + ".corrupt-")
     finally:
         rig.runtime.close()
+
+
+@pytest.mark.parametrize("name", ["plain", "a#b", "what?", "100%", "x%20y", "p#q?r%s"])
+def test_uri_characters_in_the_state_dir_do_not_break_the_check_or_the_salvage(
+    tmp_path: Path, name: str
+) -> None:
+    directory = tmp_path / name
+    stream, events = filled(directory, count=50)
+    with Outbox.open(directory, DEVICE) as box:  # the read-only check runs on this path
+        assert (box.stream, box.salvage) == (stream, None)
+        assert [e.seq for e in box] == [e.seq for e in events]
+    smash(directory / FILENAME, leaf_pages(directory / FILENAME, "events")[:1])
+    with Outbox.open(directory, DEVICE) as box:  # and the salvage reads the moved file
+        assert box.salvage is not None and box.salvage.salvaged > 0
+    assert corrupt_copies(directory)[0].name.startswith(f"{FILENAME}.corrupt-")

@@ -53,12 +53,18 @@ def quick_check(conn: sqlite3.Connection) -> str | None:
     return None if rows == ["ok"] else "; ".join(rows)
 
 
+def read_only_uri(path: Path) -> str:
+    """A read-only SQLite URI for ``path``: percent-encoded, so a ``#``, ``?`` or ``%`` in
+    the state directory's name is part of the path, not a fragment, query or escape."""
+    return f"{Path(path).absolute().as_uri()}?mode=ro"
+
+
 def check(path: Path) -> None:
     """Raise ``Corrupt`` unless the file passes ``PRAGMA quick_check``; read-only, so a
     corrupt file and its WAL stay exactly as found."""
     try:
         timeout = BUSY_TIMEOUT_MS / 1000
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+        conn = sqlite3.connect(read_only_uri(path), uri=True, timeout=timeout)
     except sqlite3.Error as exc:
         if is_corruption(exc):
             raise Corrupt(str(exc)) from exc
@@ -179,7 +185,7 @@ def recover(path: Path, reason: str) -> Recovered:
     moved = move_aside(path)
     recovered = Recovered(moved, reason)
     scratch = _scratch_copy(moved)
-    target = f"file:{scratch}" if scratch else f"file:{moved}?mode=ro"
+    target = Path(scratch).absolute().as_uri() if scratch else read_only_uri(moved)
     try:
         try:
             conn = sqlite3.connect(target, uri=True, isolation_level=None)
