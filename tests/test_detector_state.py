@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -195,3 +197,36 @@ def test_the_store_writes_whole_files_and_tolerates_garbage(tmp_path: Path) -> N
     assert store.load("x") is None
     with pytest.raises(ValueError):
         store.save("y", {"nan": float("nan")})
+
+
+def test_a_planted_symlink_at_the_temporary_name_is_never_written_through(
+    tmp_path: Path,
+) -> None:
+    store = DetectorStore(tmp_path / "state")
+    store.save("x", {"a": 1})
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (store.directory / ".x.json.tmp").symlink_to(victim)  # the name the writer once used
+    store.save("x", {"a": 2})
+    assert victim.read_text() == "precious"
+    assert json.loads(store.path("x").read_text()) == {"a": 2}
+    assert not store.path("x").is_symlink()
+
+
+def test_snapshots_are_private_and_their_rename_is_made_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[bool] = []  # for each fsync: was it a directory's?
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    store = DetectorStore(tmp_path / "state")
+    store.save("x", {"a": 1})
+    assert synced == [False, True]  # the file's data, then the directory after the rename
+    assert stat.S_IMODE(store.directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE(store.path("x").stat().st_mode) == 0o600
+    assert [p.name for p in store.directory.iterdir()] == ["x.json"]

@@ -7,8 +7,10 @@ clock time and once more at a clean close. A power cut keeps the last one saved.
 
 Taking a snapshot is a copy of a few thousand numbers, done on the sampling thread between
 readings (the detector is never read while it changes); writing it is another thread's
-job, so sampling never waits on the disk. Each file is written whole to a temporary name,
-flushed, and renamed over the old one: a crash mid-write leaves the previous snapshot. A
+job, so sampling never waits on the disk. Each file is written whole to a new temporary
+file (never through an existing file or symlink), fsynced, and renamed over the old one,
+and the directory is fsynced: a crash mid-write leaves the previous snapshot. The files are
+``0600`` in a ``0700`` directory (``edge.statefile``). A
 snapshot that cannot be read or does not fit the detector (its type or version changed) is
 logged and ignored: the detector starts afresh, and the next save replaces the file.
 """
@@ -17,13 +19,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from edge.runtime.scheduler import Scheduler
+from edge.statefile import private_dir, write_atomically
 from models import PersistentDetector
 
 log = logging.getLogger(__name__)
@@ -66,16 +68,10 @@ class DetectorStore:
         return state
 
     def save(self, detector_id: str, state: Mapping[str, Any]) -> None:
-        """Replace the snapshot atomically: a temporary file, flushed, renamed over it."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.path(detector_id)
-        scratch = path.with_name(f".{path.name}.tmp")
+        """Replace the snapshot atomically (``edge.statefile.write_atomically``)."""
         data = json.dumps(state, separators=(",", ":"), allow_nan=False).encode("utf-8")
-        with scratch.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(scratch, path)
+        private_dir(self.directory)
+        write_atomically(self.path(detector_id), data)
 
 
 class DetectorStates:

@@ -1,0 +1,78 @@
+"""Small files in the state directory, written so that others cannot read them and a crash
+or a planted symlink cannot corrupt them.
+
+The state directory holds what the device must not leak or lose (the outbox, what detectors
+learnt, the command replay guard): a directory the runtime creates is ``0700`` and every
+file in it ``0600``, whatever the umask. ``write_atomically`` writes a whole file to a new
+temporary name in the same directory (``O_EXCL``: never through an existing file or
+symlink), fsyncs it, renames it over the old one and fsyncs the directory, so that after a
+power cut the file is the old one or the new one, never a mix or nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def private_dir(path: str | Path) -> Path:
+    """Create ``path`` (and its parents) if missing; the directory itself ``0700``.
+
+    A directory that already exists keeps its mode: it is the user's (or the installer's)
+    and may be shared on purpose; the files in it are ``0600`` all the same.
+    """
+    directory = Path(path)
+    if not directory.is_dir():
+        directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        # mkdir's mode is masked by the umask; the directory is ours, so set it exactly.
+        os.chmod(directory, DIR_MODE)
+    return directory
+
+
+def private_file(path: str | Path) -> None:
+    """Create ``path`` empty and ``0600`` if missing, never through a symlink; an existing
+    regular file of ours loses any group and other permission bits."""
+    flags = os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, FILE_MODE)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: str | Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: a ``0600`` temporary file in the same directory,
+    fsynced, renamed over it, and the directory fsynced so that the rename survives a
+    power cut."""
+    target = Path(path)
+    fd, scratch = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:  # mkstemp: O_EXCL, mode 0600
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(scratch, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(scratch)
+        raise
+    fsync_dir(target.parent)
+
+
+def fsync_dir(directory: str | Path) -> None:
+    """Make a rename or a new file in ``directory`` durable (a no-op where the platform
+    cannot open a directory)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
