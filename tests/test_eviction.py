@@ -259,6 +259,7 @@ def test_a_full_disk_is_survived_by_evicting_and_reported(
 ) -> None:
     with Outbox.open(tmp_path, DEVICE, clock=clock) as box:  # no cap: only the disk limits
         fill(box, clock, 300, pad=300)
+        assert box._reserve is not None and box._reserve.release()  # already spent
         pages = box._conn.execute("PRAGMA page_count").fetchone()[0]
         box._conn.execute(f"PRAGMA max_page_count = {pages + 2}")  # the disk is full
         with pytest.raises(OutboxFull):
@@ -270,6 +271,22 @@ def test_a_full_disk_is_survived_by_evicting_and_reported(
         assert [r["state"] for r in found] == ["evicted", "disk_full"]
         assert found[0]["reason"] == "disk"
         assert events[0].seq == last + 1
+        assert {e.seq for e in box} | named(found) == set(range(1, box.last_seq + 1))
+
+
+def test_the_reserve_lets_the_commit_that_meets_a_full_disk_evict_and_store(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    with Outbox.open(tmp_path, DEVICE, clock=clock) as box:  # no cap: only the disk limits
+        fill(box, clock, 300, pad=300)
+        pages = box._conn.execute("PRAGMA page_count").fetchone()[0]
+        box._conn.execute(f"PRAGMA max_page_count = {pages + 2}")  # the disk is full
+        found: list[dict[str, Any]] = []
+        for _ in range(100):  # never OutboxFull: the reserve makes room for the eviction
+            found += reports(box.commit([draft(clock, pad=300) for _ in range(20)]))
+        assert [r["state"] for r in found[:2]] == ["evicted", "disk_full"]
+        assert {r["reason"] for r in found if r["state"] == "evicted"} == {"disk"}
+        assert box.last_seq == 300 + 2000 + len(found)
         assert {e.seq for e in box} | named(found) == set(range(1, box.last_seq + 1))
 
 

@@ -270,6 +270,7 @@ def test_a_full_disk_does_not_stop_the_recorder_and_is_reported(tmp_path: Path) 
             for _ in range(300):
                 recorder.submit(stamp(clock, "x" * 300))
             assert recorder.flush(timeout=WAIT)
+            assert box._reserve is not None and box._reserve.release()  # spent: commits fail
             pages = box._conn.execute("PRAGMA page_count").fetchone()[0]
             box._conn.execute(f"PRAGMA max_page_count = {pages + 2}")  # the disk is full
             for _ in range(300):

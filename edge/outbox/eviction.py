@@ -72,12 +72,15 @@ class Eviction:
         for number, chunk in enumerate(chunks, 1):
             seqs = [s for first, last in chunk for s in range(first, last + 1)]
             by_priority = Counter(PRIORITY_NAMES[self.victims[s]] for s in seqs)
+            # Critical events are never evicted; only a discard names them (a disk that
+            # could not store them at all), and then says how many.
+            names = PRIORITY_NAMES if by_priority["critical"] else PRIORITY_NAMES[1:]
             fields: dict[str, Any] = {
                 "state": "evicted",
                 "reason": self.reason,
                 "evicted": len(seqs),
                 "ranges": chunk,
-                "priority": {name: by_priority[name] for name in PRIORITY_NAMES[1:]},
+                "priority": {name: by_priority[name] for name in names},
                 "total_evicted": total_evicted,
             }
             if len(chunks) > 1:
@@ -168,27 +171,35 @@ class Evictor:
         ones (which are then not written at all). Reports of earlier evictions stay, and
         so do ``spare`` ones (the uplink's: they are being delivered)."""
         batch = Eviction(reason)
+        # A stepped budget (a full disk) frees at most its step beyond the new rows, so
+        # that this commit's WAL fits in what the disk has left; later commits go on.
+        start = usage.total_bytes
+        floor = start - budget.step - sum(row[8] for row in incoming.rows) if budget.step else 0
+
+        def wanted() -> bool:
+            return budget.evict_wanted(usage) and usage.total_bytes > floor
+
         for priority in NONCRITICAL:
             after = 0
-            while budget.evict_wanted(usage):
+            while wanted():
                 rows = self.pending_rows(priority, after)
                 if not rows:
                     break
                 taken = []
                 for seq, size, sensor, kind, *_ in rows:
-                    if not budget.evict_wanted(usage):
+                    if not wanted():
                         break
                     if not is_report(sensor, kind) and seq not in spare:
-                        self._take(usage, batch, seq, priority, size)
+                        self.take(usage, batch, seq, priority, size)
                         taken.append(seq)
                 self.remove(priority, taken)
                 after = rows[-1][0]
             for row in incoming.rows:
-                if not budget.evict_wanted(usage):
+                if not wanted():
                     break
                 seq, row_priority, sensor, kind, size = row[0], row[1], row[2], row[3], row[8]
                 if row_priority == priority and not is_report(sensor, kind):
-                    self._take(usage, batch, seq, priority, size)
+                    self.take(usage, batch, seq, priority, size)
                     incoming.evicted.add(seq)
         return batch
 
@@ -216,7 +227,7 @@ class Evictor:
                     if age is None or age <= seconds:
                         done = True
                         break
-                    self._take(usage, batch, seq, priority, size)
+                    self.take(usage, batch, seq, priority, size)
                     taken.append(seq)
                 self.remove(priority, taken)
                 after = rows[-1][0]
@@ -263,7 +274,7 @@ class Evictor:
             self.conn.execute(f"DELETE FROM events WHERE seq IN ({marks})", chunk)
 
     @staticmethod
-    def _take(usage: Usage, batch: Eviction, seq: int, priority: int, size: int) -> None:
+    def take(usage: Usage, batch: Eviction, seq: int, priority: int, size: int) -> None:
         batch.add(seq, priority)
         usage.rows[priority] -= 1
         usage.bytes[priority] -= size

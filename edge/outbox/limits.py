@@ -188,9 +188,17 @@ class Budget:
     cap, so a full outbox reports its losses in batches, not one report per event.
     """
 
-    def __init__(self, limits: OutboxLimits, disk_bytes: int = 0) -> None:
+    def __init__(self, limits: OutboxLimits, disk_bytes: int = 0, disk_step: int = 0) -> None:
         caps = [c for c in (limits.row_bytes, disk_bytes) if c > 0]
         self.bytes = min(caps) if caps else 0
+        # Under the disk's cap an eviction frees at most ``disk_step`` bytes: its WAL must
+        # fit in what the disk has left (edge.outbox.disk).
+        # ``step`` caps what one eviction frees beyond the commit's new rows (0: no cap).
+        self.low_water = LOW_WATER
+        self.step = 0
+        if disk_step > 0 and disk_bytes > 0 and self.bytes == disk_bytes:
+            self.low_water = max(LOW_WATER, 1 - disk_step / disk_bytes)
+            self.step = disk_step
         self.rows = limits.max_events
         reserve = limits.critical_reserve
         self.noncritical_bytes = int(self.bytes * (1 - reserve))
@@ -200,9 +208,8 @@ class Budget:
     def _above(value: int, cap: int, share: float = 1.0) -> bool:
         return cap > 0 and value > cap * share
 
-    @staticmethod
-    def _trigger(value: int, cap: int, fixed: int) -> bool:
-        return cap > 0 and value > max(cap, fixed + (1 - LOW_WATER) * cap)
+    def _trigger(self, value: int, cap: int, fixed: int) -> bool:
+        return cap > 0 and value > max(cap, fixed + (1 - self.low_water) * cap)
 
     def over(self, u: Usage) -> bool:
         """Whether a cap is exceeded so that an eviction is due."""
@@ -218,17 +225,18 @@ class Budget:
     def trim_wanted(self, u: Usage) -> bool:
         """Kept rows must go while the total is above the low water mark."""
         return u.kept > 0 and (
-            self._above(u.total_bytes, self.bytes, LOW_WATER)
-            or self._above(u.total_rows, self.rows, LOW_WATER)
+            self._above(u.total_bytes, self.bytes, self.low_water)
+            or self._above(u.total_rows, self.rows, self.low_water)
         )
 
     def evict_wanted(self, u: Usage) -> bool:
         """Pending rows must go while a cap is above its low water mark."""
+        low = self.low_water
         return u.evictable > 0 and (
-            self._above(u.total_bytes, self.bytes, LOW_WATER)
-            or self._above(u.total_rows, self.rows, LOW_WATER)
-            or self._above(u.noncritical_bytes, self.noncritical_bytes, LOW_WATER)
-            or self._above(u.noncritical_rows, self.noncritical_rows, LOW_WATER)
+            self._above(u.total_bytes, self.bytes, low)
+            or self._above(u.total_rows, self.rows, low)
+            or self._above(u.noncritical_bytes, self.noncritical_bytes, low)
+            or self._above(u.noncritical_rows, self.noncritical_rows, low)
         )
 
     def full(self, u: Usage, share: float = 1.0) -> bool:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.outbox.schema import BUSY_TIMEOUT_MS, SIDE_FILES, configure, migrate
+from edge.statefile import private_file
 
 log = logging.getLogger(__name__)
 
@@ -438,6 +439,10 @@ def connect_checked(path: Path, device: str, durability: str, max_bytes: int) ->
     """
     if path.exists():
         check(path)
+    # 0600 before SQLite opens it: SQLite gives the WAL and WAL index the database's mode.
+    for suffix in ("", *SIDE_FILES):
+        if not suffix or os.path.exists(f"{path}{suffix}"):
+            private_file(f"{path}{suffix}")
     conn = connect(path)
     try:
         configure(conn, durability, max_bytes)

@@ -22,6 +22,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,14 @@ from edge.clock import Clock, RealClock
 from edge.errors import OutboxError
 from edge.events import PRIORITIES, PRIORITY_CRITICAL, Draft, Event, Stamp, format_ts
 from edge.outbox import salvage as salvaging
+from edge.outbox.disk import (
+    RESERVE_FILE,
+    Reserve,
+    disk_room,
+    disk_step,
+    free_bytes,
+    wal_bytes,
+)
 from edge.outbox.eviction import OUTBOX_SENSOR, Eviction, Evictor, Incoming, is_report
 from edge.outbox.limits import LOW_WATER, Budget, OutboxLimits, Usage
 from edge.outbox.schema import (
@@ -47,12 +56,14 @@ from edge.outbox.schema import (
 )
 from edge.outbox.schema import VERSION as SCHEMA_VERSION
 from edge.outbox.stats import AgeBasis, OutboxStats, oldest_age
+from edge.statefile import private_dir
 from models import Severity
 
 log = logging.getLogger(__name__)
 
 BATCH = 500  # rows per statement when deleting or scanning in batches
 SQLITE_FULL = 13
+RESERVE_CHECK = 5.0  # seconds between looks for free space to take the reserve back
 
 __all__ = [
     "FILENAME",
@@ -119,8 +130,10 @@ class Outbox:
         self.stream = self._meta("stream")
         self.device = self._meta("device")
         self._state = self._load_state()
-        self._disk_bytes = 0  # a cap learned when the disk filled up (0: none)
+        self._disk_bytes = 0  # the cap the disk sets, at open or when it filled (0: none)
         self._wal_limit = wal_pages(self.limits.max_bytes) * (PAGE_SIZE + 24) + 32
+        self._reserve: Reserve | None = None  # set by open(): the runtime's outbox
+        self._reserve_checked = 0.0
         self._closed = False
 
     # -- opening -----------------------------------------------------------------------
@@ -147,22 +160,28 @@ class Outbox:
         directory = Path(state_dir)
         path = directory / FILENAME
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            private_dir(directory)
         except OSError as exc:
             raise OutboxError(f"cannot create the state directory {directory}: {exc}") from exc
+        # The disk may hold less than the cap: then the disk is the cap (edge.outbox.disk).
+        reserve_path = directory / RESERVE_FILE
+        held = _files_bytes(path) + Reserve(reserve_path, 0).held
+        room, reserve_bytes = disk_room(directory, held, limits.max_bytes)
+        effective = room or limits.max_bytes
         recovered: salvaging.Recovered | None = None
         try:
             try:
-                conn = salvaging.connect_checked(path, device, durability, limits.max_bytes)
+                conn = salvaging.connect_checked(path, device, durability, effective)
             except salvaging.Corrupt as corrupt:
                 log.error("the outbox %s is corrupt (%s): salvaging it", path, corrupt.reason)
                 recovered = salvaging.recover(path, corrupt.reason)
-                conn = salvaging.connect_checked(path, device, durability, limits.max_bytes)
+                conn = salvaging.connect_checked(path, device, durability, effective)
         except sqlite3.DatabaseError as exc:
             raise OutboxError(f"cannot open the outbox in {directory}: {exc}") from exc
         except OSError as exc:
             raise OutboxError(f"cannot open the outbox in {directory}: {exc}") from exc
         outbox = cls(path, conn, epoch, limits=limits, clock=clock)
+        outbox._use_disk(room, Reserve(reserve_path, reserve_bytes))
         if recovered is not None:
             outbox.salvage = outbox._adopt(recovered)
         if outbox.device != device:
@@ -244,24 +263,54 @@ class Outbox:
         Raises ``OutboxFull`` when the disk is full: nothing changed, and the next commit
         first makes room under a cap just below what the outbox holds now.
         """
+        with self._lock:
+            while True:
+                events: list[Event] = []
+                state = self._state.copy()
+                try:
+                    with transaction(self._conn):
+                        # Asked under the lock: no claim can come between the answer and
+                        # the eviction, so a report never names an event being sent.
+                        held = frozenset(spare()) if spare is not None else frozenset()
+                        self._write(state, drafts, acked, events, held)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode & 0xFF != SQLITE_FULL:
+                        raise
+                    self._learn_disk_cap()
+                    if self._release_reserve():
+                        continue  # at once: the room it freed lets this commit evict
+                    raise OutboxFull(f"{self.path}: the disk is full ({exc})") from exc
+            evicting = state.evicted != self._state.evicted
+            self._state = state  # only once the transaction committed
+            if (drafts or evicting) and self._wal_bytes() > self._wal_limit:
+                self._truncate_wal()
+            self._retake_reserve()
+        return events
+
+    def discard(self, drafts: Sequence[Draft], reason: str = "disk") -> list[Event]:
+        """Number ``drafts`` without storing them, and report them lost: the last resort
+        when they cannot be stored (a disk that stays full at shutdown). One small commit:
+        the seq counter and one report per 500 ranges, so a consumer sees the loss named,
+        not a silent gap. Returns the reports appended."""
         events: list[Event] = []
         with self._lock:
             state = self._state.copy()
             try:
                 with transaction(self._conn):
-                    # Asked under the lock: no claim can come between the answer and
-                    # the eviction, so a report never names an event being sent.
-                    held = frozenset(spare()) if spare is not None else frozenset()
-                    self._write(state, drafts, acked, events, held)
-                evicting = state.evicted != self._state.evicted
+                    numbered: list[Event] = []
+                    incoming = self._prepare(state, drafts, numbered)
+                    lost = Eviction(reason)
+                    for row in incoming.rows:
+                        seq, priority, size = row[0], row[1], row[8]
+                        Evictor.take(state.usage, lost, seq, priority, size)
+                    self._store(self._prepare(state, self._report(state, lost), events))
+                    self._save(state)
             except sqlite3.OperationalError as exc:
                 if exc.sqlite_errorcode & 0xFF != SQLITE_FULL:
                     raise
-                self._learn_disk_cap()
                 raise OutboxFull(f"{self.path}: the disk is full ({exc})") from exc
-            self._state = state  # only once the transaction committed
-            if (drafts or evicting) and self._wal_bytes() > self._wal_limit:
-                self._truncate_wal()
+            self._state = state
         return events
 
     def claim(
@@ -409,8 +458,9 @@ class Outbox:
     @property
     def max_batch(self) -> int:
         """Drafts one commit should take: a large commit holds the WAL past its size (a
-        checkpoint cannot run inside a transaction), which a small cap has no room for."""
-        return max(20, min(1000, self._wal_limit // 1024))
+        checkpoint cannot run inside a transaction), which a small cap has no room for;
+        and an eighth of a WAL of rows keeps a commit on a full disk within the reserve."""
+        return max(20, min(1000, self._wal_limit // 2048))
 
     def _wal_bytes(self) -> int:
         try:
@@ -420,10 +470,13 @@ class Outbox:
 
     def _truncate_wal(self) -> None:
         """Checkpoint and truncate a WAL a large commit grew, without waiting on readers
-        (another process reading the file, say): if one holds it, the next commit tries."""
+        (another process reading the file, say): if one holds it, the next commit tries.
+        While the disk is full (the reserve spent), the WAL keeps its size: the next
+        commits write over it from the start, and its blocks are not given away."""
+        mode = "TRUNCATE" if self._reserve is None or self._reserve.held else "RESTART"
         try:
             self._conn.execute("PRAGMA busy_timeout = 0")
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
         except sqlite3.Error as exc:
             log.debug("WAL checkpoint deferred: %s", exc)
         finally:
@@ -470,7 +523,10 @@ class Outbox:
             st.next_expiry = now.mono + self.limits.expiry_interval
             expired = self._evictor.expire(st.usage, self.limits.ttl, now, spare)
             reports += self._report(st, expired)
-        budget = Budget(self.limits, self._disk_bytes)
+        # Once the disk is full (the reserve spent), evictions go a bounded step at a time.
+        reserve = self._reserve
+        step = disk_step(reserve.size) if reserve is not None and not reserve.held else 0
+        budget = Budget(self.limits, self._disk_bytes, step)
         if budget.over(st.usage):
             if not self._evictor.trim(st.usage, budget):
                 log.warning("the outbox's kept-row counters were off: recounting")
@@ -571,7 +627,9 @@ class Outbox:
                 fields["reason"],
                 fields["priority"],
             )
-            drafts.append(self._draft("warning", fields["evicted"], fields))
+            # A loss of critical events (only a discard) is itself critical.
+            severity: Severity = "critical" if "critical" in fields["priority"] else "warning"
+            drafts.append(self._draft(severity, fields["evicted"], fields))
         return drafts
 
     def _alarm(self, severity: Severity, state: str, **fields: Any) -> Draft:
@@ -586,11 +644,59 @@ class Outbox:
         """The oldest pending event's age and how it was measured (``stats``)."""
         return oldest_age(self._conn, self._evictor, self.epoch, now)
 
+    def _use_disk(self, room: int, reserve: Reserve) -> None:
+        """Cap at what the disk has ``room`` for (0: the configured cap fits) and take
+        the reserve (``edge.outbox.disk``)."""
+        self._reserve = reserve
+        if room:
+            self._disk_bytes = OutboxLimits(max_bytes=room).row_bytes
+            self._wal_limit = wal_bytes(room)
+            log.warning(
+                "the disk under %s has room for %d bytes, less than max_bytes (%d): the"
+                " outbox is capped at that, and reports what it evicts with reason 'disk'",
+                self.path,
+                room,
+                self.limits.max_bytes,
+            )
+        reserve.take()
+        self._reserve_checked = time.monotonic()
+
+    def _release_reserve(self) -> bool:
+        """The disk is full: free the reserve for the commit that makes room."""
+        if self._reserve is None or not self._reserve.release():
+            return False
+        log.error(
+            "the disk under %s is full: released the outbox's %d-byte reserve to make room",
+            self.path,
+            self._reserve.size,
+        )
+        return True
+
+    def _retake_reserve(self) -> None:
+        """After a full disk: once there is room again, take the reserve back and raise
+        the cap to what the disk allows now. A look at free space every few seconds."""
+        reserve = self._reserve
+        now = time.monotonic()
+        if reserve is None or not self._disk_bytes or now - self._reserve_checked < RESERVE_CHECK:
+            return
+        self._reserve_checked = now
+        directory = self.path.parent
+        free = free_bytes(directory)
+        if reserve.held or free is None or free < 2 * reserve.size or not reserve.take():
+            return
+        room, _ = disk_room(directory, self.file_bytes() + reserve.held, self.limits.max_bytes)
+        cap = OutboxLimits(max_bytes=room).row_bytes if room else 0
+        if cap == 0 or cap > self._disk_bytes:
+            log.warning("the disk under %s has room again: the outbox's cap is %s", self.path,
+                        cap or "max_bytes")  # fmt: skip
+            self._disk_bytes = cap
+
     def _learn_disk_cap(self) -> None:
         """The disk filled before the cap did: from now on, cap just below what is held."""
         held = self._state.usage.total_bytes
-        # Each failure lowers the cap again: room is made in batches until a commit fits.
-        self._disk_bytes = max(1, int(min(self._disk_bytes or held, held) * LOW_WATER))
+        # Just what is held: evictions under it free a bounded step each (``disk_step``),
+        # so that their own WAL fits; lowering it more would only make them larger.
+        self._disk_bytes = max(1, min(self._disk_bytes or held, held))
         self._state.disk_full = True
         log.error(
             "the disk under %s is full at %d bytes of events: capping the outbox at %d",
@@ -709,6 +815,14 @@ class Outbox:
             self._state = state
         log.error("salvaged the outbox: %s", result.fields())
         return result
+
+
+def _files_bytes(path: Path) -> int:
+    total = 0
+    for suffix in ("", *SIDE_FILES):
+        with contextlib.suppress(OSError):
+            total += os.path.getsize(f"{path}{suffix}")
+    return total
 
 
 def _recorded_limits(conn: sqlite3.Connection) -> OutboxLimits | None:

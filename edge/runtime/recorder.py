@@ -28,6 +28,7 @@ MAX_BATCH = 1000  # drafts per transaction: bounds the time the outbox lock is h
 RETRY_DELAY = 0.5  # seconds before retrying a failed commit (full disk, I/O error)
 # Drafts held in memory while the disk fails: ~50 MB at worst, what a Pi Zero can spare.
 MAX_QUEUED = 100_000
+DISCARD_AFTER = 3  # failed commits in a row before waiting drafts are reported lost
 RUNTIME_SENSOR = "runtime"  # the sensor id of the runtime's own health events
 
 
@@ -184,9 +185,11 @@ class Recorder:
                 taken = self._commit_batch()
                 if taken is None:
                     self._stop.wait(RETRY_DELAY)
-                    if self._stop.is_set() and self._failing > 3:
-                        log.error("giving up on %d queued events at shutdown", len(self._drafts))
-                        return
+                    if self._failing >= DISCARD_AFTER:
+                        stopping = self._stop.is_set()
+                        drafts -= self._discard(critical_too=stopping)
+                        if stopping:
+                            return
                     continue
                 drafts -= taken[0]
                 acks -= taken[1]
@@ -229,6 +232,33 @@ class Recorder:
             except Exception:  # a listener's bug must not stop the recorder
                 log.exception("the delivery loop failed on a commit")
         return len(drafts), len(acks)
+
+    def _discard(self, *, critical_too: bool) -> int:
+        """The disk stays full: number the waiting drafts and report them lost, so that
+        each still gets its seq and the loss is named upstream. Critical drafts stay
+        queued (the disk may come back) unless ``critical_too`` (shutdown). Returns how
+        many drafts left the queue."""
+        waiting = [self._drafts.popleft() for _ in range(len(self._drafts))]
+        lost = [d for d in waiting if critical_too or d.severity != "critical"]
+        kept = [d for d in waiting if not critical_too and d.severity == "critical"]
+        self._drafts.extendleft(reversed(kept))  # ahead of what was submitted meanwhile
+        if not lost:
+            return 0
+        try:
+            reports = self.outbox.discard(lost)
+        except Exception as exc:
+            log.error("the disk is full: %d events are lost without a seq (%s)", len(lost), exc)
+            self.dropped += len(lost)
+            return len(lost)
+        last = self.outbox.last_seq - len(reports)
+        log.error("the disk is full: %d events were numbered and reported lost (seq %d to %d)",
+                  len(lost), last - len(lost) + 1, last)  # fmt: skip
+        if self.delivery is not None:
+            try:
+                self.delivery.stored(reports, ())
+            except Exception:  # a listener's bug must not stop the recorder
+                log.exception("the delivery loop failed on a commit")
+        return len(lost)
 
     def _report_drops(self) -> None:
         """Once the queue has room again, say upstream how many drafts were dropped."""
