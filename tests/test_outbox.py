@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sqlite3
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -477,3 +479,28 @@ def test_has_pending_follows_appends_and_acks(tmp_path: Path) -> None:
         assert box.has_pending()
         box.ack([first.seq])
         assert not box.has_pending()
+
+
+def test_the_outbox_files_are_private(tmp_path: Path) -> None:
+    state = tmp_path / "new" / "state"
+    with Outbox.open(state, "pi-modes") as box:
+        box.append(Draft("s", "telemetry", "info", 1.0, 0.0, 0.0, False, {}))
+        assert stat.S_IMODE(state.stat().st_mode) == 0o700  # a directory it made
+        made = [p for p in state.iterdir() if p.name.startswith("outbox.")]
+        assert {p.name for p in made} >= {"outbox.sqlite3", "outbox.sqlite3-wal",
+                                          "outbox.sqlite3-shm"}  # fmt: skip
+        assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in made} == {
+            p.name: 0o600 for p in made
+        }
+
+
+def test_an_outbox_left_readable_by_others_is_made_private(tmp_path: Path) -> None:
+    with Outbox.open(tmp_path, "pi-modes") as box:
+        box.append(Draft("s", "telemetry", "info", 1.0, 0.0, 0.0, False, {}))
+    (tmp_path / "outbox.sqlite3").chmod(0o644)  # as an older edgeline left it
+    os.chmod(tmp_path, 0o755)  # the user's own directory keeps its mode
+    with Outbox.open(tmp_path, "pi-modes") as box:
+        assert len(list(box)) == 1
+        assert stat.S_IMODE((tmp_path / "outbox.sqlite3").stat().st_mode) == 0o600
+        assert stat.S_IMODE((tmp_path / "outbox.sqlite3-wal").stat().st_mode) == 0o600
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755

@@ -312,3 +312,43 @@ def test_stale_events_expire_even_when_nothing_new_arrives(tmp_path: Path) -> No
         report = next(e.body() for e in commits.events if e.sensor == "outbox")
         assert (report["reason"], report["ranges"]) == ("ttl", [[1, 5]])
         assert [e.sensor for e in box] == ["outbox"]
+
+
+def spend_the_reserve(box: Outbox) -> None:
+    """The disk filled before: the outbox's reserve is already gone."""
+    reserve = getattr(box, "_reserve", None)
+    if reserve is not None:
+        assert reserve.release()
+
+
+def test_events_a_full_disk_cannot_take_are_numbered_and_reported_not_dropped(
+    tmp_path: Path,
+) -> None:
+    clock = VirtualClock()
+    commits = Commits()
+    with Outbox.open(tmp_path, DEVICE, clock=clock) as box:
+        box.commit([stamp(clock, "c" * 300, "critical") for _ in range(300)])  # never evicted
+        spend_the_reserve(box)
+        pages = box._conn.execute("PRAGMA page_count").fetchone()[0]
+        box._conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk stays full
+        recorder = Recorder(box, clock, window=0.01, delivery=commits)
+        recorder.start()
+        try:
+            for _ in range(100):
+                recorder.submit(stamp(clock, "i" * 300))
+            for _ in range(100):
+                recorder.submit(stamp(clock, "c" * 300, "critical"))
+            # The info events are numbered and reported lost while it runs ...
+            assert commits.wait_for(lambda c: any(e.sensor == "outbox" for e in c.events))
+            assert recorder.queued == 100  # ... the critical ones wait for room
+        finally:
+            recorder.close()  # ... until shutdown: then they are numbered and reported too
+        bodies = [e.body() for e in commits.events if e.sensor == "outbox"]
+        assert recorder.dropped == 0 and recorder.queued == 0
+        assert box.last_seq == 500 + len(bodies)
+        lost = {s for b in bodies for first, last in b["ranges"] for s in range(first, last + 1)}
+        reported = {b["seq"] for b in bodies}
+        assert len(lost) == 200 and lost | reported == set(range(301, box.last_seq + 1))
+        assert {b["reason"] for b in bodies} == {"disk"}
+        assert sum(b["priority"].get("critical", 0) for b in bodies) == 100
+        assert [e.priority for e in commits.events if e.sensor == "outbox"][-1] == 0  # critical
