@@ -315,9 +315,15 @@ SPECS = st.tuples(
     st.integers(0, 900),
 )  # fmt: skip
 
+NONCRITICAL_SPECS = st.tuples(
+    st.sampled_from([("info", "telemetry"), ("info", "state"), ("warning", "threshold")]),
+    st.integers(0, 900),
+)
+
 
 class CappedOutbox(RuleBasedStateMachine):
-    """Random appends, acks and restarts under a small cap, checked against invariants."""
+    """Random appends, acks, restarts, a disk that fills and drafts it cannot take, under a
+    small cap, checked against invariants."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -360,7 +366,12 @@ class CappedOutbox(RuleBasedStateMachine):
         self.apply(before, drafts, chosen)
 
     def apply(self, before: dict[int, int], drafts: list[Draft], chosen: list[int]) -> None:
-        events = self.box.commit(drafts, acked=chosen)
+        try:
+            events = self.box.commit(drafts, acked=chosen)
+        except OutboxFull:  # the disk filled, nothing evictable left: nothing changed
+            hypothesis.event("a commit met a full disk")
+            assert self.pending() == before and self.box.last_seq == self.last_seq
+            return
         # seq: consecutive from the last, never reused.
         first = self.last_seq + 1
         assert [e.seq for e in events] == list(range(first, first + len(events)))
@@ -411,6 +422,39 @@ class CappedOutbox(RuleBasedStateMachine):
             return
         chosen = data.draw(st.lists(st.sampled_from(pending), min_size=1, unique=True))
         self.apply(self.pending(), [], chosen)  # an ack may clear an alarm, or evict
+
+    @rule(spare=st.integers(0, 6))
+    def disk_fills(self, spare: int) -> None:
+        """The disk fills up (its reserve already spent): the file may grow ``spare``
+        pages more. Commits must then evict a step at a time, or fail changing nothing."""
+        reserve = self.box._reserve
+        if reserve is not None:
+            reserve.release()
+        pages = self.box._conn.execute("PRAGMA page_count").fetchone()[0]
+        self.box._conn.execute(f"PRAGMA max_page_count = {pages + spare}")
+
+    @rule(specs=st.lists(NONCRITICAL_SPECS, min_size=1, max_size=5))
+    def discard(self, specs: list[tuple[tuple[Severity, str], int]]) -> None:
+        """Drafts a full disk cannot take: numbered, reported, never stored."""
+        drafts = [draft(self.clock, sev, kind, pad) for (sev, kind), pad in specs]
+        before = self.pending()
+        try:
+            events = self.box.discard(drafts)
+        except OutboxFull:
+            assert self.pending() == before and self.box.last_seq == self.last_seq
+            return
+        first = self.last_seq + 1
+        lost = range(first, first + len(drafts))
+        for seq, d in zip(lost, drafts, strict=True):
+            self.given[seq] = d.priority
+        (report,) = events
+        assert report.seq == first + len(drafts) == self.box.last_seq
+        self.last_seq = report.seq
+        self.given[report.seq] = report.priority
+        self.own.add(report.seq)
+        self.reports[report.seq] = report.body()
+        assert named([report.body()]) == set(lost)
+        assert self.pending() == {**before, report.seq: report.priority}
 
     @rule()
     def reopen(self) -> None:
