@@ -23,7 +23,7 @@ import pytest
 from edge.bench.mosquitto import Mosquitto
 from edge.clock import VirtualClock
 from edge.events import Draft, Event
-from edge.outbox.store import Outbox
+from edge.outbox.store import Outbox, OutboxLimits
 from edge.runtime.recorder import Recorder
 from tests.test_eviction_e2e import CappedRig
 
@@ -129,6 +129,30 @@ def test_a_disk_filled_by_another_file_does_not_wedge_the_outbox(tmp_path: Path)
         assert len(critical) == 200 and all(e.seq in stored for e in critical)
 
 
+def test_a_small_disk_is_the_cap_and_is_used_to_most_of_its_size(tmp_path: Path) -> None:
+    size = 2 * 1024 * 1024
+    limits = OutboxLimits(max_bytes=64 * 1024 * 1024)  # the default: far more than the disk
+    with (
+        small_disk(tmp_path / "disk", f"{size}") as disk,
+        Outbox.open(disk, "pi", limits=limits) as box,
+    ):
+        stored = 0
+        while True:
+            pad = {"pad": "x" * 200}
+            drafts = [Draft("s", "telemetry", "info", 1.0, 0.0, 0.0, True, pad)] * 50
+            events = box.commit(drafts)
+            reports = [e.body() for e in events if e.sensor == "outbox"]
+            if reports:
+                break
+            stored += sum(len(e.payload) for e in events)
+        assert [r["reason"] for r in reports] == ["disk"]
+        # payloads of 0.92 MB on a 2 MiB disk before the first eviction (rows count their
+        # texts and 48 bytes more, critical events keep a tenth, the reserve 256 KiB)
+        assert stored > size * 0.4
+        files = sum(p.stat().st_size for p in disk.iterdir())
+        assert files <= size - free_bytes(disk)
+
+
 SCENARIO = """
 [device]
 id = "disk-01"
@@ -213,6 +237,7 @@ def test_a_disk_that_fills_during_an_outage_loses_only_reported_events_and_deliv
             assert "disk_full" in [r["state"] for r in reports]
             gone = named(reports)
             assert gone and not set(held) & gone
+            assert len(held) > 1000  # it kept using the disk: ~2000 events filled it
             assert set(held) | gone == set(range(1, outbox.last_seq + 1))
             kept = [e.seq for e in outbox if critical_alarm(e)]
             assert len(kept) == len(critical) >= 5  # every critical alarm is kept

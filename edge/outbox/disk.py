@@ -79,8 +79,9 @@ def disk_room(directory: Path, held: int, max_bytes: int) -> tuple[int, int]:
     free = free_bytes(directory)
     if free is None:
         return 0, reserve_size(max_bytes)
-    reserve = reserve_size(max_bytes if max_bytes > 0 else held + free)
-    room = max(MIN_ROOM, held + free - int(free * OTHERS_SHARE) - reserve)
+    disk = held + free
+    reserve = reserve_size(min(max_bytes, disk) if max_bytes > 0 else disk)
+    room = max(MIN_ROOM, disk - int(free * OTHERS_SHARE) - reserve)
     if 0 < max_bytes <= room:
         return 0, reserve
     return room, reserve_size(room)
