@@ -258,3 +258,26 @@ def test_a_disk_that_fills_during_an_outage_loses_only_reported_events_and_deliv
         finally:
             rig.runtime.close()
             broker.stop()
+
+
+def test_once_space_returns_the_reserve_is_taken_back_and_the_cap_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("edge.outbox.store.RESERVE_CHECK", 0.0)  # look at every commit
+    pad = {"pad": "x" * 200}
+    drafts = [Draft("s", "telemetry", "info", 1.0, 0.0, 0.0, True, pad)] * 50
+    with small_disk(tmp_path / "disk", "2m") as disk, Outbox.open(disk, "pi") as box:
+        reserve = disk / "outbox.reserve"
+        box.commit(drafts * 4)
+        filler = fill_up(disk)
+        states: list[str] = []
+        while "disk_full" not in states:
+            states += [e.body()["state"] for e in box.commit(drafts) if e.sensor == "outbox"]
+        assert not reserve.exists()  # spent on the commit that met the full disk
+        held = box.stats().bytes
+        filler.unlink()
+        box.commit(drafts)
+        assert reserve.stat().st_size > 0  # taken back
+        for _ in range(10):  # and the cap is the disk's again, not what was held then
+            assert not [e for e in box.commit(drafts) if e.sensor == "outbox"]
+        assert box.stats().bytes > held
