@@ -177,7 +177,7 @@ class Evictor:
         floor = start - budget.step - sum(row[8] for row in incoming.rows) if budget.step else 0
 
         def wanted() -> bool:
-            return budget.evict_wanted(usage) and usage.total_bytes > floor
+            return budget.evict_wanted(usage, floor)
 
         for priority in NONCRITICAL:
             after = 0

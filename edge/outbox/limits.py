@@ -192,7 +192,7 @@ class Budget:
         caps = [c for c in (limits.row_bytes, disk_bytes) if c > 0]
         self.bytes = min(caps) if caps else 0
         # Under the disk's cap an eviction frees at most ``disk_step`` bytes: its WAL must
-        # fit in what the disk has left (edge.outbox.disk).
+        # fit in what the disk has left (edge.outbox.disk). Row caps keep their batches.
         # ``step`` caps what one eviction frees beyond the commit's new rows (0: no cap).
         self.low_water = LOW_WATER
         self.step = 0
@@ -208,17 +208,19 @@ class Budget:
     def _above(value: int, cap: int, share: float = 1.0) -> bool:
         return cap > 0 and value > cap * share
 
-    def _trigger(self, value: int, cap: int, fixed: int) -> bool:
-        return cap > 0 and value > max(cap, fixed + (1 - self.low_water) * cap)
+    @staticmethod
+    def _trigger(value: int, cap: int, fixed: int, low: float = LOW_WATER) -> bool:
+        return cap > 0 and value > max(cap, fixed + (1 - low) * cap)
 
     def over(self, u: Usage) -> bool:
         """Whether a cap is exceeded so that an eviction is due."""
         critical_rows, critical_bytes = u.rows[PRIORITY_CRITICAL], u.bytes[PRIORITY_CRITICAL]
         held_rows, held_bytes = u.held
+        low = self.low_water
         return (
-            self._trigger(u.total_bytes, self.bytes, critical_bytes + held_bytes)
+            self._trigger(u.total_bytes, self.bytes, critical_bytes + held_bytes, low)
             or self._trigger(u.total_rows, self.rows, critical_rows + held_rows)
-            or self._trigger(u.noncritical_bytes, self.noncritical_bytes, held_bytes)
+            or self._trigger(u.noncritical_bytes, self.noncritical_bytes, held_bytes, low)
             or self._trigger(u.noncritical_rows, self.noncritical_rows, held_rows)
         )
 
@@ -226,18 +228,20 @@ class Budget:
         """Kept rows must go while the total is above the low water mark."""
         return u.kept > 0 and (
             self._above(u.total_bytes, self.bytes, self.low_water)
-            or self._above(u.total_rows, self.rows, self.low_water)
+            or self._above(u.total_rows, self.rows, LOW_WATER)
         )
 
-    def evict_wanted(self, u: Usage) -> bool:
-        """Pending rows must go while a cap is above its low water mark."""
+    def evict_wanted(self, u: Usage, floor: int = 0) -> bool:
+        """Pending rows must go while a cap is above its low water mark; for the byte
+        caps, only while more than ``floor`` bytes are held (a stepped eviction)."""
         low = self.low_water
-        return u.evictable > 0 and (
-            self._above(u.total_bytes, self.bytes, low)
-            or self._above(u.total_rows, self.rows, low)
-            or self._above(u.noncritical_bytes, self.noncritical_bytes, low)
-            or self._above(u.noncritical_rows, self.noncritical_rows, low)
+        over_bytes = self._above(u.total_bytes, self.bytes, low) or self._above(
+            u.noncritical_bytes, self.noncritical_bytes, low
         )
+        over_rows = self._above(u.total_rows, self.rows, LOW_WATER) or self._above(
+            u.noncritical_rows, self.noncritical_rows, LOW_WATER
+        )
+        return u.evictable > 0 and ((over_bytes and u.total_bytes > floor) or over_rows)
 
     def full(self, u: Usage, share: float = 1.0) -> bool:
         """Critical events fill their reserve, or the whole cap (with nothing left to

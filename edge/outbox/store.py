@@ -523,9 +523,8 @@ class Outbox:
             st.next_expiry = now.mono + self.limits.expiry_interval
             expired = self._evictor.expire(st.usage, self.limits.ttl, now, spare)
             reports += self._report(st, expired)
-        # Once the disk is full (the reserve spent), evictions go a bounded step at a time.
-        reserve = self._reserve
-        step = disk_step(reserve.size) if reserve is not None and not reserve.held else 0
+        # Under the disk's cap, evictions go a bounded step at a time (edge.outbox.disk).
+        step = disk_step(self._reserve.size) if self._reserve is not None else 0
         budget = Budget(self.limits, self._disk_bytes, step)
         if budget.over(st.usage):
             if not self._evictor.trim(st.usage, budget):
