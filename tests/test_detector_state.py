@@ -230,3 +230,17 @@ def test_snapshots_are_private_and_their_rename_is_made_durable(
     assert stat.S_IMODE(store.directory.stat().st_mode) == 0o700
     assert stat.S_IMODE(store.path("x").stat().st_mode) == 0o600
     assert [p.name for p in store.directory.iterdir()] == ["x.json"]
+
+
+def test_every_file_the_runtime_leaves_in_a_state_dir_it_made_is_private(
+    tmp_path: Path, runs: Any
+) -> None:
+    run = runs()
+    run.run_until(20.0)
+    run.runtime.close()
+    state = tmp_path / "state"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    found = {p.relative_to(state).as_posix(): stat.S_IMODE(p.stat().st_mode)
+             for p in state.rglob("*")}  # fmt: skip
+    assert {"outbox.sqlite3", "outbox.reserve", "detectors/temp-adaptive.json"} <= set(found)
+    assert found == {name: 0o700 if (state / name).is_dir() else 0o600 for name in found}
