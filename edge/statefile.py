@@ -12,9 +12,12 @@ power cut the file is the old one or the new one, never a mix or nothing.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -41,7 +44,11 @@ def private_file(path: str | Path) -> None:
     fd = os.open(path, flags, FILE_MODE)
     try:
         if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, FILE_MODE)
+            try:
+                os.fchmod(fd, FILE_MODE)
+            except PermissionError as exc:  # someone else's file we may write: say so
+                log.warning("%s is readable by others and not ours to change (%s): "
+                            "chmod 600 it", path, exc)  # fmt: skip
     finally:
         os.close(fd)
 
