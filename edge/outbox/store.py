@@ -260,8 +260,10 @@ class Outbox:
         delivered here; evicting them would report a loss that is about to be a delivery.
         It is called with the outbox locked, so a ``claim`` cannot slip in between.
 
-        Raises ``OutboxFull`` when the disk is full: nothing changed, and the next commit
-        first makes room under a cap just below what the outbox holds now.
+        When the disk is full (``SQLITE_FULL``), the outbox caps itself at what it holds,
+        releases its reserve and retries at once: the room freed lets this commit evict
+        (``edge.outbox.disk``). Raises ``OutboxFull`` when the reserve is already spent:
+        nothing changed, and later commits evict under that cap before they write.
         """
         with self._lock:
             while True:
@@ -443,11 +445,7 @@ class Outbox:
 
     def file_bytes(self) -> int:
         """The outbox's size on disk: the database file, its WAL and WAL index."""
-        total = 0
-        for suffix in ("", *SIDE_FILES):
-            with contextlib.suppress(OSError):
-                total += os.path.getsize(f"{self.path}{suffix}")
-        return total
+        return _files_bytes(self.path)
 
     def describe(self) -> dict[str, Any]:
         """The outbox's condition for the birth message: ``ok``, or how it was salvaged."""
@@ -650,13 +648,14 @@ class Outbox:
         if room:
             self._disk_bytes = OutboxLimits(max_bytes=room).row_bytes
             self._wal_limit = wal_bytes(room)
-            log.warning(
-                "the disk under %s has room for %d bytes, less than max_bytes (%d): the"
-                " outbox is capped at that, and reports what it evicts with reason 'disk'",
-                self.path,
-                room,
-                self.limits.max_bytes,
-            )
+            if self.limits.max_bytes > 0:  # a cap the user set that the disk cannot hold
+                log.warning(
+                    "the disk under %s has room for %d bytes, less than max_bytes (%d): the"
+                    " outbox is capped at that, and reports what it evicts with reason 'disk'",
+                    self.path,
+                    room,
+                    self.limits.max_bytes,
+                )
         reserve.take()
         self._reserve_checked = time.monotonic()
 
