@@ -31,19 +31,25 @@ WAIT = 60.0
 
 
 @contextlib.contextmanager
-def small_disk(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` mounted at ``path``, unmounted afterwards."""
+def small_disk(path: Path, size: str, kind: str = "tmpfs") -> Iterator[Path]:
+    """A filesystem of ``size`` mounted at ``path``, unmounted afterwards: a tmpfs, or an
+    ext4 image on a loop device (no blocks reserved for root: the runtime is no root)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small filesystem needs root")
     path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    if kind == "tmpfs":
+        command = ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)]
+    else:
+        image = path.with_name(f"{path.name}.img")
+        subprocess.run(["truncate", "-s", size, str(image)], check=True)
+        made = subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        if made.returncode != 0:
+            pytest.skip(f"cannot make an ext4 image here: {made.stderr.strip()}")
+        command = ["mount", "-o", "loop", str(image), str(path)]
+    mounted = subprocess.run(command, capture_output=True, text=True, check=False)
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+        pytest.skip(f"cannot mount a {kind} here: {mounted.stderr.strip()}")
     try:
         yield path
     finally:
@@ -94,7 +100,8 @@ def named(bodies: list[dict[str, Any]]) -> set[int]:
     return seqs
 
 
-def test_a_disk_filled_by_another_file_does_not_wedge_the_outbox(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["tmpfs", "ext4"])
+def test_a_disk_filled_by_another_file_does_not_wedge_the_outbox(tmp_path: Path, kind: str) -> None:
     clock = VirtualClock()
     commits = Commits()
 
@@ -103,7 +110,10 @@ def test_a_disk_filled_by_another_file_does_not_wedge_the_outbox(tmp_path: Path)
         return Draft("s", "telemetry", severity, n, clock.monotonic(), clock.wall(), True,
                      {"pad": "x" * 150})  # fmt: skip
 
-    with small_disk(tmp_path / "disk", "4m") as disk, Outbox.open(disk, "pi", clock=clock) as box:
+    with (
+        small_disk(tmp_path / "disk", "4m", kind) as disk,
+        Outbox.open(disk, "pi", clock=clock) as box,
+    ):
         recorder = Recorder(box, clock, window=0.01, delivery=commits)
         recorder.start()
         try:
@@ -210,8 +220,9 @@ def drafts_numbered(rig: CappedRig) -> int:
     return rig.runtime.outbox.last_seq - reports
 
 
+@pytest.mark.parametrize("kind", ["tmpfs", "ext4"])
 def test_a_disk_that_fills_during_an_outage_loses_only_reported_events_and_delivers_the_rest(
-    tmp_path: Path, mqtt_subscriber: Any
+    tmp_path: Path, mqtt_subscriber: Any, kind: str
 ) -> None:
     roomy = outage(tmp_path / "roomy", "mqtt://127.0.0.1:1")
     try:
@@ -225,7 +236,7 @@ def test_a_disk_that_fills_during_an_outage_loses_only_reported_events_and_deliv
     subscriber = mqtt_subscriber(broker.url, "edgeline/disk-01/events/#", client_id="disk-sink",
                                  clean_session=False)  # fmt: skip
     subscriber.wait_subscribed()
-    with small_disk(tmp_path / "disk", "3m") as disk:
+    with small_disk(tmp_path / "disk", "3m" if kind == "tmpfs" else "4m", kind) as disk:
         broker.stop()  # the outage
         rig = outage(disk / "state", broker.url, fill_at=20.0)
         try:
