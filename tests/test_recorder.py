@@ -7,6 +7,7 @@ that a test passing proves the window was not waited out.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -18,8 +19,9 @@ import pytest
 from edge.clock import VirtualClock
 from edge.events import Draft, Event, format_ts
 from edge.outbox.store import Outbox, OutboxLimits
-from edge.runtime.recorder import Recorder
+from edge.runtime.recorder import DISCARD_AFTER, Recorder
 from models import Severity
+from tests.waiting import wait_until
 
 DEVICE = "pi-1"
 WAIT = 10.0  # real-time bound on anything that should happen promptly
@@ -352,3 +354,26 @@ def test_events_a_full_disk_cannot_take_are_numbered_and_reported_not_dropped(
         assert {b["reason"] for b in bodies} == {"disk"}
         assert sum(b["priority"].get("critical", 0) for b in bodies) == 100
         assert [e.priority for e in commits.events if e.sensor == "outbox"][-1] == 0  # critical
+
+
+def test_events_wait_in_memory_through_failures_other_than_a_full_disk(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    commits = Commits()
+    with Outbox.open(tmp_path, DEVICE, clock=clock) as box:
+        box._conn.execute("PRAGMA busy_timeout = 10")
+        other = sqlite3.connect(tmp_path / "outbox.sqlite3", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        recorder = Recorder(box, clock, window=0.01, delivery=commits)
+        recorder.start()
+        try:
+            for _ in range(50):
+                recorder.submit(stamp(clock, "i" * 30))
+            wait_until(lambda: recorder.failures > DISCARD_AFTER, timeout=WAIT)
+            assert recorder.queued == 50 and box.last_seq == 0  # nothing numbered away
+            other.execute("ROLLBACK")
+            assert recorder.flush(timeout=WAIT)
+        finally:
+            recorder.close()
+            other.close()
+        assert box.last_seq == 50 and [e.seq for e in box] == list(range(1, 51))
+        assert not [e for e in commits.events if e.sensor == "outbox"]

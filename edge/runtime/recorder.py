@@ -80,6 +80,7 @@ class Recorder:
         self._reported_dropped = 0
         self._aborted = False
         self._failing = 0  # consecutive failed commits
+        self._full = False  # the last one failed on a full disk
         self.commits = 0
         self.failures = 0
 
@@ -185,8 +186,10 @@ class Recorder:
                 taken = self._commit_batch()
                 if taken is None:
                     self._stop.wait(RETRY_DELAY)
-                    if self._failing >= DISCARD_AFTER:
-                        stopping = self._stop.is_set()
+                    stopping = self._stop.is_set()
+                    # A full disk: number and report what waits. Another failure (a lock,
+                    # an I/O error) may pass: the drafts wait in memory, until shutdown.
+                    if self._failing >= DISCARD_AFTER and (self._full or stopping):
                         drafts -= self._discard(critical_too=stopping)
                         if stopping:
                             return
@@ -213,11 +216,13 @@ class Recorder:
         except OutboxFull as exc:  # expected on a full disk: the next commit makes room
             self.failures += 1
             self._failing += 1
+            self._full = True
             log.error("%s; %d events stay queued", exc, len(self._drafts))
             return None
         except Exception:
             self.failures += 1
             self._failing += 1
+            self._full = False
             log.exception("outbox commit failed; %d events stay queued", len(self._drafts))
             return None
         for _ in drafts:
