@@ -101,6 +101,8 @@ def read_rows(
             yield from _csv_rows(handle, str(path))
         except UnicodeDecodeError as exc:
             raise DetectInputError(f"{path}: not UTF-8 text") from exc
+        except csv.Error as exc:  # a field over the csv module's limit (128 KiB), a NUL, ...
+            raise DetectInputError(f"{path}: not a CSV this reads: {exc}") from None
 
 
 def read_series(
@@ -215,7 +217,7 @@ def setting(text: str) -> Any:
     """A ``--set`` value as TOML reads it (``0.5``, ``100``, ``true``), else the text itself."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (ValueError, RecursionError):  # not a TOML value (or one nested too deeply)
         return text
 
 
