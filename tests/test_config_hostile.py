@@ -124,7 +124,7 @@ def test_a_topic_prefix_starting_with_dollar_is_refused(prefix: str) -> None:
 
 # --- finding 9: passwords in URLs are never shown ---------------------------------------------
 
-PASSWORDS = ["hun/ter2", "p@ss", "a:b:c", "50%off", "x?y#z", "@/@:"]
+PASSWORDS = ["hun/ter2", "p@ss", "a:b:c", "50%off", "x?y#z", "@/@:", "a//b"]
 
 
 @pytest.mark.parametrize("password", PASSWORDS)
@@ -283,3 +283,18 @@ def test_two_sensors_on_one_gpio_pin_are_bad_input_for_simulate(tmp_path: Path) 
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert_one_clean_line(result, "sensors[1].pin: expected a free GPIO pin")
+
+
+def test_a_problem_quoting_input_stays_one_line(tmp_path: Path) -> None:
+    """A key or a value with a line break in it cannot split a problem, or forge one."""
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        MINIMAL + '"\\r\\nerror: forged\\u2028" = 1\n'
+        '[[sensors]]\nid = "s"\ntype = "gpio.edge\\u0085x"\npin = 5\n'
+    )
+    result = edge("check-config", str(config), cwd=tmp_path)
+    assert result.returncode == 2, result
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert all(line.startswith(f"error: {config}: ") for line in lines), result.stderr
+    assert "uplink.\\r\\nerror: forged\\u2028: unknown key" in lines[0]

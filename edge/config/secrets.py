@@ -16,6 +16,7 @@ from typing import Any
 
 # What a user name ends at in the user info of a URL; whatever follows is treated as secret.
 _USER_END = re.compile(r"[:@]")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def hide_password(value: Any) -> Any:
@@ -28,7 +29,8 @@ def hide_password(value: Any) -> Any:
     """
     if not isinstance(value, str) or "@" not in value:
         return value
-    start = value.find("//") + 2 if "//" in value else 0
+    scheme = _SCHEME.match(value)  # not just any "//": the password may hold one
+    start = scheme.end() if scheme else 0
     at = value.rfind("@")
     if at < start:
         return value

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
 from edge.config.validation import Problems, build
-from edge.errors import EdgelineError
+from edge.errors import EdgelineError, one_line
 from models import DETECTOR_TYPES, Detector, ModelError
 from models.rules import RateDetector, ZScoreDetector
 
@@ -39,7 +39,8 @@ class DetectInputError(EdgelineError, ValueError):
     """The input file, the detector or its parameters cannot be used; one line per problem."""
 
     def __init__(self, problems: str | Sequence[str]) -> None:
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        found = [problems] if isinstance(problems, str) else problems
+        self.problems = [one_line(problem) for problem in found]
         super().__init__("\n".join(self.problems))
 
 
