@@ -298,3 +298,21 @@ def test_a_problem_quoting_input_stays_one_line(tmp_path: Path) -> None:
     assert len(lines) == 2, result.stderr
     assert all(line.startswith(f"error: {config}: ") for line in lines), result.stderr
     assert "uplink.\\r\\nerror: forged\\u2028: unknown key" in lines[0]
+
+
+def test_an_integer_too_large_for_a_float_in_a_recording_is_bad_input(tmp_path: Path) -> None:
+    from edge.sim.recording import RecordingError, read_recording
+
+    recording = deep_recording(tmp_path / "huge.jsonl")
+    lines = recording.read_text().splitlines()
+    huge = "1" + "0" * 400
+    recording.write_text(lines[0].replace('"duration": 10.0', f'"duration": {huge}') + "\n")
+    with pytest.raises(RecordingError, match=r"huge\.jsonl:1: 'duration' must be a number"):
+        read_recording(recording)
+    reading = f'{{"type": "reading", "t": 1, "sensor": "t", "value": {huge}}}'
+    recording.write_text(f"{lines[0]}\n{reading}\n")
+    result = edge(
+        "detect", "--input", str(recording), "--detector", "zscore",
+        "--output", str(tmp_path / "out.csv"), cwd=tmp_path,
+    )  # fmt: skip
+    assert_one_clean_line(result, "sensor 't' has no numeric readings")

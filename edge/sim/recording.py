@@ -367,9 +367,17 @@ def _parse(lines: Iterator[str] | IO[str], source: str) -> RecordingData:
 MAX_DEPTH = 16
 
 
+def _integer(text: str) -> int | float:
+    """A JSON integer; one too large for a float is infinite, as ``1e400`` is, so it reads
+    as no usable number rather than overflowing where a float is made of it."""
+    if len(text.lstrip("-")) < 300:  # a float reaches about 1.8e308
+        return int(text)
+    return -math.inf if text.startswith("-") else math.inf
+
+
 def _record(line: str, where: str) -> dict[str, Any]:
     try:
-        record = json.loads(line)
+        record = json.loads(line, parse_int=_integer)
     except ValueError as exc:
         raise RecordingError(f"{where}: not JSON: {exc}") from None
     except RecursionError:
