@@ -316,3 +316,15 @@ def test_an_integer_too_large_for_a_float_in_a_recording_is_bad_input(tmp_path: 
         "--output", str(tmp_path / "out.csv"), cwd=tmp_path,
     )  # fmt: skip
     assert_one_clean_line(result, "sensor 't' has no numeric readings")
+
+
+@pytest.mark.parametrize(
+    "flags", [["--drain-timeout", "nan"], ["--drain-timeout", "-1"], ["--grace", "-5"],
+              ["--grace", "inf"]],
+)  # fmt: skip
+def test_simulate_refuses_seconds_that_are_not(
+    flags: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["simulate", "--duration", "1", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {flags[0]}: expected a number of seconds >= 0, found {float(flags[1])}\n"

@@ -69,6 +69,9 @@ class Options:
             )
         if self.devices < 1:
             raise UsageError(f"--devices: expected a positive number, found {self.devices}")
+        for flag, seconds in (("--drain-timeout", self.drain_timeout), ("--grace", self.grace)):
+            if not (seconds >= 0 and math.isfinite(seconds)):
+                raise UsageError(f"{flag}: expected a number of seconds >= 0, found {seconds}")
         problem = broker_problem(self.broker) if self.broker else None
         if problem:
             raise UsageError(f"--broker: {problem}")
