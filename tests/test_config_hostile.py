@@ -328,3 +328,16 @@ def test_simulate_refuses_seconds_that_are_not(
     assert main(["simulate", "--duration", "1", *flags]) == 2
     err = capsys.readouterr().err
     assert err == f"error: {flags[0]}: expected a number of seconds >= 0, found {float(flags[1])}\n"
+
+
+def test_a_deeply_nested_set_value_is_bad_input_for_detect(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    series = tmp_path / "s.csv"
+    series.write_text("timestamp,value\n1,2\n2,3\n")
+    nested = "[" * 3000 + "]" * 3000
+    argv = ["detect", "--input", str(series), "--detector", "zscore", "--set",
+            f"window={nested}", "--output", str(tmp_path / "out.csv")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --set: window: expected an integer") and err.count("\n") == 1
