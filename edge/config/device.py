@@ -222,7 +222,7 @@ class UplinkConfig:
         ``allow_plaintext_password`` says it is meant)."""
         if self.tls:
             return []
-        found = f"found broker {self.broker!r}"
+        found = f"found broker {hide_password(self.broker)!r}"
         wrong = [
             (key, f"expected an mqtts:// broker for TLS settings, {found} (no TLS: it would"
              " be ignored)")
