@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 
+def one_line(text: str) -> str:
+    """``text`` with every character that is not printable escaped (``\\r``, ``\\x85``,
+    ``\\u2028``): a problem that quotes input (a TOML key, a file name) stays one line, and
+    no input can forge a second line in a terminal or a log."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 class EdgelineError(Exception):
     """Base of every error edgeline raises on purpose."""
 
@@ -11,7 +20,7 @@ class ConfigError(EdgelineError, ValueError):
     """A configuration file or value is invalid; ``problems`` lists every problem found."""
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems)
+        self.problems = [one_line(problem) for problem in problems]
         super().__init__("\n".join(self.problems))
 
 

@@ -64,7 +64,7 @@ above = 30.0
 """
 # (key path, text in the message) for each problem in BROKEN.
 BROKEN_PROBLEMS = [
-    ("device.id", "expected 1-64 characters without '/', '+', '#' or spaces"),
+    ("device.id", "expected 1-64 characters without '/', '+', '#', spaces, control characters"),
     ("uplink.broker", "expected a URL without a password"),
     ("sensors[1].interval", "missing; expected seconds between polls"),
     ("sensors[1].intervall", "unknown key; did you mean 'interval'?"),

@@ -9,6 +9,7 @@ input (config, arguments; one line per problem, no traceback), 1 on other failur
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 from edge import __version__
 from edge.cli import bench, check, detect, model, outbox, run, simulate, sink
 from edge.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, UsageError
-from edge.errors import ConfigError, EdgelineError
+from edge.errors import ConfigError, EdgelineError, one_line
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_OK", "UsageError", "build_parser", "main"]
 
@@ -40,8 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    """Built once per process: building it costs more than most commands' work (5 ms), and
+    the fuzz campaign runs ``main`` in-process hundreds of thousands of times."""
+    return build_parser()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parser().parse_args(argv)
     default_level = "info" if args.command == "run" else "warning"
     logging.basicConfig(
         level=(args.log_level or default_level).upper(),
@@ -55,10 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except EdgelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK

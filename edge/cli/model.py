@@ -88,6 +88,7 @@ def register(commands: Any) -> None:
 
 def _model_errors(run: Callable[[], int]) -> int:
     """Model commands: bad input (files, arguments, metadata) exits 2, other failures 1."""
+    from edge.errors import one_line
     from edge.modeltools.series import ModelCommandError
     from edge.sim.recording import RecordingError
     from models import ModelError, ParamsError
@@ -96,10 +97,10 @@ def _model_errors(run: Callable[[], int]) -> int:
     try:
         return run()
     except (ModelCommandError, ParamsError, MetadataError, RecordingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ModelError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
 
 

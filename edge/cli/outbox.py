@@ -84,22 +84,24 @@ def cmd_outbox_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox_replay(args: argparse.Namespace) -> int:
-    from edge.config.device import UplinkConfig, broker_url, load
+    from edge.config.device import UplinkConfig, broker_problem, load
     from edge.uplink.replay import replay
 
     if args.from_seq < 1 or (args.to_seq is not None and args.to_seq < args.from_seq):
         raise UsageError("expected 1 <= --from-seq <= --to-seq")
-    if args.config:
-        settings = load(args.config).uplink
-        if args.broker:
-            settings = dataclasses.replace(settings, broker=args.broker)
-    elif args.broker:
-        settings = UplinkConfig(broker=args.broker)
-    else:
-        raise UsageError("edge outbox replay --state-dir needs --broker URL (or use --config)")
-    problem = broker_url(settings.broker)
+    problem = broker_problem(args.broker) if args.broker else None
     if problem:
-        raise UsageError(f"--broker: expected {problem}, found {settings.broker!r}")
+        raise UsageError(f"--broker: {problem}")
+    if not args.config and not args.broker:
+        raise UsageError("edge outbox replay --state-dir needs --broker URL (or use --config)")
+    settings = load(args.config).uplink if args.config else None
+    try:
+        if settings is None:
+            settings = UplinkConfig(broker=args.broker)
+        elif args.broker:
+            settings = dataclasses.replace(settings, broker=args.broker)
+    except ValueError as exc:  # the config's TLS or password settings do not fit --broker
+        raise UsageError(f"--broker: {exc}") from None
     result = replay(state_dir(args), settings, first=args.from_seq, last=args.to_seq)
     print(result.summary())
     return EXIT_OK if result.acked == result.sent else EXIT_FAILURE

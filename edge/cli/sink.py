@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from edge.cli.common import EXIT_OK, stop_on_signals
+from edge.cli.common import EXIT_OK, UsageError, stop_on_signals
 
 
 def register(commands: Any) -> None:
@@ -24,7 +24,18 @@ def register(commands: Any) -> None:
 
 def cmd_sink(args: argparse.Namespace) -> int:
     from edge.cloud.sink import Sink
+    from edge.config.device import broker_problem
+    from edge.config.validation import topic_level, topic_prefix
 
+    wrong = broker_problem(args.broker)
+    if wrong:
+        raise UsageError(f"--broker: {wrong}")
+    wrong = topic_prefix(args.prefix)
+    if wrong:
+        raise UsageError(f"--prefix: expected {wrong}, found {args.prefix!r}")
+    wrong = None if args.device == "+" else topic_level(args.device)
+    if wrong:
+        raise UsageError(f"--device: expected + (all) or {wrong}, found {args.device!r}")
     stop = stop_on_signals()
 
     def show(topic: str, body: dict[str, Any], duplicate: bool) -> None:

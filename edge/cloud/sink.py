@@ -7,16 +7,19 @@ that logic, used by ``edge sink`` and by ``edge simulate`` to show what arrived 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import paho.mqtt.client as mqtt
 
-from edge.config.device import UplinkConfig, broker_url
+from edge.config.device import UplinkConfig, broker_problem
 from edge.errors import UplinkError
 from edge.uplink.client import paho_client
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,9 +60,9 @@ class Sink:
         on_event: Arrival | None = None,
         on_status: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
-        problem = broker_url(broker)
+        problem = broker_problem(broker)
         if problem:
-            raise UplinkError(f"expected {problem}, found {broker!r}")
+            raise UplinkError(problem)
         settings = UplinkConfig(broker=broker)
         self.host, self.port, self.tls = settings.host, settings.port, settings.tls
         self.topics = [f"{prefix}/{device}/events/#", f"{prefix}/{device}/status"]
@@ -141,25 +144,44 @@ class Sink:
         self._subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            body = json.loads(msg.payload)
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
+        # Runs on paho's network thread: an exception here would end it, and the sink with
+        # it, so a payload that cannot be read (too deeply nested for json, say) is counted
+        # as malformed and the sink goes on.
+        body = _body(msg.payload)
+        if body is None:
             self.malformed += 1
             return
         if msg.topic.endswith("/status"):
             if self.on_status:
-                self.on_status(msg.topic, body)
+                self._tell(self.on_status, msg.topic, body)
             return
-        try:
-            key = (str(body["device"]), str(body["stream"]))
-            seq = int(body["seq"])
-        except (KeyError, TypeError, ValueError):
+        device, stream, seq = body.get("device"), body.get("stream"), body.get("seq")
+        if not isinstance(device, str) or not isinstance(stream, str) or not _integer(seq):
             self.malformed += 1
             return
         with self._cond:
-            duplicate = self.streams.setdefault(key, StreamState()).add(seq)
+            duplicate = self.streams.setdefault((device, stream), StreamState()).add(seq)
             self._cond.notify_all()
         if self.on_event:
-            self.on_event(msg.topic, body, duplicate)
+            self._tell(self.on_event, msg.topic, body, duplicate)
+
+    def _tell(self, callback: Callable[..., None], *args: Any) -> None:
+        """Call a consumer's callback; one that cannot handle a payload loses that one only."""
+        try:
+            callback(*args)
+        except RecursionError:  # a payload nested just shallowly enough for json.loads
+            self.malformed += 1
+            log.warning("a payload on %s is nested too deeply to handle; skipped", args[0])
+
+
+def _body(payload: bytes | bytearray) -> dict[str, Any] | None:
+    """The JSON object of a payload, or None for anything else (nested too deeply included)."""
+    try:
+        body = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _integer(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -8,7 +8,6 @@ Sensor and detector parameters are declared by their types in ``sensors`` and ``
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from edge.config.secrets import hide_password, private_file_problem, read_secret_text
 from edge.config.sensing import (
     ActionConfig,
     DetectorCommon,
@@ -28,16 +28,18 @@ from edge.config.sensing import (
     parse_sensors,
     unknown_type,
 )
-from edge.config.validation import ID, Problems, build, topic_level, unknown_key
+from edge.config.validation import (
+    ID,
+    KeyProblems,
+    Problems,
+    build,
+    mqtt_text,
+    topic_level,
+    topic_prefix,
+    unknown_key,
+)
 from edge.errors import ConfigError
 from sensors.ports import hex_text
-
-
-def topic_prefix(value: str) -> str | None:
-    levels = value.split("/")
-    if not value or any(not level or topic_level(level) for level in levels):
-        return "topic levels separated by '/', without '+', '#', spaces or empty levels"
-    return None
 
 
 def broker_url(value: str) -> str | None:
@@ -55,9 +57,11 @@ def broker_url(value: str) -> str | None:
     return None
 
 
-def hide_password(value: Any) -> Any:
-    """A URL as errors show it: never echo a password into a terminal or a log."""
-    return re.sub(r"//([^:@/]*):[^@/]*@", r"//\1:***@", value) if isinstance(value, str) else value
+def broker_problem(value: str) -> str | None:
+    """What is wrong with a broker URL given on the command line, as one line (the URL's
+    password hidden), or None when it is fine."""
+    problem = broker_url(value)
+    return f"expected {problem}, found {hide_password(value)!r}" if problem else None
 
 
 MIN_CAP = 128 * 1024  # below this the WAL and SQLite's own pages leave no room for events
@@ -147,7 +151,10 @@ class UplinkConfig:
             "doc": "the broker events go to (mqtts:// for TLS)",
         }
     )
-    client_id: str | None = field(default=None, metadata={"doc": "default: edgeline-<device>"})
+    client_id: str | None = field(
+        default=None,
+        metadata={"check": mqtt_text, "expects": "text", "doc": "default: edgeline-<device>"},
+    )
     topic_prefix: str = field(
         default="edgeline",
         metadata={
@@ -162,12 +169,23 @@ class UplinkConfig:
         default=20, metadata={"min": 1, "max": 100, "doc": "events published, awaiting PUBACK"}
     )
     protocol: Literal["3.1.1", "5"] = field(default="3.1.1", metadata={"doc": "MQTT version"})
-    username: str | None = field(default=None, metadata={"doc": "broker user name"})
-    password_file: str | None = field(default=None, metadata={"doc": "file holding the password"})
+    username: str | None = field(
+        default=None, metadata={"check": mqtt_text, "expects": "text", "doc": "broker user name"}
+    )
+    password_file: str | None = field(
+        default=None,
+        metadata={"doc": "file holding the password; only its owner may read it (mode 0600)"},
+    )
     password_env: str | None = field(default=None, metadata={"doc": "env var with the password"})
-    ca_file: str | None = field(default=None, metadata={"doc": "CA bundle for mqtts://"})
-    cert_file: str | None = field(default=None, metadata={"doc": "client certificate (mqtts://)"})
-    key_file: str | None = field(default=None, metadata={"doc": "client key (mqtts://)"})
+    allow_plaintext_password: bool = field(
+        default=False,
+        metadata={"doc": "send the password over mqtt://, in clear text (a broker on this host)"},
+    )
+    ca_file: str | None = field(default=None, metadata={"doc": "CA bundle (mqtts:// only)"})
+    cert_file: str | None = field(
+        default=None, metadata={"doc": "client certificate (mqtts:// only)"}
+    )
+    key_file: str | None = field(default=None, metadata={"doc": "client key (mqtts:// only)"})
     backoff_min: float = field(
         default=0.5, metadata={"min": 0.01, "max": 60, "doc": "first reconnect delay, seconds"}
     )
@@ -190,6 +208,35 @@ class UplinkConfig:
             raise ValueError("give the password in password_file or password_env, not both")
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together")
+        wrong = self._clear_text_problems()
+        if self.password_file:
+            problem = private_file_problem(self.password_file)
+            if problem:
+                wrong.append(("password_file", problem))
+        if wrong:
+            raise KeyProblems(wrong)
+
+    def _clear_text_problems(self) -> list[tuple[str, str]]:
+        """TLS settings or a password with an mqtt:// broker: the settings would be ignored
+        and the password sent in clear, so both are refused (the password unless
+        ``allow_plaintext_password`` says it is meant)."""
+        if self.tls:
+            return []
+        found = f"found broker {hide_password(self.broker)!r}"
+        wrong = [
+            (key, f"expected an mqtts:// broker for TLS settings, {found} (no TLS: it would"
+             " be ignored)")
+            for key in ("ca_file", "cert_file", "key_file")
+            if getattr(self, key) is not None
+        ]  # fmt: skip
+        secret = "password_file" if self.password_file else "password_env"
+        if getattr(self, secret) and not self.allow_plaintext_password:
+            wrong.append((
+                secret,
+                f"expected an mqtts:// broker, {found}: the password would travel in clear"
+                " text (set allow_plaintext_password = true to send it anyway)",
+            ))  # fmt: skip
+        return wrong
 
     @property
     def host(self) -> str:
@@ -206,7 +253,7 @@ class UplinkConfig:
     def password(self) -> str | None:
         """Read the secret from its file or environment variable (never inline)."""
         if self.password_file:
-            return Path(self.password_file).read_text(encoding="utf-8").strip()
+            return read_secret_text(self.password_file)
         if self.password_env:
             return os.environ.get(self.password_env)
         return None
@@ -307,15 +354,22 @@ def load(path: str | Path, *, overrides: Mapping[str, Mapping[str, Any]] | None 
 def parse(
     text: str, source: str = "<config>", *, overrides: Mapping[str, Mapping[str, Any]] | None = None
 ) -> Config:
-    try:
-        data = tomllib.loads(text)
-    except ValueError as exc:  # TOMLDecodeError, or an integer too long for int()
-        raise ConfigError([f"{source}: invalid TOML: {exc}"]) from exc
+    data = read_toml(text, source)
     for section, values in (overrides or {}).items():
         table = data.setdefault(section, {})
         if isinstance(table, dict):
             table.update(values)
     return validate(data, source)
+
+
+def read_toml(text: str, source: str) -> dict[str, Any]:
+    """The tables of a TOML text; ConfigError (one line, no traceback) when it is not TOML."""
+    try:
+        return tomllib.loads(text)
+    except ValueError as exc:  # TOMLDecodeError, or an integer too long for int()
+        raise ConfigError([f"{source}: invalid TOML: {exc}"]) from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays or tables
+        raise ConfigError([f"{source}: invalid TOML: arrays or tables nested too deeply"]) from None
 
 
 def validate(data: dict[str, Any], source: str) -> Config:

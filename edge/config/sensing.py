@@ -121,6 +121,7 @@ def _array(value: Any, path: str, problems: Problems) -> list[Any]:
 def parse_sensors(value: Any, problems: Problems, declared: set[str]) -> dict[str, SensorConfig]:
     sensors: dict[str, SensorConfig] = {}
     taken: dict[tuple[int, int], SensorConfig] = {}  # (bus, address) -> first sensor there
+    pins: dict[int, tuple[str, str]] = {}  # BCM pin -> (key path, id) of the sensor on it
     for i, table in enumerate(_array(value, "sensors", problems)):
         path = join("sensors", i)
         if not isinstance(table, dict):
@@ -166,6 +167,17 @@ def parse_sensors(value: Any, problems: Problems, declared: set[str]) -> dict[st
                     join(path, "address"),
                     f"expected a free address on bus {params.bus}, found 0x{params.address:02X}"
                     f" taken by sensor '{first.id}' ({first.type})",
+                )
+                continue
+        pin = getattr(params, "pin", None)
+        if isinstance(pin, int):
+            # gpiozero would refuse the second device on a pin (GPIOPinInUse) when the
+            # runtime builds it; say so here, naming both sensors.
+            where, first_id = pins.setdefault(pin, (join(path, "pin"), common.id))
+            if first_id != common.id:
+                problems.add(
+                    join(path, "pin"),
+                    f"expected a free GPIO pin, found {pin} taken by sensor '{first_id}' ({where})",
                 )
                 continue
         if params is not None:

@@ -28,10 +28,32 @@ from sensors.ports import hex_text
 
 T = TypeVar("T")
 
-_FORBIDDEN_IN_TOPIC = re.compile(r"[/+#\s\x00]")
+# What an MQTT broker refuses in any UTF-8 string of a packet (Mosquitto drops the connection,
+# and a device that reconnects with the same id is dropped again, for good): C0 and C1
+# control characters, DEL, surrogates and the Unicode non-characters (U+FDD0-U+FDEF, and the
+# last two code points of every plane).
+_NOT_MQTT_TEXT = re.compile(
+    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef"
+    + "".join(chr(plane | 0xFFFE) + chr(plane | 0xFFFF) for plane in range(0, 0x110000, 0x10000))
+    + "]"
+)
+# In one topic level also the separator, the wildcards and whitespace.
+_NOT_IN_TOPIC_LEVEL = re.compile(r"[/+#\s]")
 
 # A field's "check" metadata: returns an error text ("expected ...") or None when fine.
 Check = Callable[[Any], str | None]
+
+
+class KeyProblems(ValueError):
+    """Cross-field rules broken, each reported at its own key: ``[(key, message), ...]``.
+
+    A ``__post_init__`` raises this rather than a plain ValueError when a rule is about
+    particular keys, so the message names their paths, not just the table's.
+    """
+
+    def __init__(self, items: typing.Sequence[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{key}: {message}" for key, message in items))
+        self.items = list(items)
 
 
 @dataclass
@@ -62,6 +84,8 @@ def describe(value: Any) -> str:
     try:
         text = repr(value)
     except ValueError:  # an integer past Python's int-to-str digit limit
+        return kind
+    except RecursionError:  # arrays nested nearly as deep as the parser allows
         return kind
     return f"{kind} {text}" if len(text) <= 40 else kind
 
@@ -226,6 +250,10 @@ def build(
         return None
     try:
         return cls(**values, **supplied)
+    except KeyProblems as exc:
+        for key, message in exc.items:
+            problems.add(join(path, key), message)
+        return None
     except ValueError as exc:
         problems.add(path, str(exc))
         return None
@@ -255,11 +283,39 @@ def field_docs(cls: type) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-ID = "1-64 characters without '/', '+', '#' or spaces"  # what an id may be
+# What an id may be.
+ID = "1-64 characters without '/', '+', '#', spaces, control characters or non-characters"
+
+
+def mqtt_text(value: str) -> str | None:
+    """Text a broker takes in a packet (a client id, a user name): no control characters,
+    surrogates or non-characters."""
+    if _NOT_MQTT_TEXT.search(value):
+        return "text without control characters or Unicode non-characters"
+    return None
 
 
 def topic_level(value: str) -> str | None:
-    """An id that becomes one MQTT topic level: no '/', '+', '#', spaces; not empty."""
-    if not value or _FORBIDDEN_IN_TOPIC.search(value) or len(value) > 64:
+    """An id that becomes one MQTT topic level: not empty, at most 64 characters, none of
+    '/', '+', '#', whitespace, nor anything a broker refuses (``mqtt_text``)."""
+    if (
+        not value
+        or len(value) > 64
+        or _NOT_IN_TOPIC_LEVEL.search(value)
+        or _NOT_MQTT_TEXT.search(value)
+    ):
         return f"{ID} (it becomes an MQTT topic level)"
+    return None
+
+
+def topic_prefix(value: str) -> str | None:
+    """The first topic level(s): valid levels joined by '/', not starting with '$' (a broker
+    keeps '$' topics, such as $SYS, for itself: it acknowledges a publish there and
+    delivers it to no one, so the outbox would delete events nobody received)."""
+    levels = value.split("/")
+    if not value or value.startswith("$") or any(topic_level(level) for level in levels):
+        return (
+            "topic levels separated by '/', not starting with '$', without '+', '#', spaces,"
+            " control characters, non-characters or empty levels"
+        )
     return None

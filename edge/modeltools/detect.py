@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
 from edge.config.validation import Problems, build
-from edge.errors import EdgelineError
+from edge.errors import EdgelineError, one_line
 from models import DETECTOR_TYPES, Detector, ModelError
 from models.rules import RateDetector, ZScoreDetector
 
@@ -39,7 +39,8 @@ class DetectInputError(EdgelineError, ValueError):
     """The input file, the detector or its parameters cannot be used; one line per problem."""
 
     def __init__(self, problems: str | Sequence[str]) -> None:
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        found = [problems] if isinstance(problems, str) else problems
+        self.problems = [one_line(problem) for problem in found]
         super().__init__("\n".join(self.problems))
 
 
@@ -101,6 +102,8 @@ def read_rows(
             yield from _csv_rows(handle, str(path))
         except UnicodeDecodeError as exc:
             raise DetectInputError(f"{path}: not UTF-8 text") from exc
+        except csv.Error as exc:  # a field over the csv module's limit (128 KiB), a NUL, ...
+            raise DetectInputError(f"{path}: not a CSV this reads: {exc}") from None
 
 
 def read_series(
@@ -215,7 +218,7 @@ def setting(text: str) -> Any:
     """A ``--set`` value as TOML reads it (``0.5``, ``100``, ``true``), else the text itself."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (ValueError, RecursionError):  # not a TOML value (or one nested too deeply)
         return text
 
 

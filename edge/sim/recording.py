@@ -362,14 +362,47 @@ def _parse(lines: Iterator[str] | IO[str], source: str) -> RecordingData:
     return RecordingData(header, labels, readings, events)
 
 
+# A recording's lines nest 4 levels at most (an event's fields); deeper is not a recording,
+# and a value nested hundreds deep would overflow the stack later (repr in a message, numpy).
+MAX_DEPTH = 16
+
+
+def _integer(text: str) -> int | float:
+    """A JSON integer; one too large for a float is infinite, as ``1e400`` is, so it reads
+    as no usable number rather than overflowing where a float is made of it."""
+    if len(text.lstrip("-")) < 300:  # a float reaches about 1.8e308
+        return int(text)
+    return -math.inf if text.startswith("-") else math.inf
+
+
 def _record(line: str, where: str) -> dict[str, Any]:
     try:
-        record = json.loads(line)
+        record = json.loads(line, parse_int=_integer)
     except ValueError as exc:
         raise RecordingError(f"{where}: not JSON: {exc}") from None
+    except RecursionError:
+        raise RecordingError(f"{where}: not a recording line: nested too deeply") from None
     if not isinstance(record, dict):
         raise RecordingError(f"{where}: expected a JSON object, found {type(record).__name__}")
+    # Counting brackets is quick; only a line with many gets its depth measured.
+    if line.count("[") + line.count("{") > MAX_DEPTH and _depth(record) > MAX_DEPTH:
+        raise RecordingError(
+            f"{where}: not a recording line: nested deeper than {MAX_DEPTH} levels"
+        )
     return record
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in a JSON value (without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (
+                item.values() if isinstance(item, dict) else item
+            ))  # fmt: skip
+    return deepest
 
 
 def _field(record: Mapping[str, Any], key: str, where: str) -> Any:

@@ -150,7 +150,7 @@ def is_scenario(path: str) -> bool:
     """Whether a TOML file has a [simulation] table (unreadable files are not scenarios)."""
     try:
         return "simulation" in tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
 
 
@@ -181,10 +181,7 @@ def load_scenario(
 
 
 def parse_scenario(text: str, source: str, overrides: dict[str, Any]) -> Scenario:
-    try:
-        data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, ValueError) as exc:
-        raise ConfigError([f"{source}: invalid TOML: {exc}"]) from exc
+    data = configuration.read_toml(text, source)
     simulation = data.pop("simulation", {})
     for section, values in overrides.items():
         table = data.setdefault(section, {})

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.cloud.sink import Sink
-from edge.config.device import broker_url
+from edge.config.device import broker_problem
 from edge.errors import UplinkError, UsageError
 from edge.runtime.watcher import Watcher, Watchers
 from edge.sim.console import Console
@@ -69,8 +69,12 @@ class Options:
             )
         if self.devices < 1:
             raise UsageError(f"--devices: expected a positive number, found {self.devices}")
-        if self.broker and broker_url(self.broker):
-            raise UsageError(f"--broker: expected {broker_url(self.broker)}, found {self.broker!r}")
+        for flag, seconds in (("--drain-timeout", self.drain_timeout), ("--grace", self.grace)):
+            if not (seconds >= 0 and math.isfinite(seconds)):
+                raise UsageError(f"{flag}: expected a number of seconds >= 0, found {seconds}")
+        problem = broker_problem(self.broker) if self.broker else None
+        if problem:
+            raise UsageError(f"--broker: {problem}")
         speed(self.speed, 1.0)
 
 
