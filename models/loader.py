@@ -22,6 +22,7 @@ from models.errors import ModelError, ParamsError
 from models.onnx_reader import (
     NUMPY_DTYPES,
     ModelFormatError,
+    ModelTooLarge,
     OnnxModel,
     ValueInfo,
     elem_type_name,
@@ -43,6 +44,7 @@ __all__ = [
     "ModelInputError",
     "ModelNotFoundError",
     "ModelRunError",
+    "ModelTooLarge",
     "TensorSpec",
     "UnsupportedModel",
     "UnsupportedOperator",
@@ -51,6 +53,9 @@ __all__ = [
 
 Backend = Literal["onnxruntime", "numpy"]
 BACKENDS: tuple[str, ...] = ("auto", "onnxruntime", "numpy")
+# The largest model file read by default: the shipped models are a few kB, a network for a
+# device a few MB; a file past this is refused before it is read.
+DEFAULT_MAX_BYTES = 64 << 20
 
 
 class ModelFileError(ModelError, OSError):
@@ -219,38 +224,76 @@ def _check_shape(spec: TensorSpec, shape: tuple[int, ...], file_name: str) -> No
         )
 
 
-def load(path: str | os.PathLike[str], backend: str = "auto") -> Model:
+def load(
+    path: str | os.PathLike[str], backend: str = "auto", max_bytes: int = DEFAULT_MAX_BYTES
+) -> Model:
     """Load the ONNX model at ``path`` with ``backend``: "onnxruntime", "numpy" or "auto".
 
     "auto" uses onnxruntime when it can be imported and the numpy backend otherwise (32-bit
     ARM has no onnxruntime wheel). The numpy backend refuses, at load, any operator it does not
-    implement (:class:`UnsupportedOperator`). Errors: :class:`ModelNotFoundError`,
+    implement (:class:`UnsupportedOperator`). A file over ``max_bytes`` is refused unread, and
+    a model with a tensor over the limits of :mod:`models.shapes` is refused before any
+    backend allocates it, whichever backend was asked for. Errors: :class:`ModelNotFoundError`,
     :class:`ModelFileError`, :class:`ModelFormatError` (not a readable ONNX model),
-    :class:`BackendUnavailable`, :class:`UnsupportedModel`; all are :class:`ModelError`.
+    :class:`ModelTooLarge` (over a limit), :class:`BackendUnavailable`,
+    :class:`UnsupportedModel`; all are :class:`ModelError` and name the file.
     """
+    from models.shapes import check_graph
+
     if backend not in BACKENDS:
         raise ParamsError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     path = Path(path)
+    data = read_model_file(path, max_bytes)
     try:
-        data = path.read_bytes()
+        onnx = parse_model(data)
+    except ModelFormatError as exc:
+        raise type(exc)(f"{path}: {exc}") from exc
+    check_graph(onnx, str(path))
+    sha256 = hashlib.sha256(data).hexdigest()
+    chosen = _choose_backend(backend)
+    runner = _OnnxruntimeRunner(data, path) if chosen == "onnxruntime" else _numpy_graph(onnx, path)
+    return Model(path, sha256, chosen, onnx, runner)
+
+
+def read_model_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of the model file at ``path``, refused unread when over ``max_bytes``."""
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        with path.open("rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            # What stat says, plus one byte to see a file that grew (or a device file, size
+            # 0), then on in 1 MiB steps: read(n) allocates n bytes before it reads.
+            want = size + 1
+            while size <= max_bytes and total <= max_bytes:
+                chunk = file.read(min(want, max_bytes + 1 - total))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+                want = 1 << 20
     except FileNotFoundError as exc:
         raise ModelNotFoundError(f"no model file at {path}") from exc
     except OSError as exc:
         raise ModelFileError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
-    try:
-        onnx = parse_model(data)
-    except ModelFormatError as exc:
-        raise ModelFormatError(f"{path}: {exc}") from exc
-    sha256 = hashlib.sha256(data).hexdigest()
-    chosen = _choose_backend(backend)
-    runner: _Runner
-    if chosen == "onnxruntime":
-        runner = _OnnxruntimeRunner(data, path)
-    else:
-        from models.numpy_backend import NumpyGraph
+    if size > max_bytes or total > max_bytes:
+        raise ModelTooLarge(
+            f"{path}: the model file has {max(size, total):,} bytes or more, over the limit "
+            f"of {max_bytes:,}"
+        )
+    return b"".join(chunks)
 
-        runner = NumpyGraph(onnx, str(path))
-    return Model(path, sha256, chosen, onnx, runner)
+
+def _numpy_graph(onnx: OnnxModel, path: Path) -> _Runner:
+    from models.numpy_backend import NumpyGraph
+
+    try:
+        return NumpyGraph(onnx, str(path))
+    except ModelError:
+        raise
+    # numpy's own errors on what the checks above let through: still this file's fault.
+    except (ValueError, TypeError, IndexError, ArithmeticError, MemoryError) as exc:
+        raise ModelFormatError(f"{path}: cannot prepare the model: {exc}") from exc
 
 
 def _choose_backend(backend: str) -> Backend:

@@ -1,0 +1,270 @@
+"""Tensor sizes checked before anything is allocated: the limits every backend applies.
+
+A crafted model can ask for an array no device holds: an initializer of dims
+``[0, 2**62, 2**62]``, an ``Add`` whose operands broadcast to 10**12 values, a ``MatMul`` of
+two empty operands with a huge product. :func:`check_graph` works out, at load and for every
+backend, the shape of each value it can (initializers, constants, graph inputs and outputs
+of fixed size, and the outputs of the operators in :data:`RULES` from those) and refuses the
+model with :class:`ModelTooLarge` when one would hold more than :data:`MAX_ELEMENTS` values.
+The numpy backend applies the same rules at run time to the shapes it actually gets, so a
+symbolic dimension cannot carry a bomb past the load.
+
+Pure Python, no numpy: onnxruntime's models are checked before a session is created (its
+constant folding would otherwise compute a bomb while loading).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable, Sequence
+
+from models.onnx_reader import (
+    MAX_RANK,
+    NUMPY_DTYPES,
+    ModelFormatError,
+    ModelTooLarge,
+    Node,
+    OnnxModel,
+    Tensor,
+)
+
+# Values in any one tensor, initializer or intermediate: 128 MB of float32, far beyond what a
+# model for a device computes, and far below what would take one down.
+MAX_ELEMENTS = 1 << 25
+
+Shape = tuple[int | None, ...]  # None: a dimension not known before the run
+Values = tuple[int, ...] | None  # an int64 input's values, when known at load (a shape operand)
+Rule = Callable[[Sequence[Shape], Sequence[Values]], Shape | None]
+
+_INT64 = 7  # TensorProto.DataType
+_MAX_VALUES = MAX_RANK  # a shape operand has one value per dim
+
+
+def elements(shape: Shape) -> int:
+    """Values an array of ``shape`` holds at least, counting the known non-zero dims only:
+    numpy refuses a shape whose non-zero dims overflow, even when another dim is 0."""
+    return math.prod(d for d in shape if d)
+
+
+def check(shape: Shape, what: str) -> None:
+    """Raise :class:`ModelTooLarge` naming ``what`` when ``shape`` is over a limit."""
+    if len(shape) > MAX_RANK:
+        raise ModelTooLarge(f"{what} has {len(shape)} dims, more than {MAX_RANK}")
+    if any(d is not None and d < 0 for d in shape):
+        raise ModelTooLarge(f"{what} has negative dims {_describe(shape)}")
+    count = elements(shape)
+    if count > MAX_ELEMENTS:
+        raise ModelTooLarge(
+            f"{what} would hold {count:,} values (shape {_describe(shape)}), more than the "
+            f"limit of {MAX_ELEMENTS:,}"
+        )
+
+
+def check_graph(model: OnnxModel, where: str) -> None:
+    """Refuse, before any backend allocates, a model with a tensor over the limits."""
+    graph = model.graph
+    shapes: dict[str, Shape] = {}
+    values: dict[str, Values] = {}
+    for info in (*graph.inputs, *graph.outputs):
+        if info.shape is not None:
+            declared = tuple(d if isinstance(d, int) and d >= 0 else None for d in info.shape)
+            check(declared, f"{where}: {info.name!r}")
+            shapes.setdefault(info.name, declared)
+    for tensor in graph.initializers:
+        shapes[tensor.name] = _tensor_shape(tensor, f"{where}: initializer {tensor.name!r}")
+        values[tensor.name] = _int_values(tensor)
+    for node in graph.nodes:
+        what = f"{where}: {node.label}"
+        for attribute in node.attributes.values():
+            for held in (attribute.t, *attribute.tensors):
+                if held is not None:
+                    _tensor_shape(held, f"{what} attribute {attribute.name!r}")
+        output = node.outputs[0] if node.outputs else ""
+        shape = _node_shape(node, shapes, values)
+        if shape is None or not output:
+            continue
+        check(shape, f"{what} output {output!r}")
+        shapes[output] = shape
+        if node.op_type == "Constant" and (value := node.attributes.get("value")) is not None:
+            values[output] = None if value.t is None else _int_values(value.t)
+
+
+def _node_shape(node: Node, shapes: dict[str, Shape], values: dict[str, Values]) -> Shape | None:
+    if node.domain not in ("", "ai.onnx"):
+        return None
+    if node.op_type == "Constant":
+        value = node.attributes.get("value")
+        return None if value is None or value.t is None else tuple(value.t.dims)
+    rule = rule_for(node)
+    present = [name for name in node.inputs if name]
+    if rule is None or not present or any(name not in shapes for name in present):
+        return None
+    return rule([shapes[name] for name in present], [values.get(name) for name in present])
+
+
+def rule_for(node: Node) -> Rule | None:
+    """The rule giving ``node``'s output shape from its inputs', None when it has none here."""
+    op = node.op_type
+    if op in _SAME_SHAPE:
+        return lambda s, v: s[0]
+    if op in _BROADCAST:
+        return lambda s, v: broadcast(s)
+    if op == "MatMul":
+        return lambda s, v: matmul(s[0], s[1]) if len(s) == 2 else None
+    if op == "Gemm":
+        trans_a, trans_b = _int_attr(node, "transA", 0), _int_attr(node, "transB", 0)
+        return lambda s, v: gemm(s, trans_a, trans_b)
+    if op == "Concat":
+        axis = _int_attr(node, "axis", 0)
+        return lambda s, v: concat(s, axis)
+    if op == "Gather":
+        axis = _int_attr(node, "axis", 0)
+        return lambda s, v: gather(s, axis) if len(s) == 2 else None
+    if op in ("Expand", "Tile", "ConstantOfShape"):
+        return _VALUE_RULES[op]
+    return None
+
+
+_SAME_SHAPE = frozenset({
+    "Abs", "Cast", "Ceil", "Clip", "Elu", "Erf", "Exp", "Floor", "HardSigmoid", "Identity",
+    "LeakyRelu", "Log", "LogSoftmax", "Neg", "Not", "Reciprocal", "Relu", "Round", "Selu",
+    "Sigmoid", "Sign", "Softmax", "Softplus", "Sqrt", "Tanh",
+})  # fmt: skip
+_BROADCAST = frozenset({
+    "Add", "And", "Div", "Equal", "Greater", "Less", "Max", "Min", "Mul", "Or", "Pow", "Sub",
+    "Sum", "Where",
+})  # fmt: skip
+
+
+def broadcast(shapes: Sequence[Shape]) -> Shape | None:
+    """numpy's (and ONNX's multidirectional) broadcast of ``shapes``; None if incompatible."""
+    rank = max((len(s) for s in shapes), default=0)
+    out: list[int | None] = []
+    for back in range(1, rank + 1):
+        dims = [s[-back] for s in shapes if len(s) >= back]
+        sized = {d for d in dims if d is not None and d != 1}
+        if len(sized) > 1:
+            return None
+        out.append(sized.pop() if sized else None if None in dims else 1)
+    return tuple(reversed(out))
+
+
+def matmul(a: Shape, b: Shape) -> Shape | None:
+    if not a or not b:
+        return None
+    left = (1, *a) if len(a) == 1 else a
+    right = (*b, 1) if len(b) == 1 else b
+    batch = broadcast([left[:-2], right[:-2]])
+    if batch is None:
+        return None
+    rows = () if len(a) == 1 else (left[-2],)
+    columns = () if len(b) == 1 else (right[-1],)
+    return (*batch, *rows, *columns)
+
+
+def gemm(shapes: Sequence[Shape], trans_a: int, trans_b: int) -> Shape | None:
+    if len(shapes) < 2 or len(shapes[0]) != 2 or len(shapes[1]) != 2:
+        return None
+    a, b = shapes[0], shapes[1]
+    return (a[1] if trans_a else a[0], b[0] if trans_b else b[1])
+
+
+def concat(shapes: Sequence[Shape], axis: int) -> Shape | None:
+    rank = len(shapes[0]) if shapes else 0
+    if not rank or any(len(s) != rank for s in shapes) or not -rank <= axis < rank:
+        return None
+    axis %= rank
+    along = [s[axis] for s in shapes]
+    total = None if None in along else sum(d for d in along if d is not None)
+    return (*shapes[0][:axis], total, *shapes[0][axis + 1 :])
+
+
+def gather(shapes: Sequence[Shape], axis: int) -> Shape | None:
+    data, indices = shapes
+    if not -len(data) <= axis < len(data):
+        return None
+    axis %= len(data)
+    return (*data[:axis], *indices, *data[axis + 1 :])
+
+
+def _expand(shapes: Sequence[Shape], values: Sequence[Values]) -> Shape | None:
+    target = values[1] if len(values) == 2 else None
+    return None if target is None else broadcast([shapes[0], target])
+
+
+def _tile(shapes: Sequence[Shape], values: Sequence[Values]) -> Shape | None:
+    repeats = values[1] if len(values) == 2 else None
+    if repeats is None or len(repeats) != len(shapes[0]):
+        return None
+    return tuple(None if d is None else d * r for d, r in zip(shapes[0], repeats, strict=True))
+
+
+def _constant_of_shape(shapes: Sequence[Shape], values: Sequence[Values]) -> Shape | None:
+    return values[0]
+
+
+_VALUE_RULES: dict[str, Rule] = {
+    "Expand": _expand,
+    "Tile": _tile,
+    "ConstantOfShape": _constant_of_shape,
+}
+
+
+def _tensor_shape(tensor: Tensor, what: str) -> Shape:
+    shape: Shape = tuple(tensor.dims)
+    check(shape, what)
+    _check_payload(tensor, what)
+    return shape
+
+
+# Bytes per value in raw_data of the types numpy holds, and which typed field holds them.
+_ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8}
+
+
+def _check_payload(tensor: Tensor, what: str) -> None:
+    """The values a tensor holds must be as many as its dims say, for every backend alike
+    (onnxruntime skips an unused initializer that the numpy backend would refuse)."""
+    if tensor.external or tensor.segmented or tensor.data_type not in NUMPY_DTYPES:
+        return
+    count = math.prod(tensor.dims)
+    if tensor.raw_data is not None:
+        given = len(tensor.raw_data)
+        expected = count * _ITEMSIZE[tensor.data_type]
+        unit = "bytes"
+    else:
+        given = (
+            len(tensor.float_data)
+            + len(tensor.double_data)
+            + tensor.int32_data.count
+            + tensor.int64_data.count
+            + tensor.uint64_data.count
+        )
+        expected, unit = count, "values"
+    if given != expected:
+        raise ModelFormatError(
+            f"{what} holds {given:,} {unit}, its dims {list(tensor.dims)} say {expected:,}"
+        )
+
+
+def _int_values(tensor: Tensor) -> Values:
+    """An int64 tensor's values when it is small enough to be a shape operand."""
+    count = elements(tuple(tensor.dims)) if all(tensor.dims) else 0
+    if tensor.data_type != _INT64 or count > _MAX_VALUES or len(tensor.dims) > 1:
+        return None
+    if tensor.raw_data is not None:
+        if len(tensor.raw_data) != 8 * count:
+            return None
+        return struct.unpack(f"<{count}q", tensor.raw_data)
+    if tensor.int64_data.count != count:
+        return None
+    return tuple(tensor.int64_data.signed64())
+
+
+def _int_attr(node: Node, name: str, default: int) -> int:
+    attribute = node.attributes.get(name)
+    return default if attribute is None else attribute.i
+
+
+def _describe(shape: Shape) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"

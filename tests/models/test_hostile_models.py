@@ -1,0 +1,129 @@
+"""Crafted model files: every one is refused with a ModelError subclass naming the file, the
+same subclass from every backend, before anything large is allocated."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import models
+from models.onnx_reader import MAX_FIELDS, MAX_ITEMS, parse_model
+from models.shapes import MAX_ELEMENTS, check
+from tests.models import hostile_models as crafted
+
+BACKENDS = ("numpy", "onnxruntime", "auto")
+
+REFUSED_AT_LOAD: dict[str, tuple[Callable[[Path], Path], type[models.ModelError], str]] = {
+    "65 dims": (crafted.too_many_dims, models.ModelTooLarge, "more than 32 dims"),
+    "dims [0, 2**62, 2**62]": (crafted.huge_empty_dims, models.ModelTooLarge, "values"),
+    "broadcast bomb": (crafted.broadcast_bomb, models.ModelTooLarge, "Add output 'y'"),
+    "empty matmul bomb": (crafted.matmul_bomb, models.ModelTooLarge, "MatMul output 'y'"),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", REFUSED_AT_LOAD)
+def test_a_crafted_model_is_refused_at_load_with_the_same_error_by_every_backend(
+    tmp_path: Path, case: str, backend: str
+) -> None:
+    build, error, reason = REFUSED_AT_LOAD[case]
+    path = build(tmp_path / "crafted.onnx")
+    with pytest.raises(models.ModelError) as refused:
+        models.load(path, backend=backend)
+    assert type(refused.value) is error
+    assert str(path) in str(refused.value)
+    assert reason in str(refused.value)
+
+
+def test_a_broadcast_bomb_fed_at_run_time_is_refused_before_it_is_computed(
+    tmp_path: Path,
+) -> None:
+    # x [rows, 1] + c [1, 100000]: fine as declared, 10**10 values once fed 100,000 rows.
+    path = crafted.run_time_broadcast_bomb(tmp_path / "bomb.onnx", n=100_000)
+    model = models.load(path, backend="numpy")
+    assert model.run({"x": np.zeros((2, 1), np.float32)})["y"].shape == (2, 100_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(models.ModelRunError, match=r"Add.*10,000,000,000 values"):
+            model.run({"x": np.zeros((100_000, 1), np.float32)})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 << 20
+
+
+@pytest.mark.parametrize("where", ["int64_data", "dims", "ints"])
+def test_packed_varints_are_refused_before_they_are_decoded(tmp_path: Path, where: str) -> None:
+    """4 MB of one-byte varints: once 4 million Python ints (+122 MB, 1.8 s)."""
+    path = crafted.packed_varints(tmp_path / "varints.onnx", where, megabytes=4)
+    tracemalloc.start()
+    try:
+        with pytest.raises(models.ModelFormatError, match=str(path)):
+            models.load(path, backend="numpy")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 << 20, f"{peak / 2**20:.1f} MiB"
+
+
+def test_a_second_graph_field_is_merged_as_protobuf_merges_it(tmp_path: Path) -> None:
+    # onnxruntime merges the parts of a repeated message field; a reader keeping only the
+    # last part would check another graph than the one that runs.
+    path = crafted.packed_varints(tmp_path / "varints.onnx", "int64_data", megabytes=0)
+    graph = parse_model(path.read_bytes()).graph
+    assert [n.op_type for n in graph.nodes] == ["Identity"]
+    assert [t.name for t in graph.initializers] == ["big"]
+    for backend in BACKENDS:
+        with pytest.raises(models.ModelFormatError, match="'big' holds 0 values"):
+            models.load(path, backend=backend)
+
+
+def test_a_file_over_max_bytes_is_refused_unread(tmp_path: Path) -> None:
+    path = crafted.broadcast_bomb(tmp_path / "big.onnx", n=1_000)
+    size = path.stat().st_size
+    with pytest.raises(models.ModelTooLarge, match=rf"{path}.*{size:,} bytes.*{size - 1:,}"):
+        models.load(path, backend="numpy", max_bytes=size - 1)
+    with pytest.raises(models.ModelTooLarge):
+        models.load(path, backend="numpy", max_bytes=size - 1)
+    models.load(path, backend="numpy", max_bytes=size)  # the limit itself is allowed
+    assert models.loader.DEFAULT_MAX_BYTES == 64 << 20
+
+
+def test_a_file_of_countless_empty_nodes_is_refused_by_the_item_budget(tmp_path: Path) -> None:
+    """2 bytes a node would cost ~1 KB of objects each: the budget stops it early."""
+    base = crafted.add_model_bytes()
+    nodes = crafted.field(1, b"") * (MAX_ITEMS + 10)
+    path = tmp_path / "nodes.onnx"
+    path.write_bytes(base + crafted.field(7, nodes))
+    tracemalloc.start()
+    try:
+        with pytest.raises(models.ModelTooLarge, match=f"{MAX_ITEMS:,}"):
+            models.load(path, backend="numpy")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100 << 20
+
+
+def test_a_file_of_countless_unknown_fields_is_refused_by_the_field_budget(
+    tmp_path: Path,
+) -> None:
+    base = crafted.add_model_bytes()
+    unknown = (crafted.varint(99 << 3) + b"\x00") * (MAX_FIELDS + 10)  # field 99 = 0
+    path = tmp_path / "fields.onnx"
+    path.write_bytes(base + unknown)
+    with pytest.raises(models.ModelTooLarge, match=f"{MAX_FIELDS:,}"):
+        models.load(path, backend="onnxruntime")
+
+
+def test_the_element_limit_is_inclusive_and_counts_the_non_zero_dims() -> None:
+    check((MAX_ELEMENTS,), "x")
+    check((0, MAX_ELEMENTS), "x")
+    with pytest.raises(models.ModelTooLarge, match="x would hold"):
+        check((2, MAX_ELEMENTS // 2 + 1), "x")
+    with pytest.raises(models.ModelTooLarge, match="x would hold"):
+        check((0, MAX_ELEMENTS, 2), "x")  # numpy refuses it although it holds nothing
