@@ -33,10 +33,10 @@ def add_model(initializer: onnx.TensorProto, path: Path, x_shape: list[int] | No
     return save(helper.make_model(graph, opset_imports=OPSET, ir_version=8), path)
 
 
-def too_many_dims(path: Path, rank: int = 65) -> Path:
+def too_many_dims(path: Path, rank: int = 65, x_shape: list[int] | None = None) -> Path:
     """An initializer of ``rank`` dims of size 1: numpy holds at most 64 (32 before 2.0)."""
     tensor = helper.make_tensor("c", TensorProto.FLOAT, [1] * rank, b"\0\0\0\0", raw=True)
-    return add_model(tensor, path)
+    return add_model(tensor, path, x_shape)
 
 
 def huge_empty_dims(path: Path) -> Path:

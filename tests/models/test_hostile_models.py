@@ -127,3 +127,20 @@ def test_the_element_limit_is_inclusive_and_counts_the_non_zero_dims() -> None:
         check((2, MAX_ELEMENTS // 2 + 1), "x")
     with pytest.raises(models.ModelTooLarge, match="x would hold"):
         check((0, MAX_ELEMENTS, 2), "x")  # numpy refuses it although it holds nothing
+
+
+def test_an_onnx_detector_refuses_a_model_file_over_max_model_bytes(tmp_path: Path) -> None:
+    from models.onnx_detector import OnnxDetector, OnnxParams
+    from tests.models.test_onnx_reload import write_mean_model
+
+    path = write_mean_model(tmp_path / "m.onnx", gain=1.0, threshold=0.5, name="m", version="1")
+    with path.open("ab") as file:  # padded to the smallest cap (an unknown field 99, 0s)
+        file.write(crafted.field(99, b"\0" * (2000 - path.stat().st_size)))
+    size = path.stat().st_size
+    params = OnnxParams(model=str(path), window=4, backend="numpy", max_model_bytes=size)
+    detector = OnnxDetector(params)
+    path.write_bytes(path.read_bytes() + b"\0" * 1024)  # grown past the cap
+    result = detector.reload()
+    assert not result.accepted and f"{size:,}" in result.reason
+    with pytest.raises(models.ModelTooLarge, match=str(path)):
+        OnnxDetector(params)
