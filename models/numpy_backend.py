@@ -57,8 +57,13 @@ class NodeSpec:
         present = [i for i, name in enumerate(node.inputs) if name]
         self._positions = {declared: at for at, declared in enumerate(present)}
 
+    @property
+    def label(self) -> str:
+        """The node as messages name it: the file, then the node."""
+        return f"{self._where}: {self.node.label}"
+
     def fail(self, problem: str) -> ModelFormatError:
-        return ModelFormatError(f"{self._where}: {self.node.label}: {problem}")
+        return ModelFormatError(f"{self.label}: {problem}")
 
     def inputs(self, required: int, most: int | None = None) -> None:
         """Check the node declares ``required`` inputs (non-empty) and at most ``most``."""
@@ -133,6 +138,7 @@ class NumpyGraph:
         }
         self._outputs = tuple(v.name for v in graph.outputs)
         self._steps = _plan(model, opset, set(self._initializers), where)
+        self._where = where
 
     def run(self, feeds: Mapping[str, Array]) -> dict[str, Array]:
         values: dict[str, Array] = dict(self._initializers)
@@ -145,10 +151,10 @@ class NumpyGraph:
                     _check_size(step, args)
                     result = step.kernel(args)
                 except ModelTooLarge as exc:
-                    raise ModelRunError(f"{step.label} refused: {exc}") from exc
+                    raise ModelRunError(f"{self._where}: {step.label} refused: {exc}") from exc
                 # MemoryError too: a size no rule foresaw must not end the caller's thread.
                 except (ValueError, IndexError, TypeError, ArithmeticError, MemoryError) as exc:
-                    raise ModelRunError(f"{step.label} failed: {exc}") from exc
+                    raise ModelRunError(f"{self._where}: {step.label} failed: {exc}") from exc
                 values[step.output] = np.asarray(result)
                 for name in step.release:
                     del values[name]
@@ -590,7 +596,7 @@ def _constant(spec: NodeSpec) -> Kernel:
     attribute = given[0]
     value: Array
     if attribute.name == "value" and attribute.kind == "tensor" and attribute.t is not None:
-        value = tensor_to_array(attribute.t, spec.node.label)
+        value = tensor_to_array(attribute.t, spec.label)
     elif attribute.name == "value_float" and attribute.kind == "float":
         value = np.array(attribute.f, dtype=np.float32)
     elif attribute.name == "value_floats" and attribute.kind == "floats":
@@ -601,7 +607,7 @@ def _constant(spec: NodeSpec) -> Kernel:
         value = np.array(attribute.ints, dtype=np.int64)
     else:
         raise UnsupportedModel(
-            f"{spec.node.label}: Constant {attribute.name!r} ({attribute.kind}) is not supported "
+            f"{spec.label}: Constant {attribute.name!r} ({attribute.kind}) is not supported "
             "by the numpy backend"
         )
     constant = _read_only(value)
@@ -614,7 +620,7 @@ def _cast(spec: NodeSpec) -> Kernel:
     name = NUMPY_DTYPES.get(to)
     if name is None:
         raise UnsupportedModel(
-            f"{spec.node.label}: cast to {elem_type_name(to)} is not supported by the numpy backend"
+            f"{spec.label}: cast to {elem_type_name(to)} is not supported by the numpy backend"
         )
     dtype = np.dtype(name)
     return lambda a: a[0].astype(dtype)
