@@ -144,3 +144,24 @@ def test_an_onnx_detector_refuses_a_model_file_over_max_model_bytes(tmp_path: Pa
     assert not result.accepted and f"{size:,}" in result.reason
     with pytest.raises(models.ModelTooLarge, match=str(path)):
         OnnxDetector(params)
+
+
+def test_edge_run_with_a_crafted_model_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edge.cli import main
+
+    model = crafted.too_many_dims(tmp_path / "crafted.onnx", x_shape=[1, 4])
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        f'[device]\nid = "d1"\n[storage]\nstate_dir = "{tmp_path / "state"}"\n'
+        '[uplink]\nbroker = "mqtt://127.0.0.1:1"\n'
+        '[[sensors]]\nid = "probe"\ntype = "i2c.tmp102"\ninterval = 1.0\n'
+        f'[[detectors]]\nid = "m"\nsensor = "probe"\ntype = "onnx"\nmodel = "{model}"\n'
+        'backend = "numpy"\nwindow = 4\n'
+    )
+    assert main(["run", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    assert f"{config}: detectors[0] ('m'): {model}:" in line and "32 dims" in line
