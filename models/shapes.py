@@ -4,7 +4,7 @@ A crafted model can ask for an array no device holds: an initializer of dims
 ``[0, 2**62, 2**62]``, an ``Add`` whose operands broadcast to 10**12 values, a ``MatMul`` of
 two empty operands with a huge product. :func:`check_graph` works out, at load and for every
 backend, the shape of each value it can (initializers, constants, graph inputs and outputs
-of fixed size, and the outputs of the operators in :data:`RULES` from those) and refuses the
+of fixed size, and the outputs of the operators :func:`rule_for` knows) and refuses the
 model with :class:`ModelTooLarge` when one would hold more than :data:`MAX_ELEMENTS` values.
 The numpy backend applies the same rules at run time to the shapes it actually gets, so a
 symbolic dimension cannot carry a bomb past the load.
@@ -121,7 +121,7 @@ def rule_for(node: Node) -> Rule | None:
     if op == "Gather":
         axis = _int_attr(node, "axis", 0)
         return lambda s, v: gather(s, axis) if len(s) == 2 else None
-    if op in ("Expand", "Tile", "ConstantOfShape"):
+    if op in _VALUE_RULES:
         return _VALUE_RULES[op]
     return None
 
@@ -204,10 +204,19 @@ def _constant_of_shape(shapes: Sequence[Shape], values: Sequence[Values]) -> Sha
     return values[0]
 
 
+def _range(shapes: Sequence[Shape], values: Sequence[Values]) -> Shape | None:
+    known = [v[0] if v is not None and len(v) == 1 else None for v in values]
+    if len(known) != 3 or None in known or not known[2]:
+        return None
+    start, limit, delta = (int(v or 0) for v in known)
+    return (max(-(-(limit - start) // delta), 0),)  # ceil((limit - start) / delta)
+
+
 _VALUE_RULES: dict[str, Rule] = {
     "Expand": _expand,
     "Tile": _tile,
     "ConstantOfShape": _constant_of_shape,
+    "Range": _range,
 }
 
 

@@ -124,3 +124,23 @@ def add_model_bytes() -> bytes:
     model = helper.make_model(graph, opset_imports=OPSET, ir_version=8)
     data: bytes = model.SerializeToString()
     return data
+
+
+def folded_bomb(path: Path, op: str, n: int = 10_000) -> Path:
+    """A constant made from small constants: onnxruntime folds it while creating a session,
+    so a [n, n] ConstantOfShape (+391 MB of RSS at n = 10,000, from a 200-byte file) or a
+    Range of n * n values is allocated before any run."""
+    if op == "ConstantOfShape":
+        inputs = [numpy_helper.from_array(np.array([n, n], np.int64), "shape")]
+    else:
+        scalars = {"start": 0, "limit": n * n, "delta": 1}
+        inputs = [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in scalars.items()]
+    y_type = TensorProto.INT64 if op == "Range" else TensorProto.FLOAT
+    graph = helper.make_graph(
+        [helper.make_node(op, [t.name for t in inputs], ["y"])],
+        "hostile",
+        [],
+        [helper.make_tensor_value_info("y", y_type, None)],
+        inputs,
+    )
+    return save(helper.make_model(graph, opset_imports=OPSET, ir_version=8), path)
