@@ -167,7 +167,9 @@ def gemm(shapes: Sequence[Shape], trans_a: int, trans_b: int) -> Shape | None:
     if len(shapes) < 2 or len(shapes[0]) != 2 or len(shapes[1]) != 2:
         return None
     a, b = shapes[0], shapes[1]
-    return (a[1] if trans_a else a[0], b[0] if trans_b else b[1])
+    product: Shape = (a[1] if trans_a else a[0], b[0] if trans_b else b[1])
+    # C is broadcast to the product, and numpy would broadcast the product to a larger C.
+    return broadcast([product, shapes[2]]) if len(shapes) > 2 else product
 
 
 def concat(shapes: Sequence[Shape], axis: int) -> Shape | None:

@@ -175,3 +175,24 @@ def test_edge_run_with_a_crafted_model_exits_2_with_one_line(
     assert "Traceback" not in err
     (line,) = err.strip().splitlines()
     assert f"{config}: detectors[0] ('m'): {model}:" in line and "32 dims" in line
+
+
+def test_a_gemm_bias_larger_than_its_product_is_refused_before_it_is_broadcast(
+    tmp_path: Path,
+) -> None:
+    # x [rows, 1] @ w [1, 1] + c [1, 100000]: the bias broadcasts the product to 10**10.
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((1, 1), np.float32), "w")
+    c = numpy_helper.from_array(np.zeros((1, 100_000), np.float32), "c")
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w", "c"], ["y"])],
+        "hostile",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [w, c],
+    )
+    path = crafted.save(helper.make_model(graph, opset_imports=crafted.OPSET), tmp_path / "g.onnx")
+    model = models.load(path, backend="numpy")
+    with pytest.raises(models.ModelRunError, match=r"Gemm refused.*10,000,000,000 values"):
+        model.run({"x": np.zeros((100_000, 1), np.float32)})
