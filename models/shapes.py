@@ -123,6 +123,34 @@ def rule_for(node: Node) -> Rule | None:
         return lambda s, v: gather(s, axis) if len(s) == 2 else None
     if op in _VALUE_RULES:
         return _VALUE_RULES[op]
+    return _rearranging_rule(node)
+
+
+def _rearranging_rule(node: Node) -> Rule | None:
+    """Rules for operators that keep the values but move the dims: a bomb can pass through
+    them (a Transpose between an input and a broadcast), so the shape must too."""
+    op = node.op_type
+    if op == "Transpose":
+        perm = _ints_attr(node, "perm")
+        return lambda s, v: transpose(s[0], perm)
+    if op == "Flatten":
+        axis = _int_attr(node, "axis", 1)
+        return lambda s, v: flatten(s[0], axis)
+    if op == "Reshape":
+        allow_zero = bool(_int_attr(node, "allowzero", 0))
+        return lambda s, v: reshape(s[0], v[1], allow_zero) if len(v) == 2 else None
+    if op in ("Squeeze", "Unsqueeze"):
+        attribute = _ints_attr(node, "axes")
+        squeeze = op == "Squeeze"
+        return lambda s, v: squeeze_dims(
+            s[0], attribute if attribute is not None else (v[1] if len(v) > 1 else None), squeeze
+        )
+    if op.startswith("Reduce"):
+        keep = bool(_int_attr(node, "keepdims", 1))
+        attribute = _ints_attr(node, "axes")
+        return lambda s, v: reduce(
+            s[0], attribute if attribute is not None else (v[1] if len(v) > 1 else ()), keep
+        )
     return None
 
 
@@ -188,6 +216,66 @@ def gather(shapes: Sequence[Shape], axis: int) -> Shape | None:
         return None
     axis %= len(data)
     return (*data[:axis], *indices, *data[axis + 1 :])
+
+
+def transpose(shape: Shape, perm: tuple[int, ...] | None) -> Shape | None:
+    order = tuple(reversed(range(len(shape)))) if perm is None else perm
+    if sorted(order) != list(range(len(shape))):
+        return None
+    return tuple(shape[axis] for axis in order)
+
+
+def flatten(shape: Shape, axis: int) -> Shape | None:
+    if not -len(shape) <= axis <= len(shape):
+        return None
+    axis %= len(shape) + 1
+    outer, inner = shape[:axis], shape[axis:]
+    return (_product(outer), _product(inner))
+
+
+def reshape(shape: Shape, target: Values, allow_zero: bool) -> Shape | None:
+    if target is None:
+        return None
+    dims: list[int | None] = []
+    for at, size in enumerate(target):
+        if size == 0 and not allow_zero:
+            dims.append(shape[at] if at < len(shape) else None)
+        else:
+            dims.append(None if size == -1 else size)
+    total = _product(shape)
+    if dims.count(None) == 1 and target.count(-1) == 1 and total is not None:
+        known = math.prod(d for d in dims if d is not None)
+        dims[dims.index(None)] = total // known if known else 0
+    return tuple(dims)
+
+
+def squeeze_dims(shape: Shape, axes: Values, squeeze: bool) -> Shape | None:
+    if squeeze:
+        if axes is None:
+            return None if None in shape else tuple(d for d in shape if d != 1)
+        if not all(-len(shape) <= a < len(shape) for a in axes):
+            return None
+        dropped = {a % len(shape) for a in axes}
+        return tuple(d for at, d in enumerate(shape) if at not in dropped)
+    rank = len(shape) + len(axes or ())
+    if axes is None or not all(-rank <= a < rank for a in axes):
+        return None
+    inserted = {a % rank for a in axes}
+    rest = iter(shape)
+    return tuple(1 if at in inserted else next(rest, None) for at in range(rank))
+
+
+def reduce(shape: Shape, axes: Values, keep: bool) -> Shape | None:
+    if axes is None or not all(-len(shape) <= a < len(shape) for a in axes):
+        return None
+    reduced = {a % len(shape) for a in axes} if axes else set(range(len(shape)))
+    if keep:
+        return tuple(1 if at in reduced else d for at, d in enumerate(shape))
+    return tuple(d for at, d in enumerate(shape) if at not in reduced)
+
+
+def _product(shape: Shape) -> int | None:
+    return None if None in shape else math.prod(d for d in shape if d is not None)
 
 
 def _expand(shapes: Sequence[Shape], values: Sequence[Values]) -> Shape | None:
@@ -270,6 +358,11 @@ def _int_values(tensor: Tensor) -> Values:
     if tensor.int64_data.count != count:
         return None
     return tuple(tensor.int64_data.signed64())
+
+
+def _ints_attr(node: Node, name: str) -> tuple[int, ...] | None:
+    attribute = node.attributes.get(name)
+    return None if attribute is None else attribute.ints
 
 
 def _int_attr(node: Node, name: str, default: int) -> int:

@@ -144,3 +144,19 @@ def folded_bomb(path: Path, op: str, n: int = 10_000) -> Path:
         inputs,
     )
     return save(helper.make_model(graph, opset_imports=OPSET, ir_version=8), path)
+
+
+def transposed_bomb(path: Path, n: int = 1_000_000) -> Path:
+    """Transpose(x [1, n]) + c [1, n]: the bomb passes through a Transpose first."""
+    c = numpy_helper.from_array(np.zeros((1, n), np.float32), "c")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0]),
+            helper.make_node("Add", ["t", "c"], ["y"]),
+        ],
+        "hostile",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [c],
+    )
+    return save(helper.make_model(graph, opset_imports=OPSET, ir_version=8), path)

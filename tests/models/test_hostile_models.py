@@ -22,6 +22,7 @@ REFUSED_AT_LOAD: dict[str, tuple[Callable[[Path], Path], type[models.ModelError]
     "dims [0, 2**62, 2**62]": (crafted.huge_empty_dims, models.ModelTooLarge, "values"),
     "broadcast bomb": (crafted.broadcast_bomb, models.ModelTooLarge, "Add output 'y'"),
     "empty matmul bomb": (crafted.matmul_bomb, models.ModelTooLarge, "MatMul output 'y'"),
+    "transposed broadcast bomb": (crafted.transposed_bomb, models.ModelTooLarge, "Add output"),
     "folded ConstantOfShape": (
         lambda p: crafted.folded_bomb(p, "ConstantOfShape"),
         models.ModelTooLarge,
