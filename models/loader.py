@@ -32,6 +32,8 @@ from models.onnx_reader import (
 if TYPE_CHECKING:
     import numpy.typing as npt
 
+    from models.shapes import SizePlan
+
     Array = npt.NDArray[Any]
 
 log = logging.getLogger(__name__)
@@ -248,10 +250,14 @@ def load(
         onnx = parse_model(data)
     except ModelFormatError as exc:
         raise type(exc)(f"{path}: {exc}") from exc
-    check_graph(onnx, str(path))
+    sizes = check_graph(onnx, str(path))
     sha256 = hashlib.sha256(data).hexdigest()
     chosen = _choose_backend(backend)
-    runner = _OnnxruntimeRunner(data, path) if chosen == "onnxruntime" else _numpy_graph(onnx, path)
+    runner: _Runner
+    if chosen == "onnxruntime":
+        runner = _SizeChecked(_OnnxruntimeRunner(data, path), sizes)
+    else:
+        runner = _numpy_graph(onnx, path)  # checks the size of each node as it runs
     return Model(path, sha256, chosen, onnx, runner)
 
 
@@ -309,6 +315,29 @@ def _choose_backend(backend: str) -> Backend:
             'use backend="numpy" or backend="auto"'
         ) from exc
     return "onnxruntime"
+
+
+class _SizeChecked:
+    """A runner whose graph's sizes are checked for each new set of input shapes before it
+    runs: onnxruntime allocates inside a run, where nothing can refuse a bomb any more."""
+
+    _REMEMBERED = 64  # input shape sets known to be fine; a detector feeds one
+
+    def __init__(self, runner: _Runner, sizes: SizePlan) -> None:
+        self._runner = runner
+        self._sizes = sizes
+        self._fine: set[tuple[tuple[str, tuple[int, ...]], ...]] = set()
+
+    def run(self, feeds: dict[str, Array]) -> dict[str, Array]:
+        key = tuple((name, array.shape) for name, array in feeds.items())
+        if key not in self._fine:
+            try:
+                self._sizes.check(dict(key))
+            except ModelTooLarge as exc:
+                raise ModelRunError(str(exc)) from exc
+            if len(self._fine) < self._REMEMBERED:
+                self._fine.add(key)
+        return self._runner.run(feeds)
 
 
 class _OnnxruntimeRunner:

@@ -148,10 +148,10 @@ class NumpyGraph:
             for step in self._steps:
                 args = [values[name] for name in step.inputs]
                 try:
-                    _check_size(step, args)
+                    _check_size(step, args, self._where)
                     result = step.kernel(args)
-                except ModelTooLarge as exc:
-                    raise ModelRunError(f"{self._where}: {step.label} refused: {exc}") from exc
+                except ModelTooLarge as exc:  # the same words as onnxruntime's refusal
+                    raise ModelRunError(str(exc)) from exc
                 # MemoryError too: a size no rule foresaw must not end the caller's thread.
                 except (ValueError, IndexError, TypeError, ArithmeticError, MemoryError) as exc:
                     raise ModelRunError(f"{self._where}: {step.label} failed: {exc}") from exc
@@ -162,14 +162,14 @@ class NumpyGraph:
         return {name: _detached(values[name], fed) for name in self._outputs}
 
 
-def _check_size(step: _Step, args: list[Array]) -> None:
+def _check_size(step: _Step, args: list[Array], where: str) -> None:
     """Refuse, before it is computed, an output over the limits (a broadcast of an input of
     a size the file left open, say)."""
     if step.size is None:
         return
     shape = step.size([a.shape for a in args], [None] * len(args))
     if shape is not None:
-        check(shape, f"output {step.output!r}")
+        check(shape, f"{where}: {step.label} output {step.output!r}")
 
 
 def _detached(array: Array, fed: list[int]) -> Array:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from models.onnx_reader import (
     MAX_RANK,
@@ -61,46 +62,84 @@ def check(shape: Shape, what: str) -> None:
         )
 
 
-def check_graph(model: OnnxModel, where: str) -> None:
-    """Refuse, before any backend allocates, a model with a tensor over the limits."""
+def check_graph(model: OnnxModel, where: str) -> SizePlan:
+    """Refuse, before any backend allocates, a model with a tensor over the limits; return
+    the plan that checks the graph again for the shapes its inputs are fed."""
     graph = model.graph
-    shapes: dict[str, Shape] = {}
+    declared: dict[str, Shape] = {}
     values: dict[str, Values] = {}
     for info in (*graph.inputs, *graph.outputs):
         if info.shape is not None:
-            declared = tuple(d if isinstance(d, int) and d >= 0 else None for d in info.shape)
-            check(declared, f"{where}: {info.name!r}")
-            shapes.setdefault(info.name, declared)
+            shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in info.shape)
+            check(shape, f"{where}: {info.name!r}")
+            declared.setdefault(info.name, shape)
     for tensor in graph.initializers:
-        shapes[tensor.name] = _tensor_shape(tensor, f"{where}: initializer {tensor.name!r}")
+        declared[tensor.name] = _tensor_shape(tensor, f"{where}: initializer {tensor.name!r}")
         values[tensor.name] = _int_values(tensor)
+    steps: list[_Step] = []
     for node in graph.nodes:
         what = f"{where}: {node.label}"
         for attribute in node.attributes.values():
             for held in (attribute.t, *attribute.tensors):
                 if held is not None:
                     _tensor_shape(held, f"{what} attribute {attribute.name!r}")
-        output = node.outputs[0] if node.outputs else ""
-        shape = _node_shape(node, shapes, values)
-        if shape is None or not output:
-            continue
-        check(shape, f"{what} output {output!r}")
-        shapes[output] = shape
-        if node.op_type == "Constant" and (value := node.attributes.get("value")) is not None:
-            values[output] = None if value.t is None else _int_values(value.t)
+        if node.outputs and node.outputs[0] and node.domain in ("", "ai.onnx"):
+            steps.append(_step(node, what))
+    plan = SizePlan(declared, values, tuple(steps))
+    plan.check({})
+    return plan
 
 
-def _node_shape(node: Node, shapes: dict[str, Shape], values: dict[str, Values]) -> Shape | None:
-    if node.domain not in ("", "ai.onnx"):
-        return None
+@dataclass(frozen=True)
+class _Step:
+    label: str  # how a refusal names it: the file, the node and its output
+    inputs: tuple[str, ...]  # the present ones
+    output: str
+    rule: Rule | None  # None: the output's shape is ``made`` (a Constant's), or unknown
+    made: Shape | None = None
+    made_values: Values = None
+
+
+def _step(node: Node, what: str) -> _Step:
+    inputs = tuple(name for name in node.inputs if name)
+    output = node.outputs[0]
+    label = f"{what} output {output!r}"
     if node.op_type == "Constant":
         value = node.attributes.get("value")
-        return None if value is None or value.t is None else tuple(value.t.dims)
-    rule = rule_for(node)
-    present = [name for name in node.inputs if name]
-    if rule is None or not present or any(name not in shapes for name in present):
-        return None
-    return rule([shapes[name] for name in present], [values.get(name) for name in present])
+        tensor = None if value is None else value.t
+        if tensor is None:
+            return _Step(label, inputs, output, None)
+        return _Step(label, inputs, output, None, tensor.dims, _int_values(tensor))
+    return _Step(label, inputs, output, rule_for(node))
+
+
+class SizePlan:
+    """The shapes a graph's values take, worked out from the shapes its inputs get: checked
+    at load with the declared ones, and again with those fed to a backend that cannot check
+    each node itself (onnxruntime allocates inside a run)."""
+
+    def __init__(
+        self, declared: dict[str, Shape], values: dict[str, Values], steps: tuple[_Step, ...]
+    ) -> None:
+        self._declared = declared
+        self._values = values
+        self._steps = steps
+
+    def check(self, fed: Mapping[str, Shape]) -> None:
+        """Raise :class:`ModelTooLarge` when a value would be over the limits."""
+        shapes = {**self._declared, **fed}
+        values = dict(self._values)
+        for step in self._steps:
+            shape: Shape | None = step.made
+            if step.rule is not None and step.inputs and all(n in shapes for n in step.inputs):
+                arguments = [shapes[name] for name in step.inputs]
+                shape = step.rule(arguments, [values.get(name) for name in step.inputs])
+            if shape is None:
+                continue
+            check(shape, step.label)
+            shapes[step.output] = shape
+            if step.made_values is not None:
+                values[step.output] = step.made_values
 
 
 def rule_for(node: Node) -> Rule | None:

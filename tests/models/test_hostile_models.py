@@ -50,16 +50,19 @@ def test_a_crafted_model_is_refused_at_load_with_the_same_error_by_every_backend
     assert reason in str(refused.value)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_broadcast_bomb_fed_at_run_time_is_refused_before_it_is_computed(
-    tmp_path: Path,
+    tmp_path: Path, backend: str
 ) -> None:
     # x [rows, 1] + c [1, 100000]: fine as declared, 10**10 values once fed 100,000 rows.
     path = crafted.run_time_broadcast_bomb(tmp_path / "bomb.onnx", n=100_000)
-    model = models.load(path, backend="numpy")
+    model = models.load(path, backend=backend)
     assert model.run({"x": np.zeros((2, 1), np.float32)})["y"].shape == (2, 100_000)
     tracemalloc.start()
     try:
-        with pytest.raises(models.ModelRunError, match=r"Add.*10,000,000,000 values"):
+        with pytest.raises(
+            models.ModelRunError, match=r"Add output 'y' would hold 10,000,000,000 values"
+        ):
             model.run({"x": np.zeros((100_000, 1), np.float32)})
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -195,5 +198,7 @@ def test_a_gemm_bias_larger_than_its_product_is_refused_before_it_is_broadcast(
     )
     path = crafted.save(helper.make_model(graph, opset_imports=crafted.OPSET), tmp_path / "g.onnx")
     model = models.load(path, backend="numpy")
-    with pytest.raises(models.ModelRunError, match=r"Gemm refused.*10,000,000,000 values"):
+    with pytest.raises(
+        models.ModelRunError, match=r"Gemm output 'y' would hold 10,000,000,000 values"
+    ):
         model.run({"x": np.zeros((100_000, 1), np.float32)})
