@@ -142,6 +142,15 @@ class SizePlan:
                 values[step.output] = step.made_values
 
 
+# Operators whose output can hold more values than their largest input: the only ones a run
+# must check (the others keep, move or drop values).
+GROWING = frozenset({"MatMul", "Gemm", "Concat", "Gather", "Expand", "Tile", "Range"})
+
+
+def grows(node: Node) -> bool:
+    return node.op_type in GROWING or node.op_type in _BROADCAST
+
+
 def rule_for(node: Node) -> Rule | None:
     """The rule giving ``node``'s output shape from its inputs', None when it has none here."""
     op = node.op_type
