@@ -22,6 +22,7 @@ from models.errors import ModelError, ParamsError
 from models.onnx_reader import (
     NUMPY_DTYPES,
     ModelFormatError,
+    ModelTooLarge,
     OnnxModel,
     ValueInfo,
     elem_type_name,
@@ -30,6 +31,8 @@ from models.onnx_reader import (
 
 if TYPE_CHECKING:
     import numpy.typing as npt
+
+    from models.shapes import SizePlan
 
     Array = npt.NDArray[Any]
 
@@ -43,6 +46,7 @@ __all__ = [
     "ModelInputError",
     "ModelNotFoundError",
     "ModelRunError",
+    "ModelTooLarge",
     "TensorSpec",
     "UnsupportedModel",
     "UnsupportedOperator",
@@ -51,6 +55,9 @@ __all__ = [
 
 Backend = Literal["onnxruntime", "numpy"]
 BACKENDS: tuple[str, ...] = ("auto", "onnxruntime", "numpy")
+# The largest model file read by default: the shipped models are a few kB, a network for a
+# device a few MB; a file past this is refused before it is read.
+DEFAULT_MAX_BYTES = 64 << 20
 
 
 class ModelFileError(ModelError, OSError):
@@ -219,38 +226,80 @@ def _check_shape(spec: TensorSpec, shape: tuple[int, ...], file_name: str) -> No
         )
 
 
-def load(path: str | os.PathLike[str], backend: str = "auto") -> Model:
+def load(
+    path: str | os.PathLike[str], backend: str = "auto", max_bytes: int = DEFAULT_MAX_BYTES
+) -> Model:
     """Load the ONNX model at ``path`` with ``backend``: "onnxruntime", "numpy" or "auto".
 
     "auto" uses onnxruntime when it can be imported and the numpy backend otherwise (32-bit
     ARM has no onnxruntime wheel). The numpy backend refuses, at load, any operator it does not
-    implement (:class:`UnsupportedOperator`). Errors: :class:`ModelNotFoundError`,
+    implement (:class:`UnsupportedOperator`). A file over ``max_bytes`` is refused unread, and
+    a model with a tensor over the limits of :mod:`models.shapes` is refused before any
+    backend allocates it, whichever backend was asked for. Errors: :class:`ModelNotFoundError`,
     :class:`ModelFileError`, :class:`ModelFormatError` (not a readable ONNX model),
-    :class:`BackendUnavailable`, :class:`UnsupportedModel`; all are :class:`ModelError`.
+    :class:`ModelTooLarge` (over a limit), :class:`BackendUnavailable`,
+    :class:`UnsupportedModel`; all are :class:`ModelError` and name the file.
     """
+    from models.shapes import check_graph
+
     if backend not in BACKENDS:
         raise ParamsError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ModelNotFoundError(f"no model file at {path}") from exc
-    except OSError as exc:
-        raise ModelFileError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
+    data = read_model_file(path, max_bytes)
     try:
         onnx = parse_model(data)
     except ModelFormatError as exc:
-        raise ModelFormatError(f"{path}: {exc}") from exc
+        raise type(exc)(f"{path}: {exc}") from exc
+    sizes = check_graph(onnx, str(path))
     sha256 = hashlib.sha256(data).hexdigest()
     chosen = _choose_backend(backend)
     runner: _Runner
     if chosen == "onnxruntime":
-        runner = _OnnxruntimeRunner(data, path)
+        runner = _SizeChecked(_OnnxruntimeRunner(data, path), sizes)
     else:
-        from models.numpy_backend import NumpyGraph
-
-        runner = NumpyGraph(onnx, str(path))
+        runner = _numpy_graph(onnx, path)  # checks the size of each node as it runs
     return Model(path, sha256, chosen, onnx, runner)
+
+
+def read_model_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of the model file at ``path``, refused unread when over ``max_bytes``."""
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        with path.open("rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            # What stat says, plus one byte to see a file that grew (or a device file, size
+            # 0), then on in 1 MiB steps: read(n) allocates n bytes before it reads.
+            want = size + 1
+            while size <= max_bytes and total <= max_bytes:
+                chunk = file.read(min(want, max_bytes + 1 - total))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+                want = 1 << 20
+    except FileNotFoundError as exc:
+        raise ModelNotFoundError(f"no model file at {path}") from exc
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
+    if size > max_bytes or total > max_bytes:
+        raise ModelTooLarge(
+            f"{path}: the model file has {max(size, total):,} bytes or more, over the limit "
+            f"of {max_bytes:,}"
+        )
+    return b"".join(chunks)
+
+
+def _numpy_graph(onnx: OnnxModel, path: Path) -> _Runner:
+    from models.numpy_backend import NumpyGraph
+
+    try:
+        return NumpyGraph(onnx, str(path))
+    except ModelError:
+        raise
+    # numpy's own errors on what the checks above let through: still this file's fault.
+    except (ValueError, TypeError, IndexError, ArithmeticError, MemoryError) as exc:
+        raise ModelFormatError(f"{path}: cannot prepare the model: {exc}") from exc
 
 
 def _choose_backend(backend: str) -> Backend:
@@ -266,6 +315,29 @@ def _choose_backend(backend: str) -> Backend:
             'use backend="numpy" or backend="auto"'
         ) from exc
     return "onnxruntime"
+
+
+class _SizeChecked:
+    """A runner whose graph's sizes are checked for each new set of input shapes before it
+    runs: onnxruntime allocates inside a run, where nothing can refuse a bomb any more."""
+
+    _REMEMBERED = 64  # input shape sets known to be fine; a detector feeds one
+
+    def __init__(self, runner: _Runner, sizes: SizePlan) -> None:
+        self._runner = runner
+        self._sizes = sizes
+        self._fine: set[tuple[tuple[str, tuple[int, ...]], ...]] = set()
+
+    def run(self, feeds: dict[str, Array]) -> dict[str, Array]:
+        key = tuple((name, array.shape) for name, array in feeds.items())
+        if key not in self._fine:
+            try:
+                self._sizes.check(dict(key))
+            except ModelTooLarge as exc:
+                raise ModelRunError(str(exc)) from exc
+            if len(self._fine) < self._REMEMBERED:
+                self._fine.add(key)
+        return self._runner.run(feeds)
 
 
 class _OnnxruntimeRunner:

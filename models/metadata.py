@@ -193,19 +193,14 @@ class WeightsCheck:
 
 def read_model(path: str | Path) -> OnnxModel:
     """Decode the ONNX file at ``path`` without the ``onnx`` package."""
-    from models.loader import ModelFileError, ModelNotFoundError
+    from models.loader import read_model_file
     from models.onnx_reader import ModelFormatError, parse_model
 
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError as exc:
-        raise ModelNotFoundError(f"no model file at {path}") from exc
-    except OSError as exc:
-        raise ModelFileError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
+    data = read_model_file(Path(path))
     try:
         return parse_model(data)
     except ModelFormatError as exc:
-        raise ModelFormatError(f"{path}: {exc}") from exc
+        raise type(exc)(f"{path}: {exc}") from exc
 
 
 def read_metadata(path: str | Path) -> ModelMetadata:

@@ -169,7 +169,7 @@ def reduce_score(out: "npt.NDArray[Any]") -> float:
     return float(out.item()) if out.size == 1 else float(out.max())
 
 
-def check_weights(file: Path, sha256: str) -> None:
+def check_weights(file: Path, sha256: str, max_bytes: int) -> None:
     """Refuse a file whose weights do not hash to its metadata's ``weights_sha256``.
 
     The check decodes the bytes whose digest is ``sha256`` (the loaded model's): a file
@@ -177,14 +177,11 @@ def check_weights(file: Path, sha256: str) -> None:
     """
     import hashlib
 
-    from models.loader import ModelFileError
+    from models.loader import ModelFileError, read_model_file
     from models.metadata import WEIGHTS_KEY, WeightsCheck, model_weights_digest
     from models.onnx_reader import parse_model
 
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise ModelFileError(f"cannot read model file {file}: {exc.strerror or exc}") from exc
+    data = read_model_file(file, max_bytes)
     if hashlib.sha256(data).hexdigest() != sha256:
         raise ModelFileError(f"{file.name} changed while it was being loaded; try again")
     onnx = parse_model(data)
@@ -199,15 +196,16 @@ def check_weights(file: Path, sha256: str) -> None:
         )
 
 
-def identify(file: Path) -> tuple[str | None, str | None, str | None]:
+def identify(file: Path, max_bytes: int) -> tuple[str | None, str | None, str | None]:
     """sha256, name and version of a refused file, as far as it can be read."""
     import hashlib
 
+    from models.loader import read_model_file
     from models.onnx_reader import parse_model
 
     try:
-        data = file.read_bytes()
-    except OSError:
+        data = read_model_file(file, max_bytes)
+    except ModelError:  # not there, unreadable, or too large to read
         return None, None, None
     sha256 = hashlib.sha256(data).hexdigest()
     try:

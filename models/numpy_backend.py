@@ -30,11 +30,14 @@ from models.onnx_reader import (
     NUMPY_DTYPES,
     Attribute,
     ModelFormatError,
+    ModelTooLarge,
     Node,
     OnnxModel,
     Tensor,
+    Varints,
     elem_type_name,
 )
+from models.shapes import Rule, check, grows, rule_for
 
 Array = npt.NDArray[Any]
 # A kernel takes the arrays of its node's inputs that are present (omitted optional inputs are
@@ -54,8 +57,13 @@ class NodeSpec:
         present = [i for i, name in enumerate(node.inputs) if name]
         self._positions = {declared: at for at, declared in enumerate(present)}
 
+    @property
+    def label(self) -> str:
+        """The node as messages name it: the file, then the node."""
+        return f"{self._where}: {self.node.label}"
+
     def fail(self, problem: str) -> ModelFormatError:
-        return ModelFormatError(f"{self._where}: {self.node.label}: {problem}")
+        return ModelFormatError(f"{self.label}: {problem}")
 
     def inputs(self, required: int, most: int | None = None) -> None:
         """Check the node declares ``required`` inputs (non-empty) and at most ``most``."""
@@ -100,6 +108,8 @@ class _Step:
     inputs: tuple[str, ...]  # present inputs only, in order
     output: str
     release: tuple[str, ...]  # values no later step or graph output needs
+    size: Rule | None  # the output's shape from the inputs', checked before the kernel runs
+    fine: set[tuple[tuple[int, ...], ...]]  # input shapes already checked (a detector has one)
 
 
 class NumpyGraph:
@@ -129,6 +139,7 @@ class NumpyGraph:
         }
         self._outputs = tuple(v.name for v in graph.outputs)
         self._steps = _plan(model, opset, set(self._initializers), where)
+        self._where = where
 
     def run(self, feeds: Mapping[str, Array]) -> dict[str, Array]:
         values: dict[str, Array] = dict(self._initializers)
@@ -136,15 +147,35 @@ class NumpyGraph:
         # Overflow to inf, 0/0 and log of negatives give inf/nan silently, as in onnxruntime.
         with np.errstate(all="ignore"):
             for step in self._steps:
+                args = [values[name] for name in step.inputs]
                 try:
-                    result = step.kernel([values[name] for name in step.inputs])
-                except (ValueError, IndexError, TypeError, ArithmeticError) as exc:
-                    raise ModelRunError(f"{step.label} failed: {exc}") from exc
+                    _check_size(step, args, self._where)
+                    result = step.kernel(args)
+                except ModelTooLarge as exc:  # the same words as onnxruntime's refusal
+                    raise ModelRunError(str(exc)) from exc
+                # MemoryError too: a size no rule foresaw must not end the caller's thread.
+                except (ValueError, IndexError, TypeError, ArithmeticError, MemoryError) as exc:
+                    raise ModelRunError(f"{self._where}: {step.label} failed: {exc}") from exc
                 values[step.output] = np.asarray(result)
                 for name in step.release:
                     del values[name]
         fed = [id(array) for array in feeds.values()]
         return {name: _detached(values[name], fed) for name in self._outputs}
+
+
+def _check_size(step: _Step, args: list[Array], where: str) -> None:
+    """Refuse, before it is computed, an output over the limits (a broadcast of an input of
+    a size the file left open, say)."""
+    if step.size is None:
+        return
+    shapes = tuple(a.shape for a in args)
+    if shapes in step.fine:
+        return
+    shape = step.size(shapes, [None] * len(args))
+    if shape is not None:
+        check(shape, f"{where}: {step.label} output {step.output!r}")
+    if len(step.fine) < 16:
+        step.fine.add(shapes)
 
 
 def _detached(array: Array, fed: list[int]) -> Array:
@@ -220,6 +251,8 @@ def _plan(model: OnnxModel, opset: int, initialized: set[str], where: str) -> tu
             inputs=tuple(name for name in node.inputs if name),
             output=node.outputs[0],
             release=tuple(dict.fromkeys(release)),
+            size=rule_for(node) if grows(node) else None,
+            fine=set(),
         )
         for (node, kernel), release in zip(built, releases, strict=True)
     )
@@ -238,6 +271,7 @@ def tensor_to_array(tensor: Tensor, where: str = "model") -> Array:
     dtype = np.dtype(dtype_name)
     if any(size < 0 for size in tensor.dims):
         raise ModelFormatError(f"{label} has negative dims {list(tensor.dims)}")
+    check(tuple(tensor.dims), label)
     count = math.prod(tensor.dims)
     array: Array
     if tensor.raw_data is not None:
@@ -252,16 +286,35 @@ def tensor_to_array(tensor: Tensor, where: str = "model") -> Array:
     elif dtype_name == "float64":
         array = np.array(tensor.double_data, dtype=dtype)
     elif dtype_name == "int64":
-        array = np.array(tensor.int64_data, dtype=dtype)
+        array = _varints(tensor.int64_data, count, label).view(np.int64)
     elif dtype_name in ("uint32", "uint64"):
-        array = np.array(tensor.uint64_data, dtype=np.uint64)
+        array = _varints(tensor.uint64_data, count, label)
     elif dtype_name == "float16":  # stored as the bit patterns, one per int32
-        array = np.array(tensor.int32_data, dtype=np.int64).astype(np.uint16).view(np.float16)
+        array = _varints(tensor.int32_data, count, label).astype(np.uint16).view(np.float16)
     else:
-        array = np.array(tensor.int32_data, dtype=np.int64)
+        array = _varints(tensor.int32_data, count, label).view(np.int64)
     if array.size != count:
         raise ModelFormatError(f"{label} has {array.size} values for dims {list(tensor.dims)}")
     return array.astype(dtype, copy=False).reshape(tensor.dims)
+
+
+def _varints(values: Varints, count: int, label: str) -> Array:
+    """Decode packed varints into uint64 with numpy, once their number matches ``count``."""
+    if values.count != count:
+        raise ModelFormatError(f"{label} has {values.count} values, its dims say {count}")
+    data = np.frombuffer(values.packed, dtype=np.uint8)
+    ends = np.flatnonzero(data < 0x80)
+    starts = np.concatenate(([0], ends[:-1] + 1)) if count else ends
+    lengths = ends - starts + 1
+    if count and int(lengths.max()) > 10:
+        raise ModelFormatError(f"{label} holds a number longer than 10 bytes")
+    # Each byte's 7 bits, shifted by 7 x its place in its number, or-ed together per number.
+    place = np.arange(len(data)) - np.repeat(starts, lengths)
+    bits = (data & 0x7F).astype(np.uint64) << (7 * place).astype(np.uint64)
+    if not count:
+        return np.zeros(0, np.uint64)
+    decoded: Array = np.bitwise_or.reduceat(bits, starts)
+    return decoded
 
 
 # --- kernels: one builder per operator, reading attributes at load ------------------------------
@@ -550,7 +603,7 @@ def _constant(spec: NodeSpec) -> Kernel:
     attribute = given[0]
     value: Array
     if attribute.name == "value" and attribute.kind == "tensor" and attribute.t is not None:
-        value = tensor_to_array(attribute.t, spec.node.label)
+        value = tensor_to_array(attribute.t, spec.label)
     elif attribute.name == "value_float" and attribute.kind == "float":
         value = np.array(attribute.f, dtype=np.float32)
     elif attribute.name == "value_floats" and attribute.kind == "floats":
@@ -561,7 +614,7 @@ def _constant(spec: NodeSpec) -> Kernel:
         value = np.array(attribute.ints, dtype=np.int64)
     else:
         raise UnsupportedModel(
-            f"{spec.node.label}: Constant {attribute.name!r} ({attribute.kind}) is not supported "
+            f"{spec.label}: Constant {attribute.name!r} ({attribute.kind}) is not supported "
             "by the numpy backend"
         )
     constant = _read_only(value)
@@ -574,7 +627,7 @@ def _cast(spec: NodeSpec) -> Kernel:
     name = NUMPY_DTYPES.get(to)
     if name is None:
         raise UnsupportedModel(
-            f"{spec.node.label}: cast to {elem_type_name(to)} is not supported by the numpy backend"
+            f"{spec.label}: cast to {elem_type_name(to)} is not supported by the numpy backend"
         )
     dtype = np.dtype(name)
     return lambda a: a[0].astype(dtype)

@@ -135,6 +135,15 @@ class OnnxParams:
     severity: Literal["warning", "critical"] = field(
         default="warning", metadata={"doc": "severity of the alarm (a clear is always info)"}
     )
+    max_model_bytes: int = field(
+        default=64 << 20,
+        metadata={
+            "min": 1024,
+            "max": 1 << 31,
+            "doc": "largest model (or shadow) file accepted, in bytes: a larger one is "
+            "refused unread",
+        },
+    )
     watch: float = field(
         default=5.0,
         metadata={
@@ -385,7 +394,9 @@ class OnnxDetector:
         try:
             return Prepared(path, self._load(path), None)
         except ModelError as exc:
-            return Prepared(path, None, exc, identify(model_path(path)))
+            return Prepared(
+                path, None, exc, identify(model_path(path), self.params.max_model_bytes)
+            )
 
     def adopt(self, prepared: "Prepared", *, shadow: bool = False) -> ReloadResult:
         """Finish a :meth:`prepare`: try the model on the latest window, then make it the
@@ -565,8 +576,8 @@ class OnnxDetector:
 
         p = self.params
         file = model_path(path)
-        model = load(file, p.backend)
-        check_weights(file, model.sha256)
+        model = load(file, p.backend, max_bytes=p.max_model_bytes)
+        check_weights(file, model.sha256, p.max_model_bytes)
         spec = choose_input(model, p.input)
         count = self._values_fed()
         shape = feed_shape(spec, count, self._describe_feed(count), file.name)

@@ -3,6 +3,7 @@ thread and swapped in between windows; a tampered one is refused and the old one
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -17,6 +18,7 @@ from edge.runtime.runtime import Runtime
 from edge.sim.hardware import SimulatedHardware
 from edge.sim.scenario import parse_scenario
 from models.onnx_detector import OnnxDetector
+from tests.models.hostile_models import too_many_dims
 from tests.models.test_onnx_reload import flip_weight_byte, write_mean_model
 
 SCENARIO = """
@@ -60,8 +62,9 @@ def replace_file(source: Path, target: Path) -> None:
 
 
 class Run:
-    def __init__(self, tmp_path: Path, model: Path) -> None:
+    def __init__(self, tmp_path: Path, model: Path, backend: str = "onnxruntime") -> None:
         text = SCENARIO.format(state=tmp_path / "state", model=model)
+        text = text.replace('backend = "onnxruntime"', f'backend = "{backend}"')
         scenario = parse_scenario(text, "watch.toml", overrides={})
         self.clock = VirtualClock()
         self.t0 = self.clock.monotonic()
@@ -127,6 +130,36 @@ def test_a_replaced_model_file_is_swapped_in_and_a_tampered_one_refused(
         assert "weights" in run.health()[-1]["reason"]
         assert run.detector.model_version == "2"  # the old model keeps running
         assert run.detector.score is not None  # and keeps scoring windows
+    finally:
+        run.runtime.close(timeout=1)
+
+
+def test_a_crafted_model_file_is_refused_once_until_it_changes(
+    tmp_path: Path, models: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The numpy backend: there 65 dims once escaped as a ValueError, and a traceback was
+    # logged at every look.
+    run = Run(tmp_path, models["live"], backend="numpy")
+    try:
+        run.run(10.0)
+        crafted = too_many_dims(tmp_path / "made" / "crafted.onnx", x_shape=[1, 4])
+        replace_file(crafted, models["live"])
+        with caplog.at_level(logging.INFO, logger="edge.runtime.model_watch"):
+            looks = [run.runtime.models.check(now=time.monotonic() + 60 * k) for k in (1, 2, 3)]
+            run.run(10.0)
+        assert looks == [1, 0, 0]  # read once: the same file is not read again
+        (refused,) = run.health()
+        assert refused["state"] == "model_refused" and "32 dims" in refused["reason"]
+        assert run.detector.model_version == "1" and run.detector.score is not None
+        watch_log = [r for r in caplog.records if r.name == "edge.runtime.model_watch"]
+        problems = [r for r in watch_log if r.levelno >= logging.WARNING]
+        assert [r.exc_info for r in problems] == [None]  # one line, no traceback
+        assert str(models["live"]) in problems[0].getMessage()
+
+        replace_file(models["b"], models["live"])  # a new file is read again
+        assert run.runtime.models.check(now=time.monotonic() + 240) == 1
+        run.run(10.0)
+        assert [h["state"] for h in run.health()] == ["model_refused", "model_reloaded"]
     finally:
         run.runtime.close(timeout=1)
 

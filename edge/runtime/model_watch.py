@@ -12,6 +12,10 @@ the old one running. Replace a model with a rename (``mv new.onnx model.onnx``) 
 A detector's ``shadow`` file is watched the same way: a candidate put (or replaced) there
 starts in shadow beside the running model (``shadow_started``), and the detector's
 ``shadow_promote_after`` rule promotes or drops it.
+
+A file is read once per version (inode, size, mtime): one that is refused, whatever the
+reason, is not read again until it changes, and its refusal is one log line and one
+``health`` event, not one per look.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.runtime.scheduler import Scheduler
+from models.errors import ModelError
 from models.onnx_detector import OnnxDetector, Prepared
 from models.shipped import model_path
 
@@ -93,12 +98,14 @@ class ModelWatch:
                 item.due = now  # look again on the next pass: it may still be written
                 continue
             log.info("model file %s changed: checking it for %s", item.path, item.detector_id)
+            item.seen = current  # whatever comes of it, this version is not read again
             try:
                 prepared = item.detector.prepare(str(item.path))
-            except Exception:  # not a ModelError: a bug; the next look tries again
-                log.exception("checking %s failed", item.path)
-                continue
-            item.seen = current
+            except Exception as exc:  # not a ModelError: a gap in the checks; still a refusal
+                error = ModelError(f"{item.path}: checking it failed: {type(exc).__name__}: {exc}")
+                prepared = Prepared(str(item.path), None, error)
+            if prepared.error is not None:
+                log.warning("model refused for %s: %s", item.detector_id, prepared.error)
             self.scheduler.post(functools.partial(_adopt, item, prepared))
             handed += 1
         return handed

@@ -27,7 +27,7 @@ from edge.runtime.model_watch import ModelWatch
 from edge.runtime.scheduler import Scheduler
 from edge.runtime.sensing import SensorRunner
 from edge.runtime.watcher import Watcher
-from models import DETECTOR_TYPES, Detector, Severity
+from models import DETECTOR_TYPES, Detector, ModelError, Severity
 from models.onnx_detector import OnnxDetector
 from sensors import SENSOR_TYPES, Hardware, Value
 
@@ -147,8 +147,12 @@ class Runtime:
 
     def _build_sensors(self) -> None:
         detectors: dict[str, list[tuple[DetectorConfig, Detector]]] = {}
-        for det in self.config.detectors:
-            detector = DETECTOR_TYPES[det.type].build(det.params)
+        for index, det in enumerate(self.config.detectors):
+            try:
+                detector = DETECTOR_TYPES[det.type].build(det.params)
+            except ModelError as exc:  # a model file missing, unreadable or refused
+                where = f"{self.config.source}: detectors[{index}] ({det.id!r})"
+                raise ConfigError([f"{where}: {exc}"]) from exc
             self.detector_states.add(det.id, detector)  # resumes a persistent detector
             if isinstance(detector, OnnxDetector):
                 self.models.add(det.id, detector)
