@@ -159,3 +159,14 @@ def test_a_reader_that_goes_away_ends_the_command_without_a_traceback() -> None:
         os.close(write)
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
     assert done.returncode == 1
+
+
+def test_a_malformed_model_file_is_bad_input_for_info_and_eval(tmp_path: Path) -> None:
+    shipped = SHIPPED_DIR / "vibration.onnx"
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(shipped.read_bytes()[: shipped.stat().st_size // 2])  # a truncated copy
+    for args in (["info", str(cut)], ["eval", str(cut), str(tmp_path / "r.jsonl")]):
+        done = subprocess.run([*EDGE, "model", *args], capture_output=True, text=True)
+        assert done.returncode == 2, (args, done.stderr)
+        assert "Traceback" not in done.stderr and str(cut) in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1

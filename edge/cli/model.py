@@ -92,11 +92,17 @@ def _model_errors(run: Callable[[], int]) -> int:
     from edge.modeltools.series import ModelCommandError
     from edge.sim.recording import RecordingError
     from models import ModelError, ParamsError
+    from models.loader import ModelFileError, ModelInputError
     from models.metadata import MetadataError
+    from models.onnx_reader import ModelFormatError
 
+    bad_input = (ModelCommandError, ParamsError, MetadataError, RecordingError)
+    # A model file that cannot be read or is malformed is bad input too; a model that
+    # fails while running is not.
+    bad_files = (ModelFileError, ModelFormatError, ModelInputError)
     try:
         return run()
-    except (ModelCommandError, ParamsError, MetadataError, RecordingError) as exc:
+    except (*bad_input, *bad_files) as exc:
         print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ModelError as exc:
