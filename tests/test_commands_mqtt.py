@@ -28,7 +28,8 @@ from edge.uplink.commands import sign
 from tests.brokers import publish, split_url
 from tests.models.test_onnx_reload import write_mean_model
 
-KEY = b"0123456789abcdef0123456789abcdef"
+KEY_HEX = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+KEY = bytes.fromhex(KEY_HEX)
 DEVICE = "cmd-01"
 
 SCENARIO = """
@@ -80,7 +81,8 @@ class Device:
             models / "live.onnx", gain=1.0, threshold=0.5, name="a", version="1"
         )
         write_mean_model(models / "b.onnx", gain=2.0, threshold=1.5, name="b", version="2")
-        (tmp_path / "key").write_bytes(KEY + b"\n")
+        (tmp_path / "key").write_text(KEY_HEX + "\n")
+        (tmp_path / "key").chmod(0o600)
         text = SCENARIO.format(state=tmp_path / "state", broker=broker, protocol=protocol,
                                key=tmp_path / "key", model=live)  # fmt: skip
         scenario = parse_scenario(text, "cmd.toml", overrides={})
