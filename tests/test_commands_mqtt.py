@@ -20,7 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge.bench.mosquitto import Mosquitto
-from edge.clock import VirtualClock
+from edge.clock import Clock, VirtualClock
 from edge.runtime.runtime import Runtime
 from edge.sim.hardware import SimulatedHardware
 from edge.sim.scenario import parse_scenario
@@ -74,7 +74,15 @@ def command(name: str, request_id: str, args: dict[str, Any], key: bytes = KEY) 
 
 
 class Device:
-    def __init__(self, tmp_path: Path, broker: str, protocol: str, *, fresh: bool = True) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        broker: str,
+        protocol: str,
+        *,
+        fresh: bool = True,
+        clock: Clock | None = None,
+    ) -> None:
         models = tmp_path / "models"
         models.mkdir(exist_ok=not fresh)
         live = write_mean_model(
@@ -86,7 +94,7 @@ class Device:
         text = SCENARIO.format(state=tmp_path / "state", broker=broker, protocol=protocol,
                                key=tmp_path / "key", model=live)  # fmt: skip
         scenario = parse_scenario(text, "cmd.toml", overrides={})
-        clock = VirtualClock()
+        clock = clock or VirtualClock()
         hardware = SimulatedHardware(scenario, clock)
         self.runtime = Runtime(scenario.config, hardware=hardware.hardware, clock=clock)
         self.runtime.start()
