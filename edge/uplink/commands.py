@@ -235,7 +235,7 @@ class Checker:
             raise CommandRefused(str(exc)) from None
         except OSError as exc:
             raise CommandRefused(f"cannot record it against replay: {exc.strerror}") from None
-        if not authenticated or (response_topic and response_topic_problem(response_topic)):
+        if not authenticated or not response_topic or response_topic_problem(response_topic):
             response_topic, correlation = None, None
         return Request(name, request_id, ts, args, response_topic, correlation, authenticated)
 
