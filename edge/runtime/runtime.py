@@ -135,6 +135,12 @@ class Runtime:
             correlation = request.correlation if request and trusted else None
             self.uplink.reply(name, payload, response, correlation)
 
+        if self.config.uplink.protocol != "5":
+            from edge.uplink.memory import return_big_buffers
+
+            # No Maximum Packet Size in MQTT 3.1.1: a huge command is read whole, then
+            # dropped; its buffers must go back to the OS, not stay in the process.
+            return_big_buffers()
         policy = Policy(key, settings.max_age, settings.max_size)
         checker = Checker(self.device, policy, ReplayGuard(self.config.storage.state_dir))
         return Commands(
