@@ -335,3 +335,27 @@ def test_a_worker_that_dies_anyway_is_replaced_and_reported() -> None:
         box.close()
     assert deaths == ["SystemExit: handler called exit"] and box.restarts == 1
     assert [body["id"] for _, body, _ in sent.replies] == ["p-1"]
+
+
+# -- the command key file -------------------------------------------------------------------
+
+
+def test_a_binary_key_file_is_refused_not_silently_shortened(tmp_path: Path) -> None:
+    from edge.config.device import CommandsConfig
+
+    path = tmp_path / "command.key"
+    path.write_bytes(b" " + bytes(range(100, 130)) + b"\n")  # whitespace at both ends
+    path.chmod(0o600)
+    with pytest.raises(OSError, match="expected hex text") as caught:
+        CommandsConfig(enabled=True, key_file=str(path)).key()
+    assert bytes(range(100, 130)).hex() not in str(caught.value)
+
+
+def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    from edge.config.device import CommandsConfig
+
+    path = tmp_path / "command.key"
+    path.write_text("ab" * 32 + "\n")
+    path.chmod(0o640)
+    with pytest.raises(OSError, match=f"run: chmod 600 {path}"):
+        CommandsConfig(enabled=True, key_file=str(path)).key()
