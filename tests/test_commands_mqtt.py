@@ -224,9 +224,14 @@ def test_hostile_payloads_through_the_broker_leave_the_worker_answering(
     publish(mosquitto.url, f"edgeline/{DEVICE}/cmd/ping", command("ping", "after", {}))
     got = answers.wait_for(lambda ms: "after" in replies(ms))
     assert replies(got)["after"]["ok"] is True
+    got = [m for m in got if json.loads(m.payload)["id"] != "st"]
     worker = device.runtime.commands
     assert worker is not None and worker.alive and worker.restarts == 0
     assert worker.refused == len(HOSTILE)
+    publish(mosquitto.url, f"edgeline/{DEVICE}/cmd/status", command("status", "st", {}))
+    counted = replies(answers.wait_for(lambda ms: "st" in replies(ms)))["st"]["result"]
+    assert counted["commands"]["refused"] == len(HOSTILE)
+    assert counted["commands"]["unreadable"] == len(HOSTILE) - 1
     # Only the non-ASCII sig has an id to answer: the others have none that can be read.
     refused = replies(not_hello(got))
     assert sorted(refused) == ["after", "s-1"] and "bad signature" in refused["s-1"]["error"]

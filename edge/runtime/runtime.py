@@ -164,7 +164,9 @@ class Runtime:
         from edge.runtime.command_handlers import model_handler, status_handler
 
         return {
-            "status": status_handler(self.outbox, self.sensors),
+            "status": status_handler(
+                self.outbox, self.sensors, self.commands.counters if self.commands else None
+            ),
             "model": model_handler(self._onnx, self.scheduler.post),
         }
 

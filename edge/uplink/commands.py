@@ -344,6 +344,17 @@ class Commands:
         self._thread = threading.Thread(target=self._work, name="edgeline-commands", daemon=True)
         self._thread.start()
 
+    def counters(self) -> dict[str, int]:
+        """What was turned away, for the ``status`` command and the logs."""
+        return {
+            "refused": self.refused,
+            "not_shown": self.suppressed,
+            "unreadable": self.unreadable,
+            "oversized": self.oversized,
+            "busy": self.busy,
+            "worker_restarts": self.restarts,
+        }
+
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
