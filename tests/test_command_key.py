@@ -47,6 +47,7 @@ def test_a_short_odd_or_padded_key_is_refused(tmp_path: Path) -> None:
         (b"a" * 33, "odd number"),
         (b" " + b"ab" * 16, "hex text"),
         (b"ab" * 16 + b"\n\n", "hex text"),
+        (b"ab" * 2049, "more than 4096 bytes"),  # never cut to the first 4096
     ]:
         with pytest.raises(CommandKeyError, match=reason):
             read_key_file(key_file(tmp_path, text))

@@ -14,6 +14,7 @@ import stat
 from pathlib import Path
 
 MIN_COMMAND_KEY = 16  # bytes: 32 hex digits
+MAX_FILE = 4096  # bytes: a key file is a line of hex, never more
 HOW = "hex text such as `openssl rand -hex 32` writes"
 
 
@@ -47,9 +48,11 @@ def read_key_file(path: str | Path) -> bytes:
     try:
         with open(path, "rb") as handle:
             mode = os.fstat(handle.fileno()).st_mode
-            text = handle.read(4096)
+            text = handle.read(MAX_FILE + 1)
     except OSError as exc:
         raise CommandKeyError(f"{where}: cannot read the command key: {exc.strerror}") from exc
+    if len(text) > MAX_FILE:
+        raise CommandKeyError(f"{where}: expected {HOW}, found more than {MAX_FILE} bytes")
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise CommandKeyError(
             f"{where}: the command key is open to group or others "
