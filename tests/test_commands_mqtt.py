@@ -337,3 +337,26 @@ def test_a_dead_command_worker_is_reported_and_replaced(
     event = json.loads(health.wait_for_count(1)[0].payload)
     assert event["kind"] == "health" and event["state"] == "restarted"
     assert event["component"] == "commands" and "SystemExit" in event["reason"]
+
+
+def test_a_key_file_others_can_read_stops_the_runtime_with_a_config_error(
+    tmp_path: Path,
+) -> None:
+    from edge.errors import ConfigError
+
+    (tmp_path / "models").mkdir()
+    live = write_mean_model(tmp_path / "models" / "live.onnx", gain=1.0, threshold=0.5,
+                            name="a", version="1")  # fmt: skip
+    (tmp_path / "key").write_text(KEY_HEX + "\n")
+    (tmp_path / "key").chmod(0o644)
+    text = SCENARIO.format(state=tmp_path / "state", broker="mqtt://127.0.0.1:1", protocol="5",
+                           key=tmp_path / "key", model=live)  # fmt: skip
+    scenario = parse_scenario(text, "cmd.toml", overrides={})
+    clock = VirtualClock()
+    hardware = SimulatedHardware(scenario, clock)
+    with pytest.raises(ConfigError) as caught:
+        Runtime(scenario.config, hardware=hardware.hardware, clock=clock)
+    assert caught.value.problems == [
+        f"cmd.toml: commands.key_file: {tmp_path / 'key'}: the command key is open to group or "
+        f"others (mode 0644); run: chmod 600 {tmp_path / 'key'}"
+    ]
