@@ -381,7 +381,10 @@ class Uplink:
         if commands is None:
             return
         payload = message.payload
-        name = message.topic.rsplit("/", 1)[-1]
+        try:
+            name = message.topic.rsplit("/", 1)[-1]
+        except UnicodeDecodeError:  # brokers refuse such topics; should one not: refused
+            name = "?"  # not a command name: counted, never answered
         if len(payload) > commands.max_size:
             commands.too_big(name, len(payload))  # dropped unread: counted, logged
             return
