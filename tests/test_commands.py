@@ -21,6 +21,7 @@ from edge.uplink.commands import (
     Request,
     sign,
     signing_text,
+    signing_text_v1,
 )
 from models.onnx_detector import OnnxDetector, OnnxParams
 from tests.models.test_onnx_reload import WINDOW, flip_weight_byte, write_mean_model
@@ -265,6 +266,9 @@ def test_signed_fields_cannot_shift_into_each_other() -> None:
     # the id alone with that ts. Version 2 prefixes each field with its length.
     shifted = ("r-1\n2026-09-21T14:13:20.000Z", "x")
     plain = ("r-1", "2026-09-21T14:13:20.000Z\nx")
+    assert signing_text_v1(DEVICE, "ping", *shifted, {}) == signing_text_v1(
+        DEVICE, "ping", *plain, {}
+    )
     assert sign(KEY, DEVICE, "ping", *shifted, {}) != sign(KEY, DEVICE, "ping", *plain, {})
     assert signing_text(DEVICE, "ping", "r-1", TS, {"a": 1}) == (
         b"edgeline-cmd-v2\n8:press-07\n4:ping\n3:r-1\n24:" + TS.encode() + b'\n7:{"a":1}\n'
