@@ -77,3 +77,14 @@ def test_a_damaged_guard_file_starts_afresh_and_the_age_check_still_holds(
     old = signed("o", "2026-09-21T13:00:00.000Z")
     with pytest.raises(CommandRefused, match="stale"):
         checker(tmp_path).check("model", old, now=NOW, synced=True)
+
+
+def test_the_guard_never_writes_through_a_symlink(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / ".commands.json.tmp").symlink_to(victim)
+    checker(state).check("model", signed("s", "2026-09-21T14:13:20.000Z"), now=NOW, synced=True)
+    assert victim.read_text() == "untouched"
+    assert json.loads((state / "commands.json").read_text())["ids"] == {"s": NOW}
