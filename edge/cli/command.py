@@ -34,7 +34,9 @@ def register(commands: Any) -> None:
         "--timeout", type=float, default=10.0, metavar="S",
         help="seconds to wait for the reply (default 10)",
     )  # fmt: skip
-    command.add_argument("--prefix", default="edgeline", help="topic prefix (default edgeline)")
+    command.add_argument(
+        "--prefix", default="edgeline", metavar="P", help="topic prefix (default edgeline)"
+    )
     command.add_argument("--json", action="store_true", help="print the whole reply as JSON")
     command.set_defaults(handler=cmd_command)
 
