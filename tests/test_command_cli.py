@@ -104,3 +104,16 @@ def test_an_unreachable_broker_exits_1(key_file: Path, capsys: pytest.CaptureFix
 def test_arg_values_are_json_when_they_parse_else_strings() -> None:
     assert parse_args_list(["n=5", "s=b.onnx", "q=\"5\"", "o={\"a\": null}", "e=", "x=NaN"]) == {
         "n": 5, "s": "b.onnx", "q": "5", "o": {"a": None}, "e": "", "x": "NaN"}  # fmt: skip
+
+
+def test_text_that_cannot_travel_is_bad_input_not_a_traceback(
+    key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Found by the fuzz campaign: a lone surrogate (undecodable bytes in argv) in the device
+    # id could not be signed and escaped as a UnicodeEncodeError.
+    base = ["command", "--broker", f"mqtt://127.0.0.1:{free_port()}", "--key-file", str(key_file)]
+    for extra in (["--device", "\udcff"], ["--device", "a\x01"], ["--device", DEVICE,
+                  "--prefix", "p\udcff"], ["--device", DEVICE, "--arg", "k=\udcff"]):  # fmt: skip
+        code = main([*base, *extra, "ping"])
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1

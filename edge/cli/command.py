@@ -43,6 +43,8 @@ def register(commands: Any) -> None:
 
 def parse_args_list(items: list[str]) -> dict[str, Any]:
     """``KEY=VALUE`` pairs into a dict; VALUE as JSON when it parses, else the string."""
+    from edge.uplink.commands import canonical
+
     args: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
@@ -51,6 +53,10 @@ def parse_args_list(items: list[str]) -> dict[str, Any]:
         if key in args:
             raise UsageError(f"--arg: {key!r} given twice")
         args[key] = _value(text)
+    try:
+        canonical(args).encode("utf-8")
+    except UnicodeEncodeError:  # a surrogate from undecodable bytes in argv
+        raise UsageError("--arg: not valid UTF-8 text") from None
     return args
 
 
@@ -67,16 +73,17 @@ def _value(text: str) -> Any:
 def problems(args: argparse.Namespace) -> list[str]:
     from edge.config.device import broker_url, topic_prefix
     from edge.config.validation import topic_level
-    from edge.uplink.commands import NAME
+    from edge.uplink.commands import NAME, char_problem
 
     found = []
     if (problem := broker_url(args.broker)) is not None:
         found.append(f"--broker: expected {problem}")
-    if (problem := topic_level(args.device)) is not None:
+    problem = topic_level(args.device) or char_problem(args.device, "a device id")
+    if problem is not None:
         found.append(f"--device: expected {problem}, got {args.device!r}")
     if not NAME.fullmatch(args.name):
         found.append(f"NAME: expected 1 to 64 of A-Z a-z 0-9 _ . -, got {args.name!r}")
-    if (problem := topic_prefix(args.prefix)) is not None:
+    if (problem := topic_prefix(args.prefix) or char_problem(args.prefix, "a prefix")) is not None:
         found.append(f"--prefix: expected {problem}, got {args.prefix!r}")
     if not (math.isfinite(args.timeout) and 0 < args.timeout <= 3600):
         found.append(f"--timeout: expected seconds between 0 and 3600, got {args.timeout:g}")

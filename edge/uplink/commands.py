@@ -138,12 +138,18 @@ def id_problem(text: str) -> str | None:
     a control, format or separator character, a surrogate or a Unicode non-character."""
     if not 0 < len(text) <= MAX_ID:
         return f"id must be a string of 1 to {MAX_ID} characters"
+    return char_problem(text, "id")
+
+
+def char_problem(text: str, what: str) -> str | None:
+    """Why ``text`` cannot be sent as ``what``: a control, format or separator character, a
+    surrogate or a Unicode non-character in it (None: none)."""
     for char in text:
         code = ord(char)
         if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp") or (
             0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE
         ):
-            return f"id must not contain U+{code:04X} (control or non-character)"
+            return f"{what} must not contain U+{code:04X} (control or non-character)"
     return None
 
 
