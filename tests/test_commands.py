@@ -13,9 +13,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge.runtime.command_handlers import model_handler, ping
-from edge.uplink.commands import Checker, CommandRefused, Commands, Policy, Request, sign
+from edge.uplink.commands import (
+    Checker,
+    CommandRefused,
+    Commands,
+    Policy,
+    Request,
+    sign,
+    signing_text,
+    signing_text_v1,
+)
 from models.onnx_detector import OnnxDetector, OnnxParams
 from tests.models.test_onnx_reload import WINDOW, flip_weight_byte, write_mean_model
+from tests.waiting import wait_until
 
 KEY = b"k" * 32
 DEVICE = "press-07"
@@ -29,6 +39,7 @@ json_values = st.recursive(
     ),
     max_leaves=8,
 )
+BAD_ID = ("Cc", "Cf", "Cs", "Zl", "Zp", "Cn")  # control, format, separators, unassigned
 arg_maps = st.dictionaries(st.text(max_size=8), json_values, max_size=4)
 
 
@@ -44,7 +55,7 @@ def checker(key: bytes | None = KEY) -> Checker:
 
 @given(
     name=st.sampled_from(["ping", "model", "status"]),
-    request_id=st.text(min_size=1, max_size=20),
+    request_id=st.text(st.characters(exclude_categories=BAD_ID), min_size=1, max_size=20),
     args=arg_maps,
 )
 def test_a_signed_command_is_accepted_as_sent(
@@ -196,18 +207,6 @@ def test_a_command_dated_ahead_is_remembered_until_it_could_no_longer_pass() -> 
         guard.check("ping", payload("ping", "f1", {}, ts=ahead), now=NOW + 301, synced=True)
 
 
-def test_a_short_or_empty_command_key_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from edge.config.device import CommandsConfig
-
-    (tmp_path / "key").write_bytes(b"  \n")
-    with pytest.raises(OSError, match="at least 16 bytes"):
-        CommandsConfig(enabled=True, key_file=str(tmp_path / "key")).key()
-    monkeypatch.setenv("EDGE_KEY", "x" * 16)
-    assert CommandsConfig(enabled=True, key_env="EDGE_KEY").key() == b"x" * 16
-
-
 def test_a_task_the_sampling_loop_never_took_does_not_run_after_the_refusal(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -220,3 +219,147 @@ def test_a_task_the_sampling_loop_never_took_does_not_run_after_the_refusal(
         commands_module.on_sampler(posted.append, lambda: ran.append(1))
     posted[0]()  # the loop gets to it late
     assert ran == []
+
+
+# -- hostile payloads: each a refusal, never a dead worker ------------------------------------
+
+HOSTILE = {
+    "nested JSON": b"[" * 2000 + b"]" * 2000,
+    "nested id": b'{"id": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    "lone surrogate in id": b'{"id": "\\ud800", "ts": "2026-09-21T14:13:20.000Z", "sig": "00"}',
+    "non-ASCII sig": json.dumps({"id": "s-1", "ts": TS, "args": {}, "sig": "\u00e9" * 64}).encode(),
+    "huge number": b'{"id": "n-1", "ts": "' + TS.encode() + b'", "args": {"x": 1' + b"0" * 5000
+    + b"}}",
+    "surrogate in args": b'{"id": "a-1", "ts": "' + TS.encode() + b'", "args": {"\\udfff": 1},'
+    b' "sig": "' + b"0" * 64 + b'"}',
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("what", sorted(HOSTILE))
+def test_a_hostile_payload_is_refused_and_the_worker_goes_on(what: str) -> None:
+    sent = Sent()
+    box = commands({"ping": ping}, sent)
+    with pytest.raises(CommandRefused):
+        checker().check("ping", HOSTILE[what], now=NOW, synced=True)
+    box.start()
+    try:
+        box.received("ping", HOSTILE[what])
+        box.received("ping", payload("ping", "after", {}))
+    finally:
+        box.close()
+    assert box._thread is None and box.restarts == 0
+    assert [body["id"] for _, body, _ in sent.replies][-1:] == ["after"]
+    assert sent.replies[-1][1]["ok"] is True
+
+
+@pytest.mark.parametrize("bad", ["a\x01b", "\x7f", "line\nfeed", "\ufdd0", "x\uffff", "\u2028",
+                                 "\u202eevil", "\ud800"])  # fmt: skip
+def test_control_and_non_characters_in_an_id_are_refused(bad: str) -> None:
+    body = {"id": bad, "ts": TS, "args": {}, "sig": "0" * 64}  # the id is refused first
+    raw = json.dumps(body).encode()  # ASCII escapes: even a lone surrogate travels
+    with pytest.raises(CommandRefused, match="id must not contain"):
+        checker().check("ping", raw, now=NOW, synced=True)
+
+
+def test_signed_fields_cannot_shift_into_each_other() -> None:
+    # Version 1 joined fields with newlines: an id ending in "\n<ts>" signed the same text as
+    # the id alone with that ts. Version 2 prefixes each field with its length.
+    shifted = ("r-1\n2026-09-21T14:13:20.000Z", "x")
+    plain = ("r-1", "2026-09-21T14:13:20.000Z\nx")
+    assert signing_text_v1(DEVICE, "ping", *shifted, {}) == signing_text_v1(
+        DEVICE, "ping", *plain, {}
+    )
+    assert sign(KEY, DEVICE, "ping", *shifted, {}) != sign(KEY, DEVICE, "ping", *plain, {})
+    assert signing_text(DEVICE, "ping", "r-1", TS, {"a": 1}) == (
+        b"edgeline-cmd-v2\n8:press-07\n4:ping\n3:r-1\n24:" + TS.encode() + b'\n7:{"a":1}\n'
+    )
+
+
+def test_refusals_are_rate_limited_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    sent = Sent()
+    now = [0.0]
+    box = Commands(checker(), {"ping": ping}, sent, wall=lambda: NOW, monotonic=lambda: now[0])
+    with caplog.at_level("WARNING", logger="edge.uplink.commands"):
+        for i in range(100):
+            box.handle("ping", payload("ping", f"f{i}", {}, key=b"forged" * 6))
+    assert len(sent.replies) == 10 and box.refused == 100 and box.suppressed == 90
+    assert len(caplog.records) == 10
+    now[0] = 2.0  # two tokens back: the next line says how many were not shown
+    box.handle("ping", payload("ping", "later", {}, key=b"forged" * 6))
+    assert "90 more refusals not shown" in caplog.records[-1].getMessage()
+
+
+def test_a_log_line_cannot_be_forged_by_a_command_name_or_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    box = commands({"ping": ping}, Sent())
+    forged = "x\nWARNING edge.uplink.commands: command ping accepted"
+    with caplog.at_level("WARNING", logger="edge.uplink.commands"):
+        box.handle(forged, b'{"id": "r", "' + b"k" * 5000 + b'": 1}')
+        box.handle("ping", b'{"id": "r", "' + b"\n" * 50 + b'": 1}')
+    for record in caplog.records:
+        line = record.getMessage()
+        assert "\n" not in line and len(line) < 400
+
+
+def test_an_unauthenticated_request_never_chooses_where_its_reply_goes() -> None:
+    sent = Sent()
+    open_box = Commands(Checker(DEVICE, Policy(None)), {"ping": ping}, sent, wall=lambda: NOW)
+    open_box.handle("ping", b'{"id": "u-1"}', "elsewhere/victim", b"c")
+    signed = commands({"ping": ping}, sent)
+    signed.handle("ping", payload("ping", "f-1", {}, key=b"forged" * 6), "elsewhere/victim", b"c")
+    signed.handle("ping", payload("ping", "ok-1", {}), "answers/me", b"c")
+    signed.handle("ping", payload("ping", "ok-2", {}), "answers/#", b"c")  # not publishable
+    routes = {body["id"]: (r.response_topic if r else None) for _, body, r in sent.replies}
+    assert routes == {"u-1": None, "f-1": None, "ok-1": "answers/me", "ok-2": None}
+
+
+def test_an_oversized_payload_is_dropped_before_it_is_queued() -> None:
+    sent = Sent()
+    box = commands({"ping": ping}, sent)
+    box.received("ping", b"{" + b" " * 40_000_000 + b"}")  # the worker is not even running
+    assert box._queue.qsize() == 0 and box.oversized == 1 and sent.replies == []
+
+
+def test_a_worker_that_dies_anyway_is_replaced_and_reported() -> None:
+    sent = Sent()
+    deaths: list[str] = []
+
+    def fatal(args: Any) -> Any:
+        raise SystemExit("handler called exit")
+
+    box = Commands(checker(), {"ping": ping, "exit": fatal}, sent, wall=lambda: NOW,
+                   died=deaths.append)  # fmt: skip
+    box.start()
+    try:
+        box.received("exit", payload("exit", "x-1", {}))
+        box.received("ping", payload("ping", "p-1", {}))
+        wait_until(lambda: len(sent.replies) == 1, timeout=10)
+    finally:
+        box.close()
+    assert deaths == ["SystemExit: handler called exit"] and box.restarts == 1
+    assert [body["id"] for _, body, _ in sent.replies] == ["p-1"]
+
+
+# -- the command key file -------------------------------------------------------------------
+
+
+def test_a_binary_key_file_is_refused_not_silently_shortened(tmp_path: Path) -> None:
+    from edge.config.device import CommandsConfig
+
+    path = tmp_path / "command.key"
+    path.write_bytes(b" " + bytes(range(100, 130)) + b"\n")  # whitespace at both ends
+    path.chmod(0o600)
+    with pytest.raises(OSError, match="expected hex text") as caught:
+        CommandsConfig(enabled=True, key_file=str(path)).key()
+    assert bytes(range(100, 130)).hex() not in str(caught.value)
+
+
+def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    from edge.config.device import CommandsConfig
+
+    path = tmp_path / "command.key"
+    path.write_text("ab" * 32 + "\n")
+    path.chmod(0o640)
+    with pytest.raises(OSError, match=f"run: chmod 600 {path}"):
+        CommandsConfig(enabled=True, key_file=str(path)).key()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from edge.config.command_key import read_key_env, read_key_file
 from edge.config.secrets import hide_password, private_file_problem, read_secret_text
 from edge.config.sensing import (
     ActionConfig,
@@ -259,9 +260,6 @@ class UplinkConfig:
         return None
 
 
-MIN_COMMAND_KEY = 16  # bytes
-
-
 @dataclass(frozen=True)
 class CommandsConfig:
     enabled: bool = field(
@@ -269,15 +267,27 @@ class CommandsConfig:
         metadata={"doc": "accept downlink commands on {prefix}/{device}/cmd/{name}"},
     )
     key_file: str | None = field(
-        default=None, metadata={"doc": "file holding the HMAC-SHA256 key commands are signed with"}
+        default=None,
+        metadata={"doc": "file holding the command key: hex text, mode 0600"},
     )
-    key_env: str | None = field(default=None, metadata={"doc": "env var with the command key"})
+    key_env: str | None = field(
+        default=None, metadata={"doc": "env var with the command key, as hex text"}
+    )
     allow_unsigned: bool = field(
         default=False, metadata={"doc": "accept commands with no signature (a lab bench only)"}
     )
     max_age: float = field(
         default=300.0,
         metadata={"min": 1.0, "max": 86_400, "doc": "seconds a command stays valid"},
+    )
+    max_size: int = field(
+        default=16_384,
+        metadata={
+            "min": 256,
+            "max": 1_048_576,
+            "doc": "largest command payload, bytes; bigger ones are dropped unread "
+            "(MQTT 5: the broker is asked never to send them)",
+        },
     )
 
     def __post_init__(self) -> None:
@@ -289,18 +299,14 @@ class CommandsConfig:
             )
 
     def key(self) -> bytes | None:
-        """The command key from its file or environment variable; None when unsigned."""
+        """The command key from its file or environment variable; None when unsigned.
+
+        Raises ``CommandKeyError`` (an ``OSError``) naming the file or variable."""
         if self.key_file:
-            key = Path(self.key_file).read_bytes().strip()
-        elif self.key_env:
-            key = os.environ.get(self.key_env, "").encode()
-        else:
-            return None
-        if len(key) < MIN_COMMAND_KEY:
-            # An empty key would let anyone sign commands.
-            where = self.key_file or f"environment variable {self.key_env}"
-            raise OSError(f"{where}: a command key needs at least {MIN_COMMAND_KEY} bytes")
-        return key
+            return read_key_file(self.key_file)
+        if self.key_env:
+            return read_key_env(self.key_env)
+        return None
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,11 @@ def private_file_problem(path: str | Path) -> str | None:
         mode = os.stat(path).st_mode
     except OSError:
         return None
+    return mode_problem(mode, path)
+
+
+def mode_problem(mode: int, path: str | Path) -> str | None:
+    """Why a secret file with this ``st_mode`` must not be used, or None."""
     if stat.S_IMODE(mode) & 0o077:
         return (
             f"expected a file only its owner can read or write (run: chmod 600 {path}),"

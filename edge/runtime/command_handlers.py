@@ -36,10 +36,15 @@ def ping(args: Mapping[str, Any]) -> Mapping[str, Any]:
     return {"pong": True, **({"echo": args["echo"]} if "echo" in args else {})}
 
 
-def status_handler(outbox: Outbox, sensors: Mapping[str, SensorRunner]) -> Handler:
+def status_handler(
+    outbox: Outbox,
+    sensors: Mapping[str, SensorRunner],
+    commands: Callable[[], Mapping[str, int]] | None = None,
+) -> Handler:
     def status(args: Mapping[str, Any]) -> Mapping[str, Any]:
         stats = outbox.stats().as_json()
         return {
+            **({"commands": dict(commands())} if commands is not None else {}),
             "outbox": stats,
             "sensors": {
                 sensor_id: {

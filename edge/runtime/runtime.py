@@ -24,6 +24,7 @@ from edge.runtime.actions import Actions
 from edge.runtime.delivery import Delivery
 from edge.runtime.detector_state import DetectorStates
 from edge.runtime.model_watch import ModelWatch
+from edge.runtime.recorder import RUNTIME_SENSOR
 from edge.runtime.scheduler import Scheduler
 from edge.runtime.sensing import SensorRunner
 from edge.runtime.watcher import Watcher
@@ -107,7 +108,7 @@ class Runtime:
                 "version": __version__,
                 "sensors": [s.id for s in config.sensors],
             },
-            commands=self.commands.received if self.commands is not None else None,
+            commands=self.commands,
         )
         delivery.listen(self._stored)
         return delivery
@@ -117,31 +118,55 @@ class Runtime:
         if not settings.enabled:
             return None
         from edge.runtime.command_handlers import ping
+        from edge.uplink.command_guard import ReplayGuard
         from edge.uplink.commands import Checker, Commands, Policy
 
+        where = "key_file" if settings.key_file else "key_env"
         try:
             key = settings.key()
         except OSError as exc:
             self.outbox.close()
-            raise ConfigError(
-                [f"{self.config.source}: commands: cannot read the key: {exc}"]
-            ) from exc
+            raise ConfigError([f"{self.config.source}: commands.{where}: {exc}"]) from exc
 
         def send(name: str, payload: bytes, request: Request | None) -> None:
-            response = request.response_topic if request else None
-            correlation = request.correlation if request else None
+            # Only an authenticated request may name where its reply goes.
+            trusted = request is not None and request.authenticated
+            response = request.response_topic if request and trusted else None
+            correlation = request.correlation if request and trusted else None
             self.uplink.reply(name, payload, response, correlation)
 
-        checker = Checker(self.device, Policy(key, settings.max_age))
+        if self.config.uplink.protocol != "5":
+            from edge.uplink.memory import return_big_buffers
+
+            # No Maximum Packet Size in MQTT 3.1.1: a huge command is read whole, then
+            # dropped; its buffers must go back to the OS, not stay in the process.
+            return_big_buffers()
+        policy = Policy(key, settings.max_age, settings.max_size)
+        checker = Checker(self.device, policy, ReplayGuard(self.config.storage.state_dir))
         return Commands(
-            checker, {"ping": ping}, send, wall=self.clock.wall, synced=self.clock.synced
+            checker,
+            {"ping": ping},
+            send,
+            wall=self.clock.wall,
+            synced=self.clock.synced,
+            died=self._command_worker_died,
         )
+
+    def _command_worker_died(self, reason: str) -> None:
+        """The command worker ended and was replaced (its thread): say so upstream."""
+        stamp = self.stamp()
+        fields = {"state": "restarted", "component": "commands", "reason": reason}
+        draft = Draft(RUNTIME_SENSOR, "health", "warning", None, stamp.mono, stamp.wall,
+                      stamp.synced, fields)  # fmt: skip
+        self.recorder.submit(draft)
 
     def _command_handlers(self) -> dict[str, Handler]:
         from edge.runtime.command_handlers import model_handler, status_handler
 
         return {
-            "status": status_handler(self.outbox, self.sensors),
+            "status": status_handler(
+                self.outbox, self.sensors, self.commands.counters if self.commands else None
+            ),
             "model": model_handler(self._onnx, self.scheduler.post),
         }
 

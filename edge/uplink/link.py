@@ -25,7 +25,7 @@ import socket
 import ssl
 import threading
 from collections import deque
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -63,8 +63,23 @@ def _write_on_link_thread(client: mqtt.Client, userdata: Any, sock: Any) -> None
     """paho's write hook: nothing to do, the link thread's loop() writes queued packets."""
 
 
-# (name, payload, response topic, correlation data): a downlink command arrived.
-CommandSink = Callable[[str, bytes, "str | None", "bytes | None"], None]
+PACKET_HEADROOM = 4096  # bytes of topic and properties allowed beside a command's payload
+
+
+class CommandSink(Protocol):
+    """Where downlink commands go (:class:`edge.uplink.commands.Commands`)."""
+
+    @property
+    def max_size(self) -> int:
+        """The largest payload accepted: bigger ones are dropped before anything is queued."""
+
+    def received(
+        self, name: str, payload: bytes, response_topic: str | None, correlation: bytes | None
+    ) -> None:
+        """A command arrived (link thread): queue it, never block."""
+
+    def too_big(self, name: str, size: int) -> None:
+        """A payload over ``max_size`` arrived and was dropped unread (link thread)."""
 
 
 class Acknowledgements(Protocol):
@@ -121,8 +136,7 @@ class Uplink:
         commands: CommandSink | None = None,
     ) -> None:
         self.settings = settings
-        # Downlink commands go here (name, payload, MQTT 5 response topic, correlation data).
-        self.commands = commands
+        self.commands = commands  # where downlink commands go
         self.device = device
         self.outbox = outbox
         self.clock = clock
@@ -262,7 +276,12 @@ class Uplink:
         session = _Session(self._client())
         self.stats.state = "connecting"
         try:
-            session.client.connect(self.settings.host, self.settings.port, self.settings.keepalive)
+            session.client.connect(
+                self.settings.host,
+                self.settings.port,
+                self.settings.keepalive,
+                properties=self._connect_properties(),
+            )
         except (OSError, ssl.SSLError, ValueError) as exc:
             self.stats.last_error = f"cannot connect to {self.settings.broker}: {exc}"
             return
@@ -316,6 +335,15 @@ class Uplink:
         client.suppress_exceptions = True  # a callback bug is logged, not a dead link thread
         return client
 
+    def _connect_properties(self) -> Properties | None:
+        """MQTT 5: ask the broker never to send a packet bigger than a command may be (it
+        discards one instead), so a flood of huge messages never reaches this process."""
+        if self.settings.protocol != "5" or self.commands is None:
+            return None
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.MaximumPacketSize = self.commands.max_size + PACKET_HEADROOM
+        return props
+
     def _status(self, state: str) -> str:
         body = {"state": state, "device": self.device, "ts": format_ts(self.clock.wall())}
         if state == "online":
@@ -347,14 +375,23 @@ class Uplink:
         log.info("connected to %s", self.settings.broker)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        """A downlink command: hand it over at once (the handler only queues it)."""
-        if self.commands is None:
+        """A downlink command: hand it over at once (the handler only queues it). Its size
+        is checked first, before anything is copied or queued."""
+        commands = self.commands
+        if commands is None:
+            return
+        payload = message.payload
+        try:
+            name = message.topic.rsplit("/", 1)[-1]
+        except UnicodeDecodeError:  # brokers refuse such topics; should one not: refused
+            name = "?"  # not a command name: counted, never answered
+        if len(payload) > commands.max_size:
+            commands.too_big(name, len(payload))  # dropped unread: counted, logged
             return
         props = message.properties
         response = getattr(props, "ResponseTopic", None) if props is not None else None
         correlation = getattr(props, "CorrelationData", None) if props is not None else None
-        name = message.topic.rsplit("/", 1)[-1]
-        self.commands(name, bytes(message.payload), response, correlation)
+        commands.received(name, bytes(payload), response, correlation)
 
     def reply(
         self, name: str, payload: bytes, response_topic: str | None, correlation: bytes | None
