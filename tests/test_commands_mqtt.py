@@ -357,6 +357,6 @@ def test_a_key_file_others_can_read_stops_the_runtime_with_a_config_error(
     with pytest.raises(ConfigError) as caught:
         Runtime(scenario.config, hardware=hardware.hardware, clock=clock)
     assert caught.value.problems == [
-        f"cmd.toml: commands.key_file: {tmp_path / 'key'}: the command key is open to group or "
-        f"others (mode 0644); run: chmod 600 {tmp_path / 'key'}"
+        f"cmd.toml: commands.key_file: {tmp_path / 'key'}: expected a file only its owner can"
+        f" read or write (run: chmod 600 {tmp_path / 'key'}), found mode 0644"
     ]

@@ -55,7 +55,7 @@ def read_key_file(path: str | Path) -> bytes:
     if len(text) > MAX_FILE:
         raise CommandKeyError(f"{where}: expected {HOW}, found more than {MAX_FILE} bytes")
     if problem := mode_problem(mode, where):
-        raise CommandKeyError(f"{where}: the command key is open to group or others: {problem}")
+        raise CommandKeyError(f"{where}: {problem}")
     return parse_key(text, where)
 
 
