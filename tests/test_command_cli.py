@@ -95,6 +95,26 @@ def test_bad_arguments_exit_2_one_line_each(
     assert f"chmod 600 {open_key}" in err[-1] and KEY_HEX not in err[-1]
 
 
+def test_broker_login_options_are_checked_as_the_config_checks_them(
+    tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    password = tmp_path / "operator.pw"
+    password.write_text("s3cret\n")
+    password.chmod(0o600)
+    base = ["command", "--device", DEVICE, "--key-file", str(key_file), "ping"]
+    code = main([*base, "--broker", "mqtt://127.0.0.1:1", "--password-file", str(password),
+                 "--ca-file", str(tmp_path / "ca.pem")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and [line.split(":")[1].strip() for line in err] == [
+        "--ca-file", "--password-file"]  # fmt: skip
+    assert "clear text" in err[1] and "s3cret" not in "\n".join(err)
+    password.chmod(0o644)
+    code = main([*base, "--broker", "mqtt://127.0.0.1:1", "--allow-plaintext-password",
+                 "--password-file", str(password)])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and f"chmod 600 {password}" in err[0]
+
+
 def test_an_unreachable_broker_exits_1(key_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["command", "--broker", f"mqtt://127.0.0.1:{free_port()}", "--device", DEVICE,
                  "--key-file", str(key_file), "ping"])  # fmt: skip

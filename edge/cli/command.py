@@ -37,6 +37,17 @@ def register(commands: Any) -> None:
     command.add_argument(
         "--prefix", default="edgeline", metavar="P", help="topic prefix (default edgeline)"
     )
+    command.add_argument("--username", metavar="USER", help="the operator's broker user name")
+    command.add_argument(
+        "--password-file", metavar="FILE",
+        help="file holding the broker password (mode 0600); needs an mqtts:// broker unless"
+        " --allow-plaintext-password",
+    )  # fmt: skip
+    command.add_argument(
+        "--allow-plaintext-password", action="store_true",
+        help="send the password over mqtt://, in clear text (a broker on this host)",
+    )  # fmt: skip
+    command.add_argument("--ca-file", metavar="FILE", help="CA bundle for an mqtts:// broker")
     command.add_argument("--json", action="store_true", help="print the whole reply as JSON")
     command.set_defaults(handler=cmd_command)
 
@@ -105,11 +116,13 @@ def cmd_command(args: argparse.Namespace) -> int:
         key = read_key_file(args.key_file)
     except CommandKeyError as exc:
         found.append(f"--key-file: {exc}")
+    password = _password(args, found)
     if found:
         raise ConfigError(found)
     reply = send_command(
         args.broker, args.device, key, args.name, command_args,
         prefix=args.prefix, timeout=args.timeout,
+        username=args.username, password=password, ca_file=args.ca_file,
     )  # fmt: skip
     ok = reply.get("ok") is True
     if args.json:
@@ -119,3 +132,26 @@ def cmd_command(args: argparse.Namespace) -> int:
     else:
         print(f"error: {args.device} refused {args.name}: {reply.get('error')}", file=sys.stderr)
     return EXIT_OK if ok else EXIT_FAILURE
+
+
+def _password(args: argparse.Namespace, found: list[str]) -> str | None:
+    """The broker password from ``--password-file``, read as the device reads its own:
+    a private file, and over ``mqtt://`` only when clear text is allowed on purpose."""
+    from edge.config.secrets import read_secret_text
+
+    tls = args.broker.startswith("mqtts://")
+    if args.ca_file is not None and not tls:
+        found.append("--ca-file: expected an mqtts:// broker (no TLS: it would be ignored)")
+    if args.password_file is None:
+        return None
+    if not tls and not args.allow_plaintext_password:
+        found.append(
+            "--password-file: expected an mqtts:// broker: the password would travel in clear"
+            " text (add --allow-plaintext-password to send it anyway)"
+        )
+        return None
+    try:
+        return read_secret_text(args.password_file)
+    except (OSError, UnicodeDecodeError) as exc:
+        found.append(f"--password-file: {exc}")
+        return None

@@ -56,12 +56,17 @@ def send_command(
     prefix: str = "edgeline",
     timeout: float = 10.0,
     request_id: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: str | None = None,
 ) -> dict[str, Any]:
     """Send one signed command and return the device's reply (``{"id", "ok", ...}``).
 
-    Raises ``UplinkError`` when the broker cannot be reached, ``NoReply`` when the device
-    does not answer within ``timeout`` seconds."""
-    settings = UplinkConfig(broker=broker)
+    ``username`` and ``password`` log in to the broker (the operator's own broker user, which
+    may publish to devices' ``cmd/`` topics and read their ``reply/`` topics); ``ca_file``
+    verifies an ``mqtts://`` broker. Raises ``UplinkError`` when the broker cannot be reached,
+    ``NoReply`` when the device does not answer within ``timeout`` seconds."""
+    settings = UplinkConfig(broker=broker, username=username, ca_file=ca_file)
     request_id, payload = build_command(key, device, name, args or {}, request_id=request_id)
     reply_topic = f"{prefix}/{device}/reply/{name}"
     cond = threading.Condition()
@@ -93,7 +98,8 @@ def send_command(
                 state["reply"] = body
                 cond.notify_all()
 
-    client = paho_client(settings, f"edgeline-operator-{uuid.uuid4().hex[:8]}", inflight=1)
+    client_id = f"edgeline-operator-{uuid.uuid4().hex[:8]}"
+    client = paho_client(settings, client_id, inflight=1, password=password)
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
     client.on_message = on_message
