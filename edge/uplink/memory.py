@@ -10,7 +10,6 @@ keeps every buffer over 1 MiB in its own mapping, returned to the OS when freed.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 log = logging.getLogger(__name__)
@@ -21,12 +20,10 @@ THRESHOLD = 1024 * 1024
 
 def return_big_buffers() -> bool:
     """Fix glibc's mmap threshold at 1 MiB; False where there is no glibc (musl, macOS)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        # The symbols the process already has (libc's among them): no library search, which
+        # would run ldconfig or a compiler in a subprocess at start.
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
