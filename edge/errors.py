@@ -28,6 +28,11 @@ class UsageError(EdgelineError, ValueError):
     """Options or arguments that do not fit together (the CLI exits 2 on it)."""
 
 
+class HardwareMissing(UsageError):
+    """The config needs hardware this machine does not offer (no GPIO pin library, no I2C
+    bus): the CLI exits 2 with what to install or enable."""
+
+
 class OutboxError(EdgelineError, RuntimeError):
     """The outbox cannot be opened or used (wrong device, unreadable file, newer schema)."""
 

@@ -24,3 +24,8 @@ class SensorTimeout(SensorError, TimeoutError):
     A ``TimeoutError``, so an ``OSError`` too: the runtime treats it as a transient
     fault like a NACK, and retries on the next reading.
     """
+
+
+class NoPinFactory(SensorError):
+    """gpiozero found no way to drive GPIO here: no lgpio (or other pin library), or no
+    GPIO chip at all (not a Raspberry Pi)."""

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gpiozero import (
+    BadPinFactory,
     DigitalInputDevice,
     GPIOZeroError,
     InputDevice,
@@ -20,7 +21,7 @@ from gpiozero import (
     PinInvalidPull,
 )
 
-from sensors.errors import SensorConfigError, SensorError
+from sensors.errors import NoPinFactory, SensorConfigError, SensorError
 from sensors.ports import Monotonic, Pull
 
 PINS = range(28)  # BCM 0..27: the 40-pin header of every Pi model
@@ -50,6 +51,8 @@ def _open(
         device = kind(pin, **kwargs)
     except (PinFixedPull, PinInvalidPull, PinInvalidPin) as exc:
         raise SensorConfigError(f"GPIO{pin} with pull {pull!r}: {exc}") from exc
+    except (BadPinFactory, ImportError) as exc:  # GPIOZERO_PIN_FACTORY names a missing one
+        raise NoPinFactory(f"cannot open GPIO{pin}: no GPIO pin library could be loaded") from exc
     except GPIOZeroError as exc:
         raise SensorError(f"cannot open GPIO{pin}: {exc}") from exc
     invert = pull_up is not None and active_low != pull_up

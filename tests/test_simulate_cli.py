@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -10,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from edge.bench.mosquitto import Mosquitto
 
@@ -146,6 +149,42 @@ def test_bad_arguments_exit_2_with_one_line_and_no_traceback(tmp_path: Path) -> 
         result = simulate(*args)
         assert result.returncode == 2, (args, result.stderr)
         assert needle in result.stderr and "Traceback" not in result.stderr
+
+
+WRONG_MACHINE = """
+[device]
+id = "pi-01"
+[storage]
+state_dir = "{state}"
+[uplink]
+broker = "mqtt://127.0.0.1:1"
+[[sensors]]
+id = "probe"
+interval = 1.0
+{sensor}
+"""
+
+
+@pytest.mark.parametrize(
+    ("sensor", "needs"),
+    [('type = "gpio.input"\npin = 17', "lgpio"), ('type = "i2c.tmp102"\nbus = 7', "enable I2C")],
+)
+def test_run_on_a_machine_without_the_hardware_says_what_to_do_and_exits_2(
+    tmp_path: Path, sensor: str, needs: str
+) -> None:
+    if importlib.util.find_spec("lgpio") is not None or Path("/dev/i2c-7").exists():
+        pytest.skip("this machine has the hardware")
+    config = tmp_path / "edge.toml"
+    config.write_text(WRONG_MACHINE.format(state=tmp_path / "state", sensor=sensor))
+    env = {k: v for k, v in os.environ.items() if k != "GPIOZERO_PIN_FACTORY"}
+    result = subprocess.run(
+        [*EDGE, "run", "--config", str(config)], capture_output=True, text=True, timeout=30,
+        env=env,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert needs in lines[0] and f"edge simulate --config {config}" in lines[0]
 
 
 def test_run_refuses_a_broken_config_with_exit_2(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import warnings
 from typing import Any
 
 from edge.cli.common import EXIT_OK, stop_on_signals
@@ -27,16 +28,45 @@ def register(commands: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from gpiozero.exc import PinFactoryFallback
+
     from edge.clock import RealClock
     from edge.config.device import load
+    from edge.errors import HardwareMissing
     from edge.runtime.hardware import RealHardware
     from edge.runtime.runtime import Runtime
+    from sensors.errors import NoPinFactory, SensorError
 
     config = load(args.config)
     clock = RealClock(assume_synced=config.device.rtc)
     stop = stop_on_signals()
     with RealHardware(clock) as hardware:
-        runtime = Runtime(config, hardware=hardware.hardware, clock=clock)
+        with warnings.catch_warnings(record=True) as fallbacks:
+            # gpiozero warns for each pin library it could not load before the one it uses:
+            # detail for --log-level debug, not four warnings at every start.
+            warnings.simplefilter("always", PinFactoryFallback)
+            try:
+                runtime = Runtime(config, hardware=hardware.hardware, clock=clock)
+            except HardwareMissing as exc:  # no I2C bus: the message says how to enable it
+                raise HardwareMissing(
+                    f"{exc}, or try `edge simulate --config {args.config}` on a machine"
+                    " without this hardware"
+                ) from exc
+            except SensorError as exc:  # the config needs hardware this machine lacks
+                fix = (
+                    "install lgpio (sudo apt install python3-lgpio on Raspberry Pi OS, in a"
+                    " venv made with --system-site-packages; or pip install lgpio in the"
+                    " venv), add the user to the gpio group, or"
+                    if isinstance(exc, NoPinFactory)
+                    else "check the wiring and the config, or"
+                )
+                raise HardwareMissing(
+                    f"{exc}: {fix} try `edge simulate --config {args.config}` on a machine"
+                    " without this hardware"
+                ) from exc
+            finally:
+                for fallback in fallbacks:
+                    log.debug("gpiozero: %s", fallback.message)
         try:
             runtime.start()
             log.info("running: %s", config.summary())

@@ -6,7 +6,7 @@ import threading
 from types import TracebackType
 
 from edge.clock import Clock
-from edge.errors import EdgelineError
+from edge.errors import HardwareMissing
 from sensors import Hardware, I2CBus
 
 
@@ -26,9 +26,9 @@ class RealHardware:
                 try:
                     self._buses[number] = SMBus(number)
                 except OSError as exc:
-                    raise EdgelineError(
+                    raise HardwareMissing(
                         f"cannot open /dev/i2c-{number}: {exc.strerror or exc}; enable I2C"
-                        " (raspi-config nonint do_i2c 0) and add the user to the i2c group"
+                        " (sudo raspi-config nonint do_i2c 0) and add the user to the i2c group"
                     ) from exc
             return self._buses[number]
 
