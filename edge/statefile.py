@@ -53,23 +53,27 @@ def private_file(path: str | Path) -> None:
         os.close(fd)
 
 
-def write_atomically(path: str | Path, data: bytes) -> None:
+def write_atomically(path: str | Path, data: bytes, *, durable: bool = True) -> None:
     """Replace ``path`` with ``data``: a ``0600`` temporary file in the same directory,
     fsynced, renamed over it, and the directory fsynced so that the rename survives a
-    power cut."""
+    power cut. ``durable=False`` skips both fsyncs: readers still see the old file or the
+    new one, never a mix, but a power cut may leave the old one (for a file rewritten every
+    few seconds, where syncing would only wear the flash)."""
     target = Path(path)
     fd, scratch = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:  # mkstemp: O_EXCL, mode 0600
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(scratch, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(scratch)
         raise
-    fsync_dir(target.parent)
+    if durable:
+        fsync_dir(target.parent)
 
 
 def fsync_dir(directory: str | Path) -> None:

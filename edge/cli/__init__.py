@@ -16,13 +16,13 @@ import sys
 from collections.abc import Callable, Sequence
 
 from edge import __version__
-from edge.cli import bench, check, command, detect, model, outbox, run, simulate, sink
+from edge.cli import bench, check, command, detect, model, outbox, run, simulate, sink, status
 from edge.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, UsageError
 from edge.errors import ConfigError, EdgelineError, one_line
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_OK", "UsageError", "build_parser", "main"]
 
-COMMANDS = (run, simulate, check, outbox, model, detect, sink, command, bench)
+COMMANDS = (run, simulate, check, outbox, status, model, detect, sink, command, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -121,6 +121,14 @@ class StorageConfig:
         default=True,
         metadata={"doc": "keep delivered events, within the caps, for `edge outbox replay`"},
     )
+    status_interval: float = field(
+        default=5.0,
+        metadata={
+            "min": 0.0,
+            "max": 3600,
+            "doc": "seconds between rewrites of <state_dir>/status.json (`edge status`); 0: none",
+        },
+    )
     ttl_warning: float | None = field(
         default=None,
         metadata={"min": 1.0, "doc": "seconds a warning event may wait; unset: no limit"},

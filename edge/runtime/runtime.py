@@ -7,9 +7,11 @@ them. The sampling loop only stamps and queues; it never waits on the network or
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge import __version__
@@ -27,6 +29,8 @@ from edge.runtime.model_watch import ModelWatch
 from edge.runtime.recorder import RUNTIME_SENSOR
 from edge.runtime.scheduler import Scheduler
 from edge.runtime.sensing import SensorRunner
+from edge.runtime.status_file import NAME as STATUS_NAME
+from edge.runtime.status_file import StatusFile
 from edge.runtime.watcher import Watcher
 from models import DETECTOR_TYPES, Detector, ModelError, Severity
 from models.onnx_detector import OnnxDetector
@@ -83,6 +87,11 @@ class Runtime:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.commands = self._commands()  # None unless [commands] enabled
+        self.status_file: StatusFile | None = None
+        if storage.status_interval > 0:
+            path = Path(storage.state_dir) / STATUS_NAME
+            self.status_file = StatusFile(path, self.status_report, storage.status_interval)
+        self._started = ""
         try:
             self.delivery = self._delivery()
             self.recorder, self.uplink = self.delivery.recorder, self.delivery.uplink
@@ -215,7 +224,10 @@ class Runtime:
                 device: Any = sensor.device
                 device.start(self._edge_handler(sensor))
         self.detector_states.start(self.scheduler)
+        self._started = format_ts(self.clock.wall())
         self.sample(until)
+        if self.status_file is not None:  # sampling has started: the file says running
+            self.status_file.start()
 
     def sample(self, until: float | None = None) -> None:
         """(Re)start the sampling thread, until ``stop()`` or the clock reaches ``until``."""
@@ -268,6 +280,8 @@ class Runtime:
             self.detector_states.close()  # sampling has stopped: save what they learnt
             self._close_sensors()
             self.delivery.close(timeout)  # stored, offline published, deletions committed
+            if self.status_file is not None:  # the final counts, and "stopped"
+                self.status_file.close()
         finally:
             self.recorder.close()  # idempotent: stopped even when closing failed early
             self.outbox.close()
@@ -287,6 +301,8 @@ class Runtime:
         if self.commands is not None:
             self.commands.close(1.0)
         self.sampling_done(5.0)
+        if self.status_file is not None:
+            self.status_file.close(final=False)  # a power cut leaves the last "running"
         self.detector_states.abort()
         self.delivery.abort()
         self._close_sensors()  # the hardware outlives the process: free its pins
@@ -362,6 +378,49 @@ class Runtime:
         if alarm is not None and output is not None:
             self.scheduler.post(lambda: output.set(alarm))
         self.watcher.committed(events)
+
+    def status_report(self) -> dict[str, Any]:
+        """What ``<state_dir>/status.json`` says (any thread: counters and the outbox's
+        stats, which take its lock, never the sampling thread's time)."""
+        stats = self.outbox.stats()
+        link = self.uplink.stats
+        return {
+            "device": self.device,
+            "version": __version__,
+            "config": self.config.source,
+            "config_sha256": self._config_sha256(),
+            "started": self._started,
+            "time": format_ts(self.clock.wall()),
+            "synced": self.clock.synced(),
+            "readings": sum(s.readings for s in self.sensors.values()),
+            "jitter_p99_ms": round(self.scheduler.jitter().p99 * 1000, 3),
+            "sensors": {
+                sensor_id: {
+                    "state": "degraded" if runner.degraded else "ok",
+                    "readings": runner.readings,
+                    "faults": runner.faults,
+                }
+                for sensor_id, runner in self.sensors.items()
+            },
+            "models": {
+                detector_id: {"name": d.model_name, "version": d.model_version}
+                for detector_id, d in self._onnx.items()
+            },
+            "outbox": {
+                "last_seq": stats.last_seq,
+                "pending": stats.pending,
+                "oldest_age_s": stats.as_json()["oldest_age_s"],
+                "evicted": stats.evicted,
+            },
+            "link": {"state": link.state, "acked": link.acked, "last_error": link.last_error},
+        }
+
+    def _config_sha256(self) -> str | None:
+        """The config file's sha256 (which config runs), or None for a config not from a file."""
+        try:
+            return hashlib.sha256(Path(self.config.source).read_bytes()).hexdigest()
+        except (OSError, ValueError):
+            return None
 
     def status(self) -> dict[str, Any]:
         """A snapshot for the console line and for tests."""
