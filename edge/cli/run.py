@@ -6,11 +6,15 @@ import argparse
 import json
 import logging
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.cli.common import EXIT_OK, stop_on_signals
 
+if TYPE_CHECKING:
+    from edge.runtime.runtime import Runtime
+
 STATUS_EVERY = 60  # seconds between status lines in the log of `edge run`
+NOTIFY_EVERY = 5  # seconds between STATUS lines to systemd (`systemctl status edgeline`)
 
 log = logging.getLogger("edge")
 
@@ -35,18 +39,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge.errors import HardwareMissing
     from edge.runtime.hardware import RealHardware
     from edge.runtime.runtime import Runtime
+    from edge.runtime.systemd import Notifier
     from sensors.errors import NoPinFactory, SensorError
 
     config = load(args.config)
     clock = RealClock(assume_synced=config.device.rtc)
     stop = stop_on_signals()
+    notifier = Notifier()  # systemd's Type=notify; a no-op elsewhere
     with RealHardware(clock) as hardware:
         with warnings.catch_warnings(record=True) as fallbacks:
             # gpiozero warns for each pin library it could not load before the one it uses:
             # detail for --log-level debug, not four warnings at every start.
             warnings.simplefilter("always", PinFactoryFallback)
             try:
-                runtime = Runtime(config, hardware=hardware.hardware, clock=clock)
+                runtime = Runtime(
+                    config, hardware=hardware.hardware, clock=clock, notifier=notifier
+                )
             except HardwareMissing as exc:  # no I2C bus: the message says how to enable it
                 raise HardwareMissing(
                     f"{exc}, or try `edge simulate --config {args.config}` on a machine"
@@ -70,12 +78,35 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             runtime.start()
             log.info("running: %s", config.summary())
+            rate = Rate(runtime)
+            notifier.ready(rate.line())
             beats = 0
             while not stop.wait(1.0) and not runtime.sampling_done(0):
                 beats += 1
+                if beats % NOTIFY_EVERY == 0:
+                    notifier.status(rate.line())
                 if beats % STATUS_EVERY == 0:  # readings, seq, backlog, link, jitter
                     log.info("status: %s", json.dumps(runtime.status()))
         finally:
+            notifier.stopping()
             runtime.close()
+            notifier.close()
     log.info("stopped cleanly: %s", json.dumps(runtime.status()))
     return EXIT_OK
+
+
+class Rate:
+    """The STATUS line systemd shows: readings/s since the last line, outbox depth, link."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._last = (runtime.clock.monotonic(), 0)
+
+    def line(self) -> str:
+        status = self.runtime.status()
+        now, readings = self.runtime.clock.monotonic(), status["readings"]
+        then, before = self._last
+        self._last = (now, readings)
+        per_s = (readings - before) / (now - then) if now > then else 0.0
+        pending = self.runtime.outbox.stats().pending
+        return f"sampling {per_s:.1f} readings/s; outbox {pending} pending; link {status['link']}"

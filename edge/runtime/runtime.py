@@ -31,6 +31,7 @@ from edge.runtime.scheduler import Scheduler
 from edge.runtime.sensing import SensorRunner
 from edge.runtime.status_file import NAME as STATUS_NAME
 from edge.runtime.status_file import StatusFile
+from edge.runtime.systemd import Notifier
 from edge.runtime.watcher import Watcher
 from models import DETECTOR_TYPES, Detector, ModelError, Severity
 from models.onnx_detector import OnnxDetector
@@ -63,8 +64,10 @@ class Runtime:
         clock: Clock,
         drive_clock: bool = False,
         watcher: Watcher | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
+        self.notifier = notifier  # systemd: the sampling loop feeds its watchdog
         self.device = config.device.id
         self.clock = clock
         self.hardware = hardware
@@ -224,6 +227,11 @@ class Runtime:
                 device: Any = sensor.device
                 device.start(self._edge_handler(sensor))
         self.detector_states.start(self.scheduler)
+        interval = self.notifier.watchdog_interval if self.notifier is not None else None
+        if self.notifier is not None and interval is not None:
+            # On the sampling thread, as a task like any sensor's: a stuck loop stops
+            # pinging, and systemd restarts the service.
+            self.scheduler.every("systemd-watchdog", interval, self.notifier.watchdog)
         self._started = format_ts(self.clock.wall())
         self.sample(until)
         if self.status_file is not None:  # sampling has started: the file says running
