@@ -67,7 +67,8 @@ def test_a_command_that_cannot_be_recorded_is_refused(tmp_path: Path) -> None:
     (state / "commands.json").mkdir()  # the rename cannot replace a directory
     with pytest.raises(CommandRefused, match="cannot record it against replay"):
         guard.check("model", signed("x", "2026-09-21T14:13:20.000Z"), now=NOW, synced=True)
-    assert "x" not in guard.guard.ids
+    # Nothing of it stays: not the id, nor a newest date a later command must beat.
+    assert "x" not in guard.guard.ids and guard.guard.newest is None
 
 
 def test_a_damaged_guard_file_starts_afresh_and_the_age_check_still_holds(

@@ -11,20 +11,20 @@ be synchronised (most Pis have no RTC). The guard keeps, in ``<state_dir>/comman
   ``SEEN`` are kept; then ``floor`` rises to the forgotten one's ``ts`` and nothing dated
   at or before it is accepted again.
 
-Every acceptance is written (temporary file, fsync, rename, fsync of the directory; mode
-0600) before the command runs: a command that cannot be recorded is refused. Used by the
-command worker only (one thread).
+Every acceptance is written (``edge.statefile``: a new 0600 temporary file, fsync, rename,
+fsync of the directory) before the command runs: a command that cannot be recorded is
+refused. Used by the command worker only (one thread).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import os
 from collections import OrderedDict
 from pathlib import Path
+
+from edge.statefile import private_dir, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +63,17 @@ class ReplayGuard:
             )
 
     def accept(self, request_id: str, sent: float) -> None:
-        """Record an accepted command, durably, before it runs (OSError: not recorded)."""
-        self.ids[request_id] = sent
-        self.newest = sent if self.newest is None else max(self.newest, sent)
-        while len(self.ids) > SEEN:
-            _, forgotten = self.ids.popitem(last=False)
-            self.floor = forgotten if self.floor is None else max(self.floor, forgotten)
-        try:
-            self._save()
-        except OSError:
-            del self.ids[request_id]  # not recorded: the command does not run
-            raise
+        """Record an accepted command, durably, before it runs (OSError: not recorded, and
+        the guard is as it was: the command does not run)."""
+        ids = OrderedDict(self.ids)
+        ids[request_id] = sent
+        newest = sent if self.newest is None else max(self.newest, sent)
+        floor = self.floor
+        while len(ids) > SEEN:
+            _, forgotten = ids.popitem(last=False)
+            floor = forgotten if floor is None else max(floor, forgotten)
+        self._save(newest, floor, ids)
+        self.ids, self.newest, self.floor = ids, newest, floor
 
     def _forget(self, before: float) -> None:
         """Drop ids that would be refused as stale anyway (clock synchronised)."""
@@ -97,26 +97,12 @@ class ReplayGuard:
             # Nothing to go on: the age check (synchronised clock) still refuses old commands.
             log.error("command replay guard %s unreadable (%s); starting afresh", self.path, exc)
 
-    def _save(self) -> None:
+    def _save(self, newest: float | None, floor: float | None, ids: dict[str, float]) -> None:
         if self.path is None:
             return  # kept in memory only (no state directory)
-        directory = self.path.parent
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        body = {"v": 1, "newest": self.newest, "floor": self.floor, "ids": dict(self.ids)}
-        temporary = directory / f".{FILE}.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()  # never write through a symlink left there
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(body, handle, separators=(",", ":"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.path)
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # the rename itself survives a power cut
-        finally:
-            os.close(dir_fd)
+        private_dir(self.path.parent)
+        body = {"v": 1, "newest": newest, "floor": floor, "ids": ids}
+        write_atomically(self.path, json.dumps(body, separators=(",", ":")).encode())
 
 
 def _number(value: object) -> float | None:
