@@ -144,9 +144,10 @@ def _check_inputs(
     target: str, out: Path, python: str, config: Path | None, models: Path | None
 ) -> Target:
     problems = []
-    if target not in TARGETS:
+    # argparse hands over a list for ``--target=--``: check the type, not only the value.
+    if not isinstance(target, str) or target not in TARGETS:
         problems.append(f"--target: expected one of {', '.join(TARGETS)}, found {target!r}")
-    if python not in PYTHONS:
+    if not isinstance(python, str) or python not in PYTHONS:
         problems.append(f"--python: expected one of {', '.join(PYTHONS)}, found {python!r}")
     if not out.name.endswith(".tar.gz"):
         problems.append(f"--out: expected a FILE.tar.gz, found {str(out)!r}")
@@ -155,7 +156,7 @@ def _check_inputs(
     if config is not None:
         try:
             tomllib.loads(config.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not TOML, a NUL
             problems.append(f"--config: {config}: expected a TOML file, found: {exc}")
     if models is not None and not models.is_dir():
         problems.append(f"--models: expected a directory, found {str(models)!r}")

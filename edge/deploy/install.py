@@ -15,9 +15,16 @@ def unpack(bundle: Path, into: Path) -> Path:
     """Unpack ``bundle`` into ``into``; return its top directory (the one with install.sh)."""
     try:
         with tarfile.open(bundle, "r:gz") as tar:
+            members = tar.getmembers()
+            # A bundle holds files and directories only: no link is followed (tarfile
+            # recurses without end on some link loops), no device made.
+            odd = [m.name for m in members if not (m.isreg() or m.isdir())]
+            if odd:
+                raise UsageError(f"{bundle}: not an edgeline bundle (links or devices: {odd[0]!r})")
             tops = {name.split("/", 1)[0] for name in tar.getnames()}
-            tar.extractall(into, filter="data")
-    except (OSError, tarfile.TarError) as exc:
+            tar.extractall(into, members=members, filter="data")
+    # KeyError: a hard link to a member that is not there; ValueError: a NUL in a name.
+    except (OSError, tarfile.TarError, KeyError, ValueError) as exc:
         raise UsageError(f"{bundle}: not an edgeline bundle ({exc})") from exc
     if len(tops) != 1 or not (into / next(iter(tops)) / "install.sh").is_file():
         raise UsageError(f"{bundle}: not an edgeline bundle (no install.sh at its top)")
