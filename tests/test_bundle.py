@@ -145,6 +145,12 @@ def test_install_refuses_what_is_not_a_bundle(tmp_path: Path) -> None:
         tar.addfile(info, io.BytesIO(b""))
     with pytest.raises(ValueError, match=r"no install\.sh at its top"):
         unpack(empty, tmp_path / "u")
+    escaping = tmp_path / "escaping.tar.gz"
+    with tarfile.open(escaping, "w:gz") as tar:
+        tar.addfile(tarfile.TarInfo("top/../../x"), io.BytesIO(b""))
+    with pytest.raises(ValueError, match=r"it holds 'top/\.\./\.\./x'"):
+        unpack(escaping, tmp_path / "v")
+    assert not (tmp_path / "x").exists()
 
 
 def test_install_sh_is_shellcheck_clean_and_refuses_unknown_arguments(tmp_path: Path) -> None:
@@ -200,7 +206,9 @@ def test_a_bundle_installs_offline_into_a_root_and_runs_from_there(
 
     # Idempotent, and a config the operator edited is never overwritten.
     config.write_text(config.read_text() + "\n# edited on the device\n")
-    again = subprocess.run(install, capture_output=True, text=True, timeout=600)
+    # The second time through `edge install`, which unpacks the bundle and runs the same.
+    again = subprocess.run([*EDGE, "install", "--bundle", str(built), "--root", str(root)],
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert "nothing changed" in again.stdout and "kept" in again.stdout, again.stdout
     assert config.read_text().endswith("# edited on the device\n")

@@ -16,19 +16,28 @@ def unpack(bundle: Path, into: Path) -> Path:
     try:
         with tarfile.open(bundle, "r:gz") as tar:
             members = tar.getmembers()
-            # A bundle holds files and directories only: no link is followed (tarfile
-            # recurses without end on some link loops), no device made.
-            odd = [m.name for m in members if not (m.isreg() or m.isdir())]
-            if odd:
-                raise UsageError(f"{bundle}: not an edgeline bundle (links or devices: {odd[0]!r})")
-            tops = {name.split("/", 1)[0] for name in tar.getnames()}
-            tar.extractall(into, members=members, filter="data")
+            wrong = next((m.name for m in members if not _plain(m)), None)
+            if wrong is None:
+                # filter="data" where this Python has it (3.11.4 on); _plain holds either way.
+                options = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                tar.extractall(into, members=members, **options)  # type: ignore[arg-type]
     # KeyError: a hard link to a member that is not there; ValueError: a NUL in a name.
     except (OSError, tarfile.TarError, KeyError, ValueError) as exc:
         raise UsageError(f"{bundle}: not an edgeline bundle ({exc})") from exc
+    if wrong is not None:
+        raise UsageError(f"{bundle}: not an edgeline bundle (it holds {wrong!r})")
+    tops = {m.name.split("/", 1)[0] for m in members}
     if len(tops) != 1 or not (into / next(iter(tops)) / "install.sh").is_file():
         raise UsageError(f"{bundle}: not an edgeline bundle (no install.sh at its top)")
     return into / next(iter(tops))
+
+
+def _plain(member: tarfile.TarInfo) -> bool:
+    """A bundle holds files and directories under one relative top: no link is followed
+    (tarfile recurses without end on some link loops), no device made, nothing outside."""
+    parts = member.name.split("/")
+    inside = bool(member.name) and not member.name.startswith("/") and ".." not in parts
+    return inside and (member.isreg() or member.isdir())
 
 
 def install(
