@@ -21,7 +21,13 @@ import pytest
 
 from edge.bench.mosquitto import Mosquitto
 from edge.cli import main
-from edge.deploy.bundle import TARGETS, target_requirements, wheel_fits
+from edge.deploy.bundle import (
+    TARGETS,
+    NoBinaryWheel,
+    _pip_download,
+    target_requirements,
+    wheel_fits,
+)
 from edge.deploy.install import unpack
 
 REPO = Path(__file__).resolve().parents[1]
@@ -250,3 +256,11 @@ def test_bundles_for_the_pis_carry_wheels_that_run_there(tmp_path: Path) -> None
             assert not {"numpy", "onnxruntime"} & names
             assert manifest["system_packages"] == ["python3-numpy"]
             assert "SYSTEM_SITE_PACKAGES=1" in (top / "bundle.env").read_text()
+
+
+def test_a_package_without_a_binary_wheel_is_refused_by_name(tmp_path: Path) -> None:
+    need_index()
+    # docopt has only ever been published as a source distribution.
+    with pytest.raises(NoBinaryWheel, match="no binary wheel for linux_aarch64") as refused:
+        _pip_download(["smbus2", "docopt==0.6.2"], TARGETS["linux_aarch64"], "3.11", tmp_path)
+    assert refused.value.packages == ("docopt",)
