@@ -178,22 +178,29 @@ def no_network(command: list[str]) -> list[str]:
     return command  # install.sh runs pip with --no-index either way
 
 
-@pytest.mark.slow
-def test_a_bundle_installs_offline_into_a_root_and_runs_from_there(
-    tmp_path: Path, mosquitto: Mosquitto
-) -> None:
+@pytest.fixture(scope="module")
+def native_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle for this machine and its Python, with a config and a model, built once."""
     need_index()
+    tmp_path = tmp_path_factory.mktemp("native")
     models = tmp_path / "models"
     models.mkdir()
     shutil.copy2(REPO / "models" / "vibration.onnx", models)
-    native = f"linux_{os.uname().machine}"
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    built = bundle(tmp_path, native, "--python", python,
-                   "--config", str(REPO / "examples" / "every-sensor.toml"),
-                   "--models", str(models))  # fmt: skip
+    return bundle(tmp_path, f"linux_{os.uname().machine}", "--python", python,
+                  "--config", str(REPO / "examples" / "every-sensor.toml"),
+                  "--models", str(models))  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_bundle_installs_offline_into_a_root_and_runs_from_there(
+    tmp_path: Path, mosquitto: Mosquitto, native_bundle: Path
+) -> None:
+    built = native_bundle
     top = unpack(built, tmp_path / "unpacked")
     manifest = json.loads((top / "manifest.json").read_text())
-    assert manifest["target"] == native and manifest["python"] == python
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert manifest["target"] == f"linux_{os.uname().machine}" and manifest["python"] == python
     root = tmp_path / "root"
     install = no_network(["sh", str(top / "install.sh"), "--root", str(root)])
 
@@ -264,3 +271,50 @@ def test_a_package_without_a_binary_wheel_is_refused_by_name(tmp_path: Path) -> 
     with pytest.raises(NoBinaryWheel, match="no binary wheel for linux_aarch64") as refused:
         _pip_download(["smbus2", "docopt==0.6.2"], TARGETS["linux_aarch64"], "3.11", tmp_path)
     assert refused.value.packages == ("docopt",)
+
+
+AS_ROOT = """
+set -eu
+mount --make-rprivate /
+mount -t tmpfs tmpfs "$1"
+for d in etc opt var/lib; do  # writes land in the tmpfs, never in this machine's /etc
+    n=$(echo "$d" | tr / _); mkdir -p "$1/$n.up" "$1/$n.wk"
+    mount -t overlay overlay -o "lowerdir=/$d,upperdir=$1/$n.up,workdir=$1/$n.wk" "/$d"
+done
+getent group gpio >/dev/null || groupadd --system gpio
+sh "$2/install.sh"
+id -nG edgeline
+stat -c '%U:%G %a' /var/lib/edgeline /etc/edgeline/edge.toml
+readlink /opt/edgeline/current
+sh "$2/install.sh"
+"""
+
+
+@pytest.mark.slow
+def test_as_root_the_installer_makes_the_user_and_owns_the_state_to_it(
+    tmp_path: Path, native_bundle: Path
+) -> None:
+    # The real thing, not --root: in a mount namespace whose /etc, /opt and /var/lib are
+    # overlays on a tmpfs, with no network, so this machine keeps no user and no file.
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare (a mount namespace with overlays)")
+    top = unpack(native_bundle, tmp_path / "unpacked")
+    (tmp_path / "overlay").mkdir()
+    script = tmp_path / "as-root.sh"
+    script.write_text(AS_ROOT)
+    done = subprocess.run(
+        ["unshare", "-m", "-n", "sh", str(script), str(tmp_path / "overlay"), str(top)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if "overlay" in done.stderr and "mount" in done.stderr:
+        pytest.skip(f"overlay mounts do not work here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert "edgeline: created the system user edgeline" in lines
+    groups = next(line for line in lines if line.startswith("edgeline "))
+    assert {"edgeline", "gpio", "dialout"} <= set(groups.split()), groups
+    assert "edgeline:edgeline 700" in lines and "root:edgeline 640" in lines
+    assert "releases/" + json.loads((top / "manifest.json").read_text())["version"] in lines
+    assert "edgeline: installed /etc/systemd/system/edgeline.service" in lines
+    assert lines[-1].startswith("edgeline: nothing changed"), done.stdout
+    assert subprocess.run(["id", "edgeline"], capture_output=True).returncode != 0
