@@ -263,9 +263,11 @@ def test_bundles_for_the_pis_carry_wheels_that_run_there(tmp_path: Path) -> None
         if target == "linux_aarch64":
             assert {"numpy", "onnxruntime"} <= names
             assert manifest["system_packages"] == [] and not manifest["system_site_packages"]
+            assert manifest["left_out"] == []
         else:  # PyPI has no 32-bit ARM numpy: Debian's stands in, onnxruntime is left out
             assert not {"numpy", "onnxruntime"} & names
             assert manifest["system_packages"] == ["python3-numpy"]
+            assert manifest["left_out"] == ["onnxruntime"]
             assert "SYSTEM_SITE_PACKAGES=1" in (top / "bundle.env").read_text()
 
 

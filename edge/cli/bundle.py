@@ -48,10 +48,14 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         config=Path(args.config) if args.config else None,
         models=Path(args.models) if args.models else None,
     )
-    note = f"; Debian packages used instead: {', '.join(built.system_packages)}"
+    notes = ""
+    if built.system_packages:
+        notes += f"; Debian packages used instead: {', '.join(built.system_packages)}"
+    if built.left_out:
+        notes += f"; not for this platform: {', '.join(built.left_out)}"
     print(
         f"{built.path}: edgeline {built.version} for {built.target} (Python {built.python}),"
-        f" {len(built.wheels)} wheels{note if built.system_packages else ''},"
-        f" {built.size / 1e6:.1f} MB. On the device: tar xzf, then sudo ./install.sh"
+        f" {len(built.wheels)} wheels{notes}, {built.size / 1e6:.1f} MB."
+        " On the device: tar xzf, then sudo ./install.sh"
     )
     return EXIT_OK

@@ -91,6 +91,7 @@ class Bundle:
     python: str
     wheels: tuple[str, ...]
     system_packages: tuple[str, ...]
+    left_out: tuple[str, ...] = ()  # requirements whose markers exclude this target
 
 
 def native_target() -> str:
@@ -128,16 +129,19 @@ def build_bundle(
         top = work / f"edgeline-{version}-{target}-py{python}"
         top.mkdir()
         requirements = target_requirements(wheel, spec, python)
+        left_out = _left_out(wheel, requirements)
         system = _download(requirements, spec, python, wheels)
         _check_tags(wheels, spec, python)
         shutil.move(wheels, top / "wheels")
-        _write_payload(top, spec, python, version, system, config, models)
+        _write_payload(top, spec, python, version, system, left_out, config, models)
         tmp_out = out.with_name(out.name + ".part")
         with tarfile.open(tmp_out, "w:gz") as tar:
             tar.add(top, arcname=top.name)
         tmp_out.replace(out)
         names = tuple(sorted(p.name for p in (top / "wheels").iterdir()))
-    return Bundle(out, out.stat().st_size, version, target, python, names, tuple(system))
+    return Bundle(
+        out, out.stat().st_size, version, target, python, names, tuple(system), tuple(left_out)
+    )
 
 
 def _check_inputs(
@@ -218,6 +222,21 @@ def target_requirements(wheel: Path, target: Target, python: str) -> list[str]:
     return found
 
 
+def _left_out(wheel: Path, kept: list[str]) -> list[str]:
+    """Names of edgeline's own (not extra) requirements that the target's markers drop."""
+    with zipfile.ZipFile(wheel) as archive:
+        meta = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        lines = archive.read(meta).decode("utf-8").splitlines()
+    names = {_name(r) for r in kept}
+    return [
+        _name(value)
+        for line in lines
+        if line.startswith("Requires-Dist:")
+        and "extra ==" not in (value := line.partition(":")[2].strip())
+        and _name(value) not in names
+    ]
+
+
 def _download(requirements: list[str], target: Target, python: str, wheels: Path) -> list[str]:
     """Download binary wheels; return the Debian packages standing in for missing ones."""
     system = []
@@ -276,6 +295,7 @@ def _write_payload(
     python: str,
     version: str,
     system: list[str],
+    left_out: list[str],
     config: Path | None,
     models: Path | None,
 ) -> None:
@@ -312,6 +332,7 @@ def _write_payload(
         "python": python,
         "system_site_packages": bool(system),
         "system_packages": system,
+        "left_out": left_out,
         "files": listing,
     }
     (top / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
