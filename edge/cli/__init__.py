@@ -16,13 +16,39 @@ import sys
 from collections.abc import Callable, Sequence
 
 from edge import __version__
-from edge.cli import bench, check, command, detect, model, outbox, run, simulate, sink, status
+from edge.cli import (
+    bench,
+    bundle,
+    check,
+    command,
+    detect,
+    install,
+    model,
+    outbox,
+    run,
+    simulate,
+    sink,
+    status,
+)
 from edge.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, UsageError
 from edge.errors import ConfigError, EdgelineError, one_line
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_OK", "UsageError", "build_parser", "main"]
 
-COMMANDS = (run, simulate, check, outbox, status, model, detect, sink, command, bench)
+COMMANDS = (
+    run,
+    simulate,
+    check,
+    outbox,
+    status,
+    model,
+    detect,
+    sink,
+    command,
+    bench,
+    bundle,
+    install,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
