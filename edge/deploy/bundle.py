@@ -195,7 +195,12 @@ def _build_wheel(root: Path, src: Path, wheels: Path) -> Path:
 
 def target_requirements(wheel: Path, target: Target, python: str) -> list[str]:
     """edgeline's requirements that apply on the target (markers evaluated for it)."""
-    from packaging.requirements import Requirement
+    try:
+        from packaging.requirements import Requirement
+    except ImportError:
+        raise BundleError(
+            "edge bundle needs the packaging library: pip install 'edgeline[deploy]'"
+        ) from None
 
     environment = {
         "platform_machine": target.machine,
