@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import stat
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from edge.runtime.runtime import Runtime
 from edge.runtime.status_file import NAME, StatusMissing, read_status
 from edge.sim.hardware import SimulatedHardware
 from edge.sim.scenario import parse_scenario
+from tests.waiting import wait_until
 
 SCENARIO = """
 [device]
@@ -39,21 +39,13 @@ duration = 3600.0
 
 def runtime(tmp_path: Path, interval: float) -> Runtime:
     text = SCENARIO.format(state=tmp_path / "state", interval=interval, port=free_port())
-    scenario = parse_scenario(text, "st.toml", overrides={})
+    config = tmp_path / "st.toml"
+    config.write_text(text)
+    scenario = parse_scenario(text, str(config), overrides={})
     clock = RealClock(assume_synced=True)
     return Runtime(
         scenario.config, hardware=SimulatedHardware(scenario, clock).hardware, clock=clock
     )
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll a condition the runtime's own threads make true, up to ``timeout`` seconds."""
-    pause = threading.Event()  # never set: a wait that cannot be cut short
-    for _ in range(int(timeout / 0.02)):
-        if condition():
-            return
-        pause.wait(0.02)
-    raise AssertionError("the condition never held")
 
 
 def test_the_runtime_keeps_its_status_file_current_and_says_when_it_stopped(
@@ -69,6 +61,8 @@ def test_the_runtime_keeps_its_status_file_current_and_says_when_it_stopped(
         status = read_status(state)
         assert status["state"] == "running" and status["fresh"] is True
         assert status["device"] == "st-01" and status["sensors"]["probe"]["state"] == "ok"
+        digest = hashlib.sha256((tmp_path / "st.toml").read_bytes()).hexdigest()
+        assert status["config_sha256"] == digest
         assert status["outbox"]["last_seq"] >= 0  # the broker is away: never online
         assert status["link"]["state"] in ("connecting", "offline")
         assert stat.S_IMODE((state / NAME).stat().st_mode) == 0o600

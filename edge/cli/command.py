@@ -135,23 +135,26 @@ def cmd_command(args: argparse.Namespace) -> int:
 
 
 def _password(args: argparse.Namespace, found: list[str]) -> str | None:
-    """The broker password from ``--password-file``, read as the device reads its own:
-    a private file, and over ``mqtt://`` only when clear text is allowed on purpose."""
-    from edge.config.secrets import read_secret_text
+    """The broker password from ``--password-file``, under the config's own rules for the
+    uplink (TLS options need mqtts://, a password over mqtt:// only when allowed on purpose,
+    a private file), each problem named by its option."""
+    from edge.config.device import UplinkConfig
+    from edge.config.validation import KeyProblems
 
-    tls = args.broker.startswith("mqtts://")
-    if args.ca_file is not None and not tls:
-        found.append("--ca-file: expected an mqtts:// broker (no TLS: it would be ignored)")
-    if args.password_file is None:
-        return None
-    if not tls and not args.allow_plaintext_password:
-        found.append(
-            "--password-file: expected an mqtts:// broker: the password would travel in clear"
-            " text (add --allow-plaintext-password to send it anyway)"
-        )
+    try:
+        settings = UplinkConfig(
+            broker=args.broker, ca_file=args.ca_file, password_file=args.password_file,
+            allow_plaintext_password=args.allow_plaintext_password,
+        )  # fmt: skip
+    except KeyProblems as exc:
+        for key, message in exc.items:
+            hint = message.replace(
+                "set allow_plaintext_password = true", "add --allow-plaintext-password"
+            )
+            found.append(f"--{key.replace('_', '-')}: {hint}")
         return None
     try:
-        return read_secret_text(args.password_file)
+        return settings.password()
     except (OSError, UnicodeDecodeError) as exc:
         found.append(f"--password-file: {exc}")
         return None

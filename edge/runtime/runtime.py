@@ -95,6 +95,7 @@ class Runtime:
             path = Path(storage.state_dir) / STATUS_NAME
             self.status_file = StatusFile(path, self.status_report, storage.status_interval)
         self._started = ""
+        self._config_sha256 = _file_sha256(config.source) if self.status_file else None
         try:
             self.delivery = self._delivery()
             self.recorder, self.uplink = self.delivery.recorder, self.delivery.uplink
@@ -396,7 +397,7 @@ class Runtime:
             "device": self.device,
             "version": __version__,
             "config": self.config.source,
-            "config_sha256": self._config_sha256(),
+            "config_sha256": self._config_sha256,
             "started": self._started,
             "time": format_ts(self.clock.wall()),
             "synced": self.clock.synced(),
@@ -423,13 +424,6 @@ class Runtime:
             "link": {"state": link.state, "acked": link.acked, "last_error": link.last_error},
         }
 
-    def _config_sha256(self) -> str | None:
-        """The config file's sha256 (which config runs), or None for a config not from a file."""
-        try:
-            return hashlib.sha256(Path(self.config.source).read_bytes()).hexdigest()
-        except (OSError, ValueError):
-            return None
-
     def status(self) -> dict[str, Any]:
         """A snapshot for the console line and for tests."""
         jitter = self.scheduler.jitter()
@@ -442,3 +436,12 @@ class Runtime:
             "acked": self.uplink.stats.acked,
             "jitter_p99_ms": round(jitter.p99 * 1000, 3),
         }
+
+
+def _file_sha256(source: str) -> str | None:
+    """The config file's sha256 (which config runs; read once, at start), or None for a
+    config not from a file."""
+    try:
+        return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+    except (OSError, ValueError):
+        return None

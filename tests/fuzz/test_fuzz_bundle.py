@@ -10,7 +10,6 @@ scratch directory: exit 2, never a traceback.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import tarfile
 import tempfile
@@ -21,24 +20,13 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from edge.cli import main
 from edge.deploy.bundle import PYTHONS, TARGETS
-from tests.oracles import has_traceback
+from tests.oracles import has_traceback, run_cli
 
 pytestmark = pytest.mark.fuzz
 
 HOSTILE = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=30)
 ARG = st.one_of(HOSTILE, st.sampled_from(["", "-", "--", "x.tar.gz", "/", ".", "..", "\x00"]))
-
-
-def run(argv: list[str]) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as exc:  # argparse: a usage error
-            code = exc.code if isinstance(exc.code, int) else 2
-    return code, out.getvalue() + err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +62,7 @@ def test_bundle_arguments_exit_2_before_any_download(
         argv += [f"--config={config}"]
     if models is not None:
         argv += [f"--models={models}"]
-    code, printed = run(argv)
+    code, printed = run_cli(argv)
     assert code == 2, printed
     assert not has_traceback(printed) and printed.count("\n") == 1, printed
     assert not (scratch / "missing").exists()
@@ -121,7 +109,7 @@ def test_install_refuses_what_is_not_a_bundle(
                 info = tarfile.TarInfo(name)
                 info.type, info.linkname, info.size = kind, target, 0
                 tar.addfile(info, io.BytesIO(b""))
-    code, printed = run(["install", "--bundle", str(bundle), "--root", str(scratch / "root")])
+    code, printed = run_cli(["install", "--bundle", str(bundle), "--root", str(scratch / "root")])
     assert code == 2, printed
     assert not has_traceback(printed) and "not an edgeline bundle" in printed, printed
     assert not (scratch / "root").exists() and not Path("/escape").exists()

@@ -8,8 +8,6 @@ small CSV, and hostile ``--broker`` URLs (with passwords holding URL delimiters)
 
 from __future__ import annotations
 
-import contextlib
-import io
 import random
 import tempfile
 from collections.abc import Iterator
@@ -19,9 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.cli import main
 from models import DETECTOR_TYPES
-from tests.oracles import has_traceback
+from tests.oracles import has_traceback, run_cli
 
 pytestmark = pytest.mark.fuzz
 
@@ -36,16 +33,6 @@ def text(rnd: random.Random) -> str:
         return rnd.choice(WORDS)
     pick = [lambda: rnd.choice(HOSTILE), lambda: chr(rnd.randrange(0x110000))]
     return "".join(rnd.choice(pick)() for _ in range(rnd.randrange(10)))
-
-
-def run(argv: list[str]) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as exc:  # argparse: a usage error
-            code = exc.code if isinstance(exc.code, int) else 2
-    return code, out.getvalue() + err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +61,7 @@ def test_detect_arguments_exit_0_1_or_2_without_a_traceback(
         argv += ["--set", f"{text(rnd)}={text(rnd)}" if rnd.random() < 0.9 else text(rnd)]
     if rnd.random() < 0.2:
         argv += [rnd.choice(["--sensor", "--quantity"]), text(rnd)]
-    code, printed = run(no_surrogates(argv))
+    code, printed = run_cli(no_surrogates(argv))
     assert code in (0, 1, 2), printed
     assert not has_traceback(printed)
 
@@ -90,7 +77,7 @@ def test_a_broker_argument_never_shows_its_password(scratch: Path, rnd: random.R
         ["outbox", "replay", "--state-dir", state, "--from-seq", "1", "--broker", url],
         ["simulate", "--broker", url, "--duration", "1", "--state-dir", state],
     ])  # fmt: skip
-    code, printed = run(no_surrogates(argv))
+    code, printed = run_cli(no_surrogates(argv))
     assert code == 2, printed  # a URL with a password is refused before anything runs
     assert not has_traceback(printed)
     assert no_surrogates([password])[0] not in printed, printed

@@ -7,8 +7,6 @@ anything unauthenticated goes only to the device's own reply topic.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import tempfile
 from pathlib import Path
@@ -19,7 +17,6 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from edge.bench.mosquitto import free_port
-from edge.cli import main
 from edge.uplink.commands import (
     NAME,
     Checker,
@@ -29,7 +26,7 @@ from edge.uplink.commands import (
     response_topic_problem,
     sign,
 )
-from tests.oracles import has_traceback
+from tests.oracles import has_traceback, run_cli
 
 pytestmark = pytest.mark.fuzz
 
@@ -196,11 +193,6 @@ def test_fuzz_commands_cli_arguments(
 ) -> None:
     argv = ["command", "--broker", broker, "--device", device, "--key-file", str(KEYS / key),
             "--timeout", "0.05", *extra, "--", name]  # fmt: skip
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as exc:  # argparse's own usage errors
-            code = exc.code if isinstance(exc.code, int) else 2
+    code, printed = run_cli(argv)
     assert code in (0, 1, 2)
-    assert not has_traceback(out.getvalue() + err.getvalue())
+    assert not has_traceback(printed)

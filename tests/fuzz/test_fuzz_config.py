@@ -14,9 +14,7 @@ predicate, and ``hide_password`` for any password.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import math
 import random
 import re
@@ -29,12 +27,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.cli import main
 from edge.config.secrets import hide_password
 from edge.config.validation import mqtt_text, topic_level, topic_prefix
 from models import DETECTOR_TYPES
 from sensors import SENSOR_TYPES
-from tests.oracles import has_traceback
+from tests.oracles import has_traceback, run_cli
 
 pytestmark = pytest.mark.fuzz
 
@@ -186,13 +183,6 @@ documents = st.randoms(use_true_random=True).map(document)
 def scratch() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="fuzz-config-") as directory:
         yield Path(directory)
-
-
-def run_cli(argv: list[str]) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue() + err.getvalue()
 
 
 @given(text=documents)
