@@ -159,11 +159,13 @@ def test_install_refuses_what_is_not_a_bundle(tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
 
 
-def test_install_sh_is_shellcheck_clean() -> None:
+@pytest.mark.parametrize("script", ["install.sh", "remote.sh"])
+def test_the_device_scripts_are_shellcheck_clean(script: str) -> None:
     shellcheck = shutil.which("shellcheck")
     if shellcheck is None:
         pytest.skip("shellcheck is not installed (Debian's shellcheck; tools/setup dev adds it)")
-    done = subprocess.run([shellcheck, str(INSTALL_SH)], capture_output=True, text=True)
+    done = subprocess.run([shellcheck, str(INSTALL_SH.with_name(script))], capture_output=True,
+                          text=True)  # fmt: skip
     assert done.returncode == 0, done.stdout
 
 

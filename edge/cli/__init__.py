@@ -21,6 +21,7 @@ from edge.cli import (
     bundle,
     check,
     command,
+    deploy,
     detect,
     install,
     model,
@@ -48,6 +49,7 @@ COMMANDS = (
     bench,
     bundle,
     install,
+    deploy,
 )
 
 

@@ -118,13 +118,15 @@ def build_bundle(
     python: str = "3.11",
     config: Path | None = None,
     models: Path | None = None,
+    source: Path | None = None,
 ) -> Bundle:
-    """Build the bundle for ``target`` at ``out`` (a .tar.gz); downloads from the index."""
+    """Build the bundle for ``target`` at ``out`` (a .tar.gz) from the checkout ``source``
+    (by default the one edgeline runs from); downloads from the index."""
     spec = _check_inputs(target, out, python, config, models)
     with tempfile.TemporaryDirectory(prefix="edge-bundle-") as tmp:
         work = Path(tmp)
         wheels = work / "wheels"
-        wheel = _build_wheel(source_root(), work / "src", wheels)
+        wheel = _build_wheel(source or source_root(), work / "src", wheels)
         version = wheel.name.split("-")[1]
         top = work / f"edgeline-{version}-{target}-py{python}"
         top.mkdir()

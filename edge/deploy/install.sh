@@ -105,8 +105,14 @@ else
     changed "installed release $VERSION in $RELEASE"
 fi
 
-# current -> releases/<version>, switched atomically (a rename over the old link).
-if [ "$(readlink "$OPT/current" 2>/dev/null || true)" != "releases/$VERSION" ]; then
+# current -> releases/<version>, switched atomically (a rename over the old link); previous
+# -> the release it replaced, what a rollback (edge deploy --rollback) goes back to.
+was=$(readlink "$OPT/current" 2>/dev/null || true)
+if [ "$was" != "releases/$VERSION" ]; then
+    if [ -n "$was" ] && [ -d "$OPT/$was" ]; then
+        ln -sfn "$was" "$OPT/previous.new"
+        mv -fT "$OPT/previous.new" "$OPT/previous"
+    fi
     ln -sfn "releases/$VERSION" "$OPT/current.new"
     mv -fT "$OPT/current.new" "$OPT/current"
     changed "current -> releases/$VERSION"

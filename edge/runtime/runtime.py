@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -396,6 +397,9 @@ class Runtime:
         return {
             "device": self.device,
             "version": __version__,
+            # Whose file this is: edge deploy matches it to the service's main pid, so that a
+            # fresh file left by the release before is not taken for the new one's.
+            "pid": os.getpid(),
             "config": self.config.source,
             "config_sha256": self._config_sha256,
             "started": self._started,
