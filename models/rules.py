@@ -323,6 +323,8 @@ class _RollingMoments:
         self._n = 0
         self.mean = 0.0
         self._m2 = 0.0  # sum of squared deviations from the mean
+        self._last: float | None = None
+        self._run = 0  # how many of the newest values are equal
 
     @property
     def std(self) -> float:
@@ -342,7 +344,13 @@ class _RollingMoments:
             self.mean = mean
         self._values[self._next] = x
         self._next = (self._next + 1) % size
-        if self._next == 0 and self._n == size:
+        # A window of one value repeated has no spread at all, exactly: the sliding update
+        # would leave a rounding residue there (1e-18), and a z-score divided by it.
+        self._run = self._run + 1 if x == self._last else 1
+        self._last = x
+        if self._run >= self._n:
+            self.mean, self._m2 = x, 0.0
+        elif self._next == 0 and self._n == size:
             self._recompute()
 
     def _recompute(self) -> None:
