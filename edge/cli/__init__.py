@@ -22,6 +22,7 @@ from edge.cli import (
     check,
     command,
     detect,
+    flash,
     install,
     model,
     outbox,
@@ -48,6 +49,7 @@ COMMANDS = (
     bench,
     bundle,
     install,
+    flash,
 )
 
 
