@@ -71,7 +71,7 @@ def register(commands: Any) -> None:
     flash.set_defaults(handler=cmd_flash)
 
 
-SHARED = ("bundle", "config", "user", "ssh_key", "wifi_ssid", "wifi_psk_file", "wifi_country",
+SHARED = ("bundle", "config", "ssh_key", "wifi_ssid", "wifi_psk_file", "wifi_country",
           "ca", "ca_key")  # fmt: skip
 
 

@@ -252,7 +252,13 @@ def device_config(text: str, source: str, device_id: str, *, tls: bool, key: boo
         raise UsageError(
             "edge flash needs the tomlkit library: pip install 'edgeline[deploy]'"
         ) from None
+    from edge.config.device import parse, read_toml
+
     where = f"--config: {source} (for device {device_id!r})"
+    try:
+        read_toml(text, source)  # its syntax, as edgeline reads it
+    except ConfigError as exc:
+        raise UsageError(f"--config: {'; '.join(exc.problems)}") from None
     try:
         document = tomlkit.parse(text)
         _table(document, "device", where)["id"] = device_id
@@ -267,8 +273,6 @@ def device_config(text: str, source: str, device_id: str, *, tls: bool, key: boo
         edited = tomlkit.dumps(document)
     except (TOMLKitError, ValueError, TypeError, RecursionError) as exc:
         raise UsageError(f"{where}: {exc}") from None
-    from edge.config.device import parse
-
     try:
         parse(edited, source)
     except ConfigError as exc:
