@@ -76,6 +76,9 @@ SHARED = ("bundle", "config", "ssh_key", "wifi_ssid", "wifi_psk_file", "wifi_cou
 
 
 def cmd_flash(args: argparse.Namespace) -> int:
+    for name, value in vars(args).items():
+        if isinstance(value, list):  # argparse's value for ``--user=--``: the '--' it ate
+            setattr(args, name, " ".join(value) or "--")
     if args.prepared is not None:
         return _from(args)
     if args.fleet is not None:
