@@ -258,6 +258,21 @@ def test_an_imager_firstrun_is_chained_not_lost(
     assert (boot / "edgeline" / "imager-firstrun.sh").read_text() == kept
 
 
+def test_a_card_that_runs_something_else_at_boot_is_left_alone(
+    tmp_path: Path, inputs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kernel runs one systemd.run: edge flash chains Imager's firstrun.sh, nothing else.
+    monkeypatch.chdir(tmp_path)
+    boot = bookworm_card(tmp_path / "boot")
+    line = CMDLINE.rstrip("\n") + " systemd.run=/boot/firmware/provision.sh\n"
+    (boot / "cmdline.txt").write_text(line)
+    code, printed = flash("--boot", boot, "--id", "pi-01", "--bundle", inputs["bundle"])
+    assert code == 2 and "already runs '/boot/firmware/provision.sh'" in printed, printed
+    assert (boot / "cmdline.txt").read_text() == line
+    assert sorted(p.name for p in boot.iterdir()) == ["cmdline.txt", "config.txt"]
+    assert not (tmp_path / "edgeline-keys").exists()
+
+
 def test_bookworm_first_boot_sets_the_machine_up_and_cleans_the_card(
     tmp_path: Path, inputs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -412,9 +412,15 @@ def read_env(path: Path) -> dict[str, str]:
     return values
 
 
-def apply(boot: Path, prepared: Path, os_name: str | None = None) -> Applied:
+def apply(
+    boot: Path,
+    prepared: Path,
+    os_name: str | None = None,
+    before_writing: Callable[[], None] | None = None,
+) -> Applied:
     """Put a prepared directory on the boot partition mounted at ``boot``: its files, and
-    on Bookworm the first-boot hook in ``cmdline.txt`` (Imager's ``firstrun.sh`` chained)."""
+    on Bookworm the first-boot hook in ``cmdline.txt`` (Imager's ``firstrun.sh`` chained).
+    Everything is checked first; ``before_writing`` runs once it all passed."""
     env_file = prepared / "edgeline" / "device.env"
     try:
         env = read_env(env_file)
@@ -463,6 +469,8 @@ def apply(boot: Path, prepared: Path, os_name: str | None = None) -> Applied:
             replaced = [n for n in card.CLOUD_INIT_FILES if (boot / n).is_file()]
             if replaced:
                 notes.append(f"replaced the card's {', '.join(replaced)}")
+        if before_writing is not None:
+            before_writing()
         target = boot / "edgeline"
         if target.is_dir():
             shutil.rmtree(target)
@@ -479,6 +487,8 @@ def apply(boot: Path, prepared: Path, os_name: str | None = None) -> Applied:
             os.replace(scratch, cmdline)
     except UnicodeDecodeError:
         raise UsageError(f"--boot: {cmdline} is not UTF-8 text") from None
+    except FlashError:
+        raise
     except OSError as exc:
         raise FlashError(f"cannot write the card at {boot}: {exc}") from exc
     written = [p.name for p in tops] + ["edgeline/"]
@@ -549,9 +559,9 @@ def flash_card(
     issued = _issue(settings, device_id)
     with tempfile.TemporaryDirectory(prefix="edge-flash-") as scratch:
         prepared = prepare_device(device, settings, Path(scratch) / "card", config, key, issued)
-        if new_key:
-            _write_key(keys, key_file, key)
-        applied = apply(boot, prepared.directory, settings.os)
+        # The key is kept here before the card gets it: never a card whose key we lost.
+        keep = (lambda: _write_key(keys, key_file, key)) if new_key else None
+        applied = apply(boot, prepared.directory, settings.os, before_writing=keep)
     return Flashed(boot, device, applied, key_file, new_key, issued)
 
 
