@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from hypothesis import HealthCheck, settings
 
 from edge.bench.mosquitto import Mosquitto
 from tests.brokers import Subscriber, need_mosquitto
+from tests.bundles import REPO, bundle, need_index
 
 # CI machines are shared and noisy: data generation may be slow, so no health check on
 # generation speed and no per-example deadline; the properties themselves stay as strict.
@@ -50,3 +53,18 @@ def mqtt_subscriber() -> Iterator[Callable[..., Subscriber]]:
     finally:
         for subscriber in reversed(started):
             subscriber.close()
+
+
+@pytest.fixture(scope="session")
+def native_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle for this machine and its Python, with a config and a model, built once for
+    the session (the bundle and flash tests share it): it downloads from the index."""
+    need_index()
+    tmp_path = tmp_path_factory.mktemp("native")
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy2(REPO / "models" / "vibration.onnx", models)
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return bundle(tmp_path, f"linux_{os.uname().machine}", "--python", python,
+                  "--config", str(REPO / "examples" / "every-sensor.toml"),
+                  "--models", str(models))  # fmt: skip

@@ -9,7 +9,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -29,19 +28,9 @@ from edge.deploy.bundle import (
     wheel_fits,
 )
 from edge.deploy.install import unpack
+from tests.bundles import EDGE, REPO, bundle, need_index, no_network
 
-REPO = Path(__file__).resolve().parents[1]
-EDGE = [sys.executable, "-m", "edge.cli"]
 INSTALL_SH = REPO / "edge" / "deploy" / "install.sh"
-
-
-def need_index() -> None:
-    """These tests download from PyPI: without it they say so instead of failing."""
-    for host in ("pypi.org", "files.pythonhosted.org"):
-        try:
-            socket.create_connection((host, 443), timeout=5).close()
-        except OSError as exc:
-            pytest.skip(f"PyPI is unreachable ({host}: {exc}): a bundle cannot be built")
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
@@ -49,18 +38,6 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(list(argv))
     return code, out.getvalue(), err.getvalue()
-
-
-def bundle(tmp_path: Path, target: str, *extra: str) -> Path:
-    out = tmp_path / f"{target}.tar.gz"
-    done = subprocess.run(
-        [*EDGE, "bundle", "--target", target, "--out", str(out), *extra],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert f"{out}: edgeline " in done.stdout and " MB." in done.stdout, done.stdout
-    print(done.stdout)  # the size, for the record (pytest -s)
-    return out
 
 
 def wheel_with(tmp_path: Path, requires: list[str]) -> Path:
@@ -174,28 +151,6 @@ def test_install_sh_refuses_unknown_arguments(tmp_path: Path) -> None:
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and "unknown argument: --rot" in bad.stderr
     assert not list(tmp_path.iterdir())
-
-
-def no_network(command: list[str]) -> list[str]:
-    """``command`` in a new network namespace (only a down loopback), when we may make one."""
-    unshare = shutil.which("unshare")
-    if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True).returncode == 0:
-        return [unshare, "-n", *command]
-    return command  # install.sh runs pip with --no-index either way
-
-
-@pytest.fixture(scope="module")
-def native_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A bundle for this machine and its Python, with a config and a model, built once."""
-    need_index()
-    tmp_path = tmp_path_factory.mktemp("native")
-    models = tmp_path / "models"
-    models.mkdir()
-    shutil.copy2(REPO / "models" / "vibration.onnx", models)
-    python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    return bundle(tmp_path, f"linux_{os.uname().machine}", "--python", python,
-                  "--config", str(REPO / "examples" / "every-sensor.toml"),
-                  "--models", str(models))  # fmt: skip
 
 
 @pytest.mark.slow

@@ -26,9 +26,10 @@ from edge.bench.mosquitto import Mosquitto, free_port
 from edge.deploy.deploy import Health, bundle_version
 from edge.deploy.ssh import Host, check_host, parse_lines
 from edge.errors import UsageError
+from tests.bundles import need_index
 from tests.oracles import has_traceback
 from tests.sshd import Sshd, find_sshd
-from tests.test_bundle import need_index, run_cli
+from tests.test_bundle import run_cli
 from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]

@@ -23,6 +23,7 @@ from edge.cli import (
     command,
     deploy,
     detect,
+    flash,
     install,
     model,
     outbox,
@@ -50,6 +51,7 @@ COMMANDS = (
     bundle,
     install,
     deploy,
+    flash,
 )
 
 

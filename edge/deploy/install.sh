@@ -4,18 +4,22 @@
 #   sudo ./install.sh             the device: user, venv, config, state, unit, enable
 #   ./install.sh --root DIR       everything under DIR (a staging root, paths as on the
 #                                 device); no user, apt, chown or systemctl
+#   sudo ./install.sh --no-start  enable the service but do not start it (a first boot
+#                                 that installs its config after this, then starts it)
 #
 # Idempotent: a second run changes nothing and says so. Exit 2 on bad arguments, 1 on failure.
 set -eu
 
 BUNDLE=$(cd "$(dirname "$0")" && pwd)
 ROOT=""
-usage() { echo "usage: $0 [--root DIR]" >&2; exit 2; }
+START=1
+usage() { echo "usage: $0 [--root DIR] [--no-start]" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --root) [ $# -ge 2 ] || usage; ROOT=$2; shift 2 ;;
         --root=*) ROOT=${1#--root=}; shift ;;
-        -h|--help) echo "usage: $0 [--root DIR]"; exit 0 ;;
+        --no-start) START=0; shift ;;
+        -h|--help) echo "usage: $0 [--root DIR] [--no-start]"; exit 0 ;;
         *) echo "install.sh: unknown argument: $1" >&2; usage ;;
     esac
 done
@@ -172,8 +176,13 @@ elif [ ! -d /run/systemd/system ]; then
 else
     [ "$unit_changed" = 0 ] || systemctl daemon-reload
     if ! systemctl is-enabled --quiet edgeline.service; then
-        systemctl enable --now edgeline.service
-        changed "enabled and started edgeline.service"
+        if [ "$START" = 1 ]; then
+            systemctl enable --now edgeline.service
+            changed "enabled and started edgeline.service"
+        else
+            systemctl enable edgeline.service
+            changed "enabled edgeline.service (not started: --no-start)"
+        fi
     elif [ "$CHANGED" -gt 0 ] && systemctl is-active --quiet edgeline.service; then
         say "restart to run what changed: systemctl restart edgeline"
     fi
