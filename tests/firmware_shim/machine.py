@@ -6,15 +6,13 @@ the manner of gpiozero's mock pins: every pin made is in ``PINS`` by number, an 
 driven (``drive``, ``pulse``) and fires its interrupt handler on the edges it asked for, an
 output remembers its ``states``; ``ANALOG`` holds the raw 16-bit level each ADC reads.
 ``reset()`` forgets everything (a fresh board).
+
+It runs under MicroPython's unix port too (tests/test_firmware.py runs the firmware there):
+no imports, annotations of builtin types only.
 """
 
-from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
-
-PINS: dict[int, Pin] = {}
-ANALOG: dict[int, int] = {}  # ADC id (26-28 for GPIOs, 4 for the temperature sensor) -> raw
+PINS: "dict[int, Pin]" = {}
+ANALOG: "dict[int, int]" = {}  # ADC id (26-28 for GPIOs, 4 for the temperature sensor) -> raw
 
 
 def reset() -> None:
@@ -37,8 +35,8 @@ class Pin:
         self.mode = mode
         self.pull = pull
         self.level = 1 if pull == Pin.PULL_UP else 0
-        self.states: list[int] = []  # every level written to an output, in order
-        self.handler: Callable[[Pin], Any] | None = None
+        self.states = []  # every level written to an output, in order
+        self.handler = None  # called with the pin on an edge it asked for
         self.trigger = 0
         if value is not None:
             self.value(value)
@@ -51,9 +49,7 @@ class Pin:
         self.states.append(self.level)
         return None
 
-    def irq(
-        self, handler: Callable[[Pin], Any] | None = None, trigger: int = 12, hard: bool = False
-    ) -> None:
+    def irq(self, handler=None, trigger: int = 12, hard: bool = False) -> None:
         self.handler = handler
         self.trigger = trigger
 
@@ -80,7 +76,7 @@ class Pin:
 class ADC:
     CORE_TEMP = 4
 
-    def __init__(self, id: int | Pin) -> None:
+    def __init__(self, id: "int | Pin") -> None:
         self.id = id.id if isinstance(id, Pin) else id
 
     def read_u16(self) -> int:
