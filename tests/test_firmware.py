@@ -405,6 +405,11 @@ def answer(frames: list[Frame], seq: int) -> tuple[int, str]:
     return found[0]
 
 
+def settings_like_config() -> types.SimpleNamespace:
+    """A copy of config.py's settings, to change some of them."""
+    return types.SimpleNamespace(**{k: getattr(config, k) for k in dir(config) if k.isupper()})
+
+
 def test_boot_sends_a_delimiter_then_hello_with_the_channels_and_outputs() -> None:
     bench = Bench()
     bench.firmware.boot()
@@ -454,7 +459,7 @@ def test_a_late_loop_skips_missed_readings_instead_of_bunching_them() -> None:
 
 
 def test_samples_blocks_of_a_fast_channel() -> None:
-    settings = types.SimpleNamespace(**{k: getattr(config, k) for k in dir(config) if k.isupper()})
+    settings = settings_like_config()
     settings.SAMPLES = {"channel": 1, "period_us": 500, "n": 16, "every_ms": 250}
     bench = Bench(settings)
     machine.ANALOG[27] = 65535
@@ -469,9 +474,29 @@ def test_samples_blocks_of_a_fast_channel() -> None:
 
 
 def test_samples_must_name_an_adc_channel() -> None:
-    settings = types.SimpleNamespace(**{k: getattr(config, k) for k in dir(config) if k.isupper()})
+    settings = settings_like_config()
     settings.SAMPLES = {"channel": 3, "period_us": 500, "n": 16, "every_ms": 250}
     with pytest.raises(ValueError, match="not an adc channel"):
+        Bench(settings)
+
+
+@pytest.mark.parametrize(
+    ("channel", "message"),
+    [
+        ({"id": 9, "name": "x", "kind": "adc", "pin": 26, "unit": "V", "period_ms": 1}, ""),
+        ({"id": 9, "name": "x", "kind": "thermo", "unit": "C", "period_ms": 1}, "kind is one of"),
+        ({"id": 0, "name": "x", "kind": "adc", "pin": 26, "unit": "V", "period_ms": 1}, "id is"),
+        ({"id": 256, "name": "x", "kind": "adc", "pin": 26, "unit": "V", "period_ms": 1}, "id is"),
+    ],
+    ids=["fine", "kind", "taken-id", "big-id"],
+)
+def test_a_bad_channel_in_config_is_named(channel: dict[str, Any], message: str) -> None:
+    settings = settings_like_config()
+    settings.CHANNELS = [*config.CHANNELS, channel]
+    if not message:
+        Bench(settings)
+        return
+    with pytest.raises(ValueError, match=f"config.CHANNELS x: {message}"):
         Bench(settings)
 
 
@@ -505,7 +530,7 @@ def test_commands_set_the_relay_and_are_answered() -> None:
 
 
 def test_an_active_low_output_is_driven_low_for_true() -> None:
-    settings = types.SimpleNamespace(**{k: getattr(config, k) for k in dir(config) if k.isupper()})
+    settings = settings_like_config()
     settings.OUTPUTS = [{"name": "valve", "pin": 17, "active_high": False}]
     bench = Bench(settings)
     assert machine.PINS[17].value() == 1  # off

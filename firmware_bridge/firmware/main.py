@@ -119,9 +119,14 @@ class Firmware:
         self.errors = 0  # exceptions a step raised (serve() reports them as LOG frames)
         self.host_time = None  # (host_ms, uptime_ms) of the last TIME frame
         self.channels = []
+        ids = set()
         for spec in self.config.CHANNELS:
+            where = "config.CHANNELS " + str(spec.get("name")) + ": "
             if spec.get("kind") not in KINDS:
-                raise ValueError("channel " + str(spec.get("name")) + ": unknown kind")
+                raise ValueError(where + "kind is one of adc, pulse, temperature")
+            if not 0 <= spec["id"] <= 255 or spec["id"] in ids:
+                raise ValueError(where + "id is a number 0-255 no other channel has")
+            ids.add(spec["id"])
             self.channels.append((spec, KINDS[spec["kind"]](machine, spec), [spec["period_ms"]]))
         self.outputs = {}
         for spec in self.config.OUTPUTS:
