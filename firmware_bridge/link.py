@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -78,7 +79,9 @@ class LinkStats:
     opens: int = 0
     reboots: int = 0
     readings: int = 0
+    blocks: int = 0
     samples: int = 0
+    delivered: int = 0  # readings and blocks handed to the callbacks (after they returned)
     before_hello: int = 0  # data frames dropped because no HELLO had said what they are
     commands: int = 0
     nacks: int = 0
@@ -131,6 +134,7 @@ class McuLink:
         self._answers: dict[int, Ack | Nack] = {}
         self._answered = threading.Condition()
         self._stop = threading.Event()
+        self._consuming = threading.Lock()
         self._thread: threading.Thread | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -150,6 +154,16 @@ class McuLink:
     @property
     def online(self) -> bool:
         return self.stats.state == "online"
+
+    def settle(self, timeout: float = 1.0) -> bool:
+        """Wait until the bytes already read from the port have been handed on (their
+        callbacks returned). With the port's queue empty (the simulated MCU can see that),
+        everything the MCU sent has then reached the callbacks: how a simulation run on a
+        virtual clock keeps the link in step with it. False when the link stayed busy."""
+        if not self._consuming.acquire(timeout=timeout):
+            return False
+        self._consuming.release()
+        return True
 
     # --- commands ----------------------------------------------------------------------------
 
@@ -205,16 +219,24 @@ class McuLink:
         self._request_hello()
         asked = heard = self.now()
         last_time = float("-inf")
+        port = self._serial
         while not self._stop.is_set():
-            data = self._serial.read(max(1, self._serial.in_waiting))
-            now = self.now()
-            for received in self.decoder.feed(data):
-                heard = now
-                self._handle(received.message, now)
+            if not port.in_waiting:
+                select.select([port.fileno()], [], [], 0.05)
+            # Bytes leave the port only under this lock, and are handled before it is let
+            # go: once the port is empty and the lock free, all that came is handed on.
+            with self._consuming:
+                data = port.read(port.in_waiting)
+                now = self.now()
+                for received in self.decoder.feed(data):
+                    heard = now
+                    self._handle(received.message, now)
             # An MCU that says nothing (heartbeats are every second) is asked who it is.
             silent = self.online and now - heard >= self.silence_s
-            if silent or (self.stats.state in ("offline", "handshake")
-                          and now - asked >= self.hello_timeout):  # fmt: skip
+            if silent:
+                self._request_hello(f"the MCU said nothing for {self.silence_s:g} s")
+                asked = heard = now
+            elif self.stats.state in ("offline", "handshake") and now - asked >= self.hello_timeout:
                 self._request_hello()
                 asked = heard = now
             if self.online and now - last_time >= self.time_every_s:
@@ -261,7 +283,7 @@ class McuLink:
         if self.clock.behind(t_ms) > REBOOT_BEHIND_S:
             self.stats.reboots += 1
             self.clock.reset()
-            self._request_hello()
+            self._request_hello("the MCU restarted (its clock went back) with its HELLO lost")
         self.clock.observe(t_ms, now)
         self.stats.drift_ppm = round(self.clock.drift_ppm, 1)
 
@@ -275,6 +297,7 @@ class McuLink:
         self.stats.readings += 1
         self.on_reading(StampedReading(channel, now if at is None else at, reading.value,
                                        self.clock.synced))  # fmt: skip
+        self.stats.delivered += 1
 
     def _samples(self, block: Samples, now: float) -> None:
         channel = self._channels.get(block.channel)
@@ -284,15 +307,17 @@ class McuLink:
         last_ms = block.t0_ms + (max(0, len(block.values) - 1) * block.period_us) // 1000
         self._stamp(last_ms, now)
         t0 = self.clock.to_host(block.t0_ms)
+        self.stats.blocks += 1
         self.stats.samples += len(block.values)
         self.on_block(StampedBlock(channel, now if t0 is None else t0, block.period_us / 1e6,
                                    block.values, self.clock.synced))  # fmt: skip
+        self.stats.delivered += 1
 
     # --- writing -----------------------------------------------------------------------------
 
-    def _request_hello(self) -> None:
+    def _request_hello(self, why: str = "asking for HELLO") -> None:
         if self.stats.state != "incompatible":
-            self._set_state("handshake", "asking for HELLO")
+            self._set_state("handshake", why)
         self._write(encode(HelloRequest().frame(self._next_seq())))
 
     def _next_seq(self) -> int:
