@@ -57,6 +57,7 @@ class StampedReading:
     time: float
     value: float
     synced: bool
+    t_ms: int = 0  # the MCU's own stamp
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class StampedBlock:
     period: float
     values: np.ndarray
     synced: bool
+    t0_ms: int = 0  # the MCU's own stamp of the first sample
 
 
 @dataclass
@@ -296,7 +298,7 @@ class McuLink:
         at = self.clock.to_host(reading.t_ms)
         self.stats.readings += 1
         self.on_reading(StampedReading(channel, now if at is None else at, reading.value,
-                                       self.clock.synced))  # fmt: skip
+                                       self.clock.synced, reading.t_ms))  # fmt: skip
         self.stats.delivered += 1
 
     def _samples(self, block: Samples, now: float) -> None:
@@ -310,7 +312,7 @@ class McuLink:
         self.stats.blocks += 1
         self.stats.samples += len(block.values)
         self.on_block(StampedBlock(channel, now if t0 is None else t0, block.period_us / 1e6,
-                                   block.values, self.clock.synced))  # fmt: skip
+                                   block.values, self.clock.synced, block.t0_ms))  # fmt: skip
         self.stats.delivered += 1
 
     # --- writing -----------------------------------------------------------------------------

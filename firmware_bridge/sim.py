@@ -36,7 +36,7 @@ from firmware_bridge.messages import (
     Time,
 )
 from firmware_bridge.protocol import SEQ_MODULO, Frame, encode
-from firmware_bridge.stream import FrameDecoder
+from firmware_bridge.stream import RESYNC_WINDOW, FrameDecoder
 
 
 class SimulatedMcu:
@@ -84,6 +84,7 @@ class SimulatedMcu:
         self._lock = threading.Lock()
         self._corrupt_next = 0
         self._truncate_next = 0
+        self._noise_tail = 0  # bytes of noise since its last zero, before the next frame
         self._decoder = FrameDecoder()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -142,6 +143,11 @@ class SimulatedMcu:
         elapsed = (self.clock() if at is None else at) - self._boot_at
         return int(self._boot_ms + elapsed * (1.0 + self.drift_ppm / 1e6) * 1000.0)
 
+    @property
+    def booted_at(self) -> float:
+        """When (on ``clock``) the MCU last started: it measured nothing before."""
+        return self._boot_at
+
     def set_drift(self, ppm: float) -> None:
         """The crystal runs ``ppm`` fast (negative: slow) from now on; ``t_ms`` stays
         continuous."""
@@ -175,7 +181,11 @@ class SimulatedMcu:
         """Put ``frame`` on the wire, hit by the next fault injected; True when it went out
         intact (an open port, not corrupted or cut)."""
         data = encode(frame)
-        intact = True
+        # Noise after its last zero runs into this frame: the decoder finds a frame again
+        # at the end of such a chunk only within its resync window (a READING, not a long
+        # SAMPLES block), so a longer frame goes with the noise.
+        intact = not (self._noise_tail and len(data) - 1 > RESYNC_WINDOW)
+        self._noise_tail = 0
         if self._corrupt_next:
             self._corrupt_next -= 1
             data = self._flip(data)
@@ -219,7 +229,8 @@ class SimulatedMcu:
     def garbage(self, size: int) -> bytes:
         """A burst of line noise (zeros included: it may end a frame in flight)."""
         noise = self.random.randbytes(size)
-        self.write(noise)
+        if self.write(noise):
+            self._noise_tail = len(noise) - (noise.rfind(0) + 1)
         return noise
 
     def corrupt_next(self, frames: int = 1) -> None:

@@ -173,21 +173,22 @@ def _ranges(params: McuParams) -> dict[str, tuple[float, float]]:
 
 class _Assembler:
     """The axes of one vector, from separate channels, put back together: values (or blocks)
-    of every axis stamped alike make one vector (or one (n, width) block). An axis that
-    never comes leaves its vector incomplete: it is dropped, and counted."""
+    of every axis with the same MCU stamp make one vector (or one (n, width) block). An axis
+    that never comes (its frame lost on the line) leaves its vector incomplete: it is
+    dropped, and counted."""
 
     def __init__(self, width: int) -> None:
         self.width = width
-        self.pending: dict[int, tuple[float, Any]] = {}
+        self.pending: dict[int, tuple[int, Any]] = {}
         self.incomplete = 0
 
-    def add(self, axis: int, at: float, value: Any, tolerance: float) -> Any | None:
+    def add(self, axis: int, t_ms: int, value: Any) -> Any | None:
         if self.pending:
             first = next(iter(self.pending.values()))[0]
-            if abs(first - at) > tolerance or axis in self.pending:
+            if first != t_ms or axis in self.pending:
                 self.incomplete += 1  # an axis went missing: begin a new vector
                 self.pending.clear()
-        self.pending[axis] = (at, value)
+        self.pending[axis] = (t_ms, value)
         if len(self.pending) < self.width:
             return None
         parts = [self.pending[i][1] for i in range(self.width)]
@@ -217,6 +218,7 @@ class McuSensor:
         self.units: dict[str, str] = {c.quantity: c.unit for c in params.channels if c.unit}
         self._vectors = {q: _Assembler(w) for q, w in params.vectors().items()}
         self.ignored = 0  # readings of channels the config does not use
+        self._last_time: dict[str, float] = {}  # the newest sample's time, per block quantity
         self.retries = retries
         self.retry_s = retry_s
         self._readings: Readings | None = None
@@ -308,7 +310,7 @@ class McuSensor:
             return
         value: Any = reading.value
         if channel.axis is not None:
-            parts = self._vectors[channel.quantity].add(channel.axis, reading.time, value, 5e-4)
+            parts = self._vectors[channel.quantity].add(channel.axis, reading.t_ms, value)
             if parts is None:
                 return
             value = tuple(float(p) for p in parts)
@@ -323,9 +325,7 @@ class McuSensor:
             return
         values = np.asarray(block.values, dtype=np.float64)
         if channel.axis is not None:
-            parts = self._vectors[channel.quantity].add(
-                channel.axis, block.t0, values, block.period / 2
-            )
+            parts = self._vectors[channel.quantity].add(channel.axis, block.t0_ms, values)
             if parts is None:
                 return
             if len({len(p) for p in parts}) != 1:
@@ -333,6 +333,12 @@ class McuSensor:
                 return
             values = np.column_stack(parts)
         times = block.t0 + np.arange(len(values)) * block.period
+        # The clock map is corrected as the link learns (a lower offset, the drift, a
+        # restart): a block must still never begin before the last one ended.
+        last = self._last_time.get(channel.quantity)
+        if last is not None and times[0] < last:
+            times = np.maximum(times, last)
+        self._last_time[channel.quantity] = float(times[-1])
         readings.block(channel.quantity, times, values, block.synced)
 
     def _state(self, state: str, detail: str) -> None:
