@@ -78,9 +78,12 @@ class McuChannel:
         if self.min is not None and self.max is not None and not self.min < self.max:
             raise ValueError(f"expected min < max, found min {self.min:g} and max {self.max:g}")
         if self.axis is not None and (self.min is not None or self.max is not None):
-            raise ValueError("min and max check single values: an axis of a vector has none")
+            raise ValueError(
+                "expected no min or max on an axis of a vector (ranges check single values),"
+                f" found axis {self.axis} with min {self.min} and max {self.max}"
+            )
         if self.axis is not None and self.name is None:
-            raise ValueError("an axis belongs to a vector: give the vector's name")
+            raise ValueError(f"expected the vector's name beside axis {self.axis}, found no name")
 
     @property
     def quantity(self) -> str:
@@ -142,8 +145,9 @@ class McuParams:
             wrong = _quantity_name(output)
             if wrong:
                 problems.append(f"outputs[{index}]: expected {wrong}, found {output!r}")
-        if len(set(self.outputs)) != len(self.outputs):
-            problems.append("outputs: expected each output once")
+        twice = sorted({o for o in self.outputs if self.outputs.count(o) > 1})
+        if twice:
+            problems.append(f"outputs: expected each output once, found {', '.join(twice)} again")
         if problems:
             raise ValueError("; ".join(problems))
 
