@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import glob
 import logging
-import select
 import threading
 import time
 from collections.abc import Callable
@@ -136,7 +135,6 @@ class McuLink:
         self._answers: dict[int, Ack | Nack] = {}
         self._answered = threading.Condition()
         self._stop = threading.Event()
-        self._consuming = threading.Lock()
         self._thread: threading.Thread | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -156,16 +154,6 @@ class McuLink:
     @property
     def online(self) -> bool:
         return self.stats.state == "online"
-
-    def settle(self, timeout: float = 1.0) -> bool:
-        """Wait until the bytes already read from the port have been handed on (their
-        callbacks returned). With the port's queue empty (the simulated MCU can see that),
-        everything the MCU sent has then reached the callbacks: how a simulation run on a
-        virtual clock keeps the link in step with it. False when the link stayed busy."""
-        if not self._consuming.acquire(timeout=timeout):
-            return False
-        self._consuming.release()
-        return True
 
     # --- commands ----------------------------------------------------------------------------
 
@@ -221,18 +209,12 @@ class McuLink:
         self._request_hello()
         asked = heard = self.now()
         last_time = float("-inf")
-        port = self._serial
         while not self._stop.is_set():
-            if not port.in_waiting:
-                select.select([port.fileno()], [], [], 0.05)
-            # Bytes leave the port only under this lock, and are handled before it is let
-            # go: once the port is empty and the lock free, all that came is handed on.
-            with self._consuming:
-                data = port.read(port.in_waiting)
-                now = self.now()
-                for received in self.decoder.feed(data):
-                    heard = now
-                    self._handle(received.message, now)
+            data = self._serial.read(max(1, self._serial.in_waiting))
+            now = self.now()
+            for received in self.decoder.feed(data):
+                heard = now
+                self._handle(received.message, now)
             # An MCU that says nothing (heartbeats are every second) is asked who it is.
             silent = self.online and now - heard >= self.silence_s
             if silent:

@@ -10,12 +10,9 @@ short, a port that vanishes and comes back, a restart (new HELLO, ``t_ms`` from 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import random
 import select
-import sys
-import termios
 import threading
 import tty
 from collections.abc import Callable, Sequence
@@ -240,17 +237,6 @@ class SimulatedMcu:
     def truncate_next(self, frames: int = 1) -> None:
         """Cut each of the next ``frames`` frames short (as a reset mid-frame would)."""
         self._truncate_next += frames
-
-    def unread(self) -> int:
-        """Bytes on the wire that the host has not read yet (0 when the port is gone)."""
-        peer = self._peer
-        if peer is None:
-            return 0
-        try:
-            waiting = fcntl.ioctl(peer, termios.FIONREAD, b"\0\0\0\0")
-        except OSError:
-            return 0
-        return int.from_bytes(waiting, sys.byteorder)
 
     def _flip(self, data: bytes) -> bytes:
         flipped = bytearray(data)

@@ -5,6 +5,7 @@ outputs ACKed and refused), and the runner's side (stamps, open quantities, rang
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -360,3 +361,18 @@ def test_open_quantities_get_a_channel_each_with_the_filters_and_configured_rang
     runner.reading({"anything": 1.0}, Stamp(4.0, 4.0, True))
     assert "anything" in runner.channels
     assert [e[2].get("state") for e in events[-2:]] == ["degraded", "recovered"]
+
+
+def test_edge_run_without_pyserial_says_so_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.oracles import run_cli
+
+    config = tmp_path / "edge.toml"
+    config.write_text(HEAD.replace("/unused", str(tmp_path / "state")))
+    monkeypatch.setitem(sys.modules, "serial", None)  # import serial: ImportError
+    code, printed = run_cli(["run", "--config", str(config)])
+    assert code == 2, printed
+    lines = [line for line in printed.splitlines() if "pyserial" in line]
+    assert len(lines) == 1 and "pip install pyserial" in lines[0]
+    assert "Traceback" not in printed

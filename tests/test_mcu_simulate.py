@@ -11,6 +11,7 @@ import itertools
 import json
 import threading
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,3 +75,43 @@ def test_simulate_delivers_every_intact_mcu_reading_through_the_line_faults(
     assert lamp and lamp[0]["value"] is True and lamp[0]["acked"] is True
     assert driven.outputs["alarm_lamp"] is True
     assert any("labels: 3/3 labels caught, 0 false alarm" in line for line in lines), lines
+
+
+POWER_CUT = """
+[device]
+id = "cut-01"
+[uplink]
+broker = "mqtt://127.0.0.1:1883"
+[[sensors]]
+id = "pump"
+type = "serial.mcu"
+port = "/dev/ttyACM0"
+telemetry = true
+channels = [{ mcu = "flow", unit = "L/min" }]
+[simulation]
+duration = 60.0
+[simulation.signals."pump.flow"]
+base = 10.0
+noise = 0.5
+[[simulation.injections]]
+kind = "power-cut"
+at = 20.0
+down = 5.0
+"""
+
+
+def test_after_a_power_cut_the_new_runtime_takes_the_mcu_up_again(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """The Pi loses power, the MCU does not: the new runtime opens the port again, says
+    HELLO, and every reading the MCU sent while a runtime was listening arrives once."""
+    scenario = tmp_path / "cut.toml"
+    scenario.write_text(POWER_CUT)
+    options = Options(scenario=str(scenario), broker=mosquitto.url, speed="max", quiet=True)
+    with Subscriber(mosquitto.url, "edgeline/cut-01/events/#") as cloud:
+        (run,) = simulate(options, threading.Event(), say=lambda line: None)
+        cloud.wait_for(lambda got: len({json.loads(m.payload)["seq"] for m in got}) >= run.last_seq)
+        bodies = {json.loads(m.payload)["seq"]: json.loads(m.payload) for m in cloud.messages}
+    sent = [float(np.float32(m.value)) for m in run.hardware.mcus["pump"].mcu.intact]
+    assert run.crashes == 1 and len(sent) == 57  # t = 0..20 and 25..60: none while down
+    assert [bodies[seq]["value"]["flow"] for seq in sorted(bodies)] == sent
