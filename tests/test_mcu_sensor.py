@@ -47,8 +47,12 @@ port = "/dev/ttyACM0"
 def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, str):  # a TOML basic string: quotes, backslashes, controls escaped
+        escaped = (
+            f"\\{c}" if c in '"\\' else f"\\u{ord(c):04x}" if ord(c) < 0x20 or c == "\x7f" else c
+            for c in value
+        )
+        return '"' + "".join(escaped) + '"'
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else ("nan" if value != value else "inf")
     return str(value)
