@@ -301,9 +301,7 @@ class McuSensor:
         if channel is None:
             self.ignored += 1
             return None
-        if unit and channel.quantity not in self.units and channel.axis is None:
-            self.units[channel.quantity] = unit
-        if unit and channel.axis is not None:
+        if unit:  # the config's unit first; else the MCU's (a vector: its first axis's)
             self.units.setdefault(channel.quantity, unit)
         return channel
 
