@@ -56,6 +56,7 @@ class StampedReading:
     time: float
     value: float
     synced: bool
+    t_ms: int = 0  # the MCU's own stamp
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class StampedBlock:
     period: float
     values: np.ndarray
     synced: bool
+    t0_ms: int = 0  # the MCU's own stamp of the first sample
 
 
 @dataclass
@@ -78,7 +80,9 @@ class LinkStats:
     opens: int = 0
     reboots: int = 0
     readings: int = 0
+    blocks: int = 0
     samples: int = 0
+    delivered: int = 0  # readings and blocks handed to the callbacks (after they returned)
     before_hello: int = 0  # data frames dropped because no HELLO had said what they are
     commands: int = 0
     nacks: int = 0
@@ -213,8 +217,10 @@ class McuLink:
                 self._handle(received.message, now)
             # An MCU that says nothing (heartbeats are every second) is asked who it is.
             silent = self.online and now - heard >= self.silence_s
-            if silent or (self.stats.state in ("offline", "handshake")
-                          and now - asked >= self.hello_timeout):  # fmt: skip
+            if silent:
+                self._request_hello(f"the MCU said nothing for {self.silence_s:g} s")
+                asked = heard = now
+            elif self.stats.state in ("offline", "handshake") and now - asked >= self.hello_timeout:
                 self._request_hello()
                 asked = heard = now
             if self.online and now - last_time >= self.time_every_s:
@@ -261,7 +267,7 @@ class McuLink:
         if self.clock.behind(t_ms) > REBOOT_BEHIND_S:
             self.stats.reboots += 1
             self.clock.reset()
-            self._request_hello()
+            self._request_hello("the MCU restarted (its clock went back) with its HELLO lost")
         self.clock.observe(t_ms, now)
         self.stats.drift_ppm = round(self.clock.drift_ppm, 1)
 
@@ -274,7 +280,8 @@ class McuLink:
         at = self.clock.to_host(reading.t_ms)
         self.stats.readings += 1
         self.on_reading(StampedReading(channel, now if at is None else at, reading.value,
-                                       self.clock.synced))  # fmt: skip
+                                       self.clock.synced, reading.t_ms))  # fmt: skip
+        self.stats.delivered += 1
 
     def _samples(self, block: Samples, now: float) -> None:
         channel = self._channels.get(block.channel)
@@ -284,15 +291,17 @@ class McuLink:
         last_ms = block.t0_ms + (max(0, len(block.values) - 1) * block.period_us) // 1000
         self._stamp(last_ms, now)
         t0 = self.clock.to_host(block.t0_ms)
+        self.stats.blocks += 1
         self.stats.samples += len(block.values)
         self.on_block(StampedBlock(channel, now if t0 is None else t0, block.period_us / 1e6,
-                                   block.values, self.clock.synced))  # fmt: skip
+                                   block.values, self.clock.synced, block.t0_ms))  # fmt: skip
+        self.stats.delivered += 1
 
     # --- writing -----------------------------------------------------------------------------
 
-    def _request_hello(self) -> None:
+    def _request_hello(self, why: str = "asking for HELLO") -> None:
         if self.stats.state != "incompatible":
-            self._set_state("handshake", "asking for HELLO")
+            self._set_state("handshake", why)
         self._write(encode(HelloRequest().frame(self._next_seq())))
 
     def _next_seq(self) -> int:

@@ -33,7 +33,7 @@ from firmware_bridge.messages import (
     Time,
 )
 from firmware_bridge.protocol import SEQ_MODULO, Frame, encode
-from firmware_bridge.stream import FrameDecoder
+from firmware_bridge.stream import RESYNC_WINDOW, FrameDecoder
 
 
 class SimulatedMcu:
@@ -53,6 +53,7 @@ class SimulatedMcu:
         proto: int = 1,
         drift_ppm: float = 0.0,
         seed: int = 0,
+        heartbeat_every: float | None = None,
     ) -> None:
         import time
 
@@ -60,18 +61,27 @@ class SimulatedMcu:
         self.hello = Hello(proto, fw, board, tuple(channels), tuple(outputs))
         self.clock = clock or time.monotonic
         self.drift_ppm = drift_ppm
+        # A HEARTBEAT this often (seconds of ``clock``) from the answering thread, as the
+        # firmware sends one; None: only when :meth:`heartbeat` is called.
+        self.heartbeat_every = heartbeat_every
         self.outputs: dict[str, object] = {name: False for name in outputs}
         self.commands: list[dict[str, object]] = []
         self.host_time_ms: int | None = None
         self.boots = 0
         self.random = random.Random(seed)
+        # What a host could take: data frames sent intact after a HELLO on the open pty.
+        self.intact: list[Reading | Samples] = []
+        self.written = 0  # bytes onto the wire since the start, across opens
+        self.greeted = threading.Event()  # a HELLO went out on the pty open now
         self._boot_at = self.clock()
+        self._boot_ms = 0.0  # t_ms at _boot_at (drift changes rebase the count here)
         self._seq = 0
         self._fd: int | None = None
         self._peer: int | None = None
         self._lock = threading.Lock()
         self._corrupt_next = 0
         self._truncate_next = 0
+        self._noise_tail = 0  # bytes of noise since its last zero, before the next frame
         self._decoder = FrameDecoder()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -91,6 +101,7 @@ class SimulatedMcu:
         tmp.symlink_to(name)
         tmp.replace(self.port)
         self._fd, self._peer = fd, peer
+        self.greeted.clear()
         self._decoder.reset()
         self._stop.clear()
         self._thread = threading.Thread(target=self._answer, name="sim-mcu", daemon=True)
@@ -100,6 +111,7 @@ class SimulatedMcu:
     def close(self) -> None:
         """The port vanishes: the symlink goes, and the host's reads fail (EIO)."""
         self._stop.set()
+        self.greeted.clear()
         if self._thread is not None:
             self._thread.join(5.0)
             self._thread = None
@@ -126,12 +138,26 @@ class SimulatedMcu:
     def t_ms(self, at: float | None = None) -> int:
         """The MCU's millisecond count at host time ``at`` (now by default)."""
         elapsed = (self.clock() if at is None else at) - self._boot_at
-        return int(elapsed * (1.0 + self.drift_ppm / 1e6) * 1000.0)
+        return int(self._boot_ms + elapsed * (1.0 + self.drift_ppm / 1e6) * 1000.0)
+
+    @property
+    def booted_at(self) -> float:
+        """When (on ``clock``) the MCU last started: it measured nothing before."""
+        return self._boot_at
+
+    def set_drift(self, ppm: float) -> None:
+        """The crystal runs ``ppm`` fast (negative: slow) from now on; ``t_ms`` stays
+        continuous."""
+        now = self.clock()
+        self._boot_ms = self._boot_ms + (now - self._boot_at) * (1.0 + self.drift_ppm / 1e6) * 1e3
+        self._boot_at = now
+        self.drift_ppm = ppm
 
     def reboot(self) -> None:
         """Restart: ``t_ms`` from 0 again, and an unasked HELLO."""
         self.boots += 1
         self._boot_at = self.clock()
+        self._boot_ms = 0.0
         self.outputs = dict.fromkeys(self.outputs, False)
         self.send(self.hello)
 
@@ -141,17 +167,31 @@ class SimulatedMcu:
         with self._lock:
             seq = self._seq
             self._seq = (self._seq + 1) % SEQ_MODULO
-        self.send_frame(message.frame(seq))
+        greeted = self.greeted.is_set()
+        intact = self.send_frame(message.frame(seq))
+        if intact and greeted and isinstance(message, Reading | Samples):
+            self.intact.append(message)
+        if isinstance(message, Hello) and self._fd is not None:
+            self.greeted.set()
 
-    def send_frame(self, frame: Frame) -> None:
+    def send_frame(self, frame: Frame) -> bool:
+        """Put ``frame`` on the wire, hit by the next fault injected; True when it went out
+        intact (an open port, not corrupted or cut)."""
         data = encode(frame)
+        # Noise after its last zero runs into this frame: the decoder finds a frame again
+        # at the end of such a chunk only within its resync window (a READING, not a long
+        # SAMPLES block), so a longer frame goes with the noise.
+        intact = not (self._noise_tail and len(data) - 1 > RESYNC_WINDOW)
+        self._noise_tail = 0
         if self._corrupt_next:
             self._corrupt_next -= 1
             data = self._flip(data)
+            intact = False
         elif self._truncate_next:
             self._truncate_next -= 1
             data = data[: self.random.randrange(1, len(data) - 1)] + b"\x00"
-        self.write(data)
+            intact = False
+        return self.write(data) and intact
 
     def reading(self, channel: int, value: float, at: float | None = None) -> None:
         self.send(Reading(channel, self.t_ms(at), value))
@@ -162,11 +202,11 @@ class SimulatedMcu:
     def heartbeat(self) -> None:
         self.send(Heartbeat(self.t_ms()))
 
-    def write(self, data: bytes) -> None:
-        """Raw bytes onto the wire (nothing when the port is gone)."""
+    def write(self, data: bytes) -> bool:
+        """Raw bytes onto the wire (nothing when the port is gone); True when all went."""
         fd = self._fd
         if fd is None:
-            return
+            return False
         view = memoryview(data)
         with self._lock:
             while view:
@@ -176,15 +216,18 @@ class SimulatedMcu:
                     select.select([], [fd], [], 1.0)
                     continue
                 except OSError:
-                    return  # the host end is closed: on a real wire, bytes into the void
+                    return False  # the host end is closed: on a real wire, into the void
+                self.written += written
                 view = view[written:]
+        return True
 
     # --- faults ------------------------------------------------------------------------------
 
     def garbage(self, size: int) -> bytes:
         """A burst of line noise (zeros included: it may end a frame in flight)."""
         noise = self.random.randbytes(size)
-        self.write(noise)
+        if self.write(noise):
+            self._noise_tail = len(noise) - (noise.rfind(0) + 1)
         return noise
 
     def corrupt_next(self, frames: int = 1) -> None:
@@ -206,10 +249,14 @@ class SimulatedMcu:
     # --- what it answers ---------------------------------------------------------------------
 
     def _answer(self) -> None:
+        beat = self.clock()
         while not self._stop.is_set():
             fd = self._fd
             if fd is None:
                 return
+            if self.heartbeat_every is not None and self.clock() - beat >= self.heartbeat_every:
+                beat = self.clock()
+                self.heartbeat()
             ready, _, _ = select.select([fd], [], [], 0.05)
             if not ready:
                 continue

@@ -50,6 +50,40 @@ class EdgeSensor(Protocol):
     def close(self) -> None: ...
 
 
+class Readings(Protocol):
+    """Where a pushed sensor hands what it hears (any thread; the runtime moves each onto
+    its sampling thread). ``at`` is a time on the runtime's monotonic clock (``Hardware.now``)
+    at which the value was measured, ``synced`` whether that time is mapped from a clock
+    known to agree with it."""
+
+    def reading(self, value: "Value", at: float, synced: bool) -> None: ...
+
+    def block(self, quantity: str, times: Any, samples: Any, synced: bool) -> None:
+        """A block of samples of one quantity: ``times`` (n,) on the runtime's clock and
+        ``samples`` (n,) or (n, width)."""
+        ...
+
+    def fault(self, error: Exception) -> None:
+        """The sensor stopped hearing from its hardware: ``degraded`` until the next reading."""
+        ...
+
+    def report(self, kind: str, severity: str, value: Any, fields: dict[str, Any]) -> None:
+        """Anything else worth an event (a command's outcome)."""
+        ...
+
+
+@runtime_checkable
+class PushedSensor(Protocol):
+    """A sensor whose hardware sends readings when it has them, stamped with when they were
+    measured (an MCU on a serial link): the runtime neither polls it nor stamps them."""
+
+    unit: str
+
+    def listen(self, readings: Readings) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @runtime_checkable
 class NamedUnits(Protocol):
     """A sensor whose quantities' units its config chose (a counter's rate unit): they
@@ -80,7 +114,7 @@ class SensorType:
 
     name: str
     params: type
-    build: Callable[[Any, Hardware], PolledSensor | EdgeSensor]
+    build: Callable[[Any, Hardware], PolledSensor | EdgeSensor | PushedSensor]
     polled: bool
     summary: str
     units: Mapping[str, str] = field(default_factory=dict)
@@ -93,7 +127,23 @@ class SensorType:
     # When the quantities depend on the params (an ADS1115 reads one input, or all four):
     # params -> quantity -> unit; ``units`` is then the widest set, for documentation.
     quantities: Callable[[Any], Mapping[str, str]] | None = None
+    # When the params set plausible ranges per quantity: params -> quantity -> (low, high),
+    # over ``limits``.
+    ranges: Callable[[Any], Mapping[str, tuple[float, float]]] | None = None
+    # The hardware names its quantities at run time when the params name none (an MCU's
+    # channels, from its HELLO): a detector may then watch any quantity name.
+    open_quantities: Callable[[Any], bool] | None = None
 
     def units_of(self, params: Any) -> Mapping[str, str]:
         """The quantities a sensor with these params reads ({} for a single value)."""
         return self.quantities(params) if self.quantities is not None else self.units
+
+    def limits_of(self, params: Any) -> Mapping[str, tuple[float, float]]:
+        """Each quantity's plausible range ("" for a single value)."""
+        if self.ranges is None:
+            return self.limits
+        return {**self.limits, **self.ranges(params)}
+
+    def quantities_open(self, params: Any) -> bool:
+        """Whether the quantities are named by the hardware, at run time."""
+        return self.open_quantities is not None and self.open_quantities(params)

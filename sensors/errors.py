@@ -29,3 +29,7 @@ class SensorTimeout(SensorError, TimeoutError):
 class NoPinFactory(SensorError):
     """gpiozero found no way to drive GPIO here: no lgpio (or other pin library), or no
     GPIO chip at all (not a Raspberry Pi)."""
+
+
+class NoSerialLibrary(SensorError):
+    """pyserial is not installed: a ``serial.mcu`` sensor cannot open its port."""

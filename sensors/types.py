@@ -18,6 +18,7 @@ from sensors import (
     bme280,
     counter,
     ina219,
+    mcu,
     mpu6050,
     output,
     registers,
@@ -159,5 +160,6 @@ SENSOR_TYPES: dict[str, SensorType] = {
         ads1115.SENSOR_TYPE,
         ina219.SENSOR_TYPE,
         bh1750.SENSOR_TYPE,
+        mcu.SENSOR_TYPE,
     )
 }

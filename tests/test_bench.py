@@ -120,9 +120,21 @@ def test_growth(smoke: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
+def test_mcu_link(smoke: dict[str, Any]) -> None:
+    link = smoke["figures"]["link"]
+    decoder, pty = link["decoder"], link["pty"]
+    assert decoder["readings"] == 2_000 and decoder["blocks"] == 20
+    assert positive(decoder["readings_per_s"]) and positive(decoder["samples_per_s"])
+    assert pty["available"], pty.get("reason")  # the dev extra has pyserial
+    assert positive(pty["readings_per_s"]) and positive(pty["samples_per_s"])
+    assert pty["dropped"] == 0
+
+
+@pytest.mark.slow
 def test_every_budget_gets_a_verdict(smoke: dict[str, Any]) -> None:
     names = [b["budget"] for b in smoke["budgets"]]
-    for expected in ("durable throughput", "backlog drain", "steady RSS", "flash wear"):
+    for expected in ("durable throughput", "backlog drain", "steady RSS", "flash wear",
+                     "MCU link READING frames", "MCU link samples"):  # fmt: skip
         assert any(name.startswith(expected) for name in names), expected
     measured = [b for b in smoke["budgets"] if b["met"] is not None]
     assert len(measured) >= 12

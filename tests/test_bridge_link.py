@@ -191,7 +191,8 @@ def test_the_clock_map_finds_offset_and_drift_through_latency(
 ) -> None:
     """A heartbeat each second for a minute, each late by up to 20 ms, one in each five
     seconds not late at all (the lower envelope): half a minute on, a stamp maps to within
-    a millisecond of when the MCU's clock really read it, drift included."""
+    two milliseconds of when the MCU's clock really read it, drift included (its stamps are
+    whole milliseconds, cut down, not rounded: each is up to 1 ms early)."""
     clock = ClockMap(bucket_s=5.0)
     rate = 1 + drift_ppm / 1e6
     for second, late in enumerate(latency_ms):
@@ -201,7 +202,7 @@ def test_the_clock_map_finds_offset_and_drift_through_latency(
     assert clock.synced
     at = 90.0  # half a minute past the last heartbeat
     mapped = clock.to_host(int(at * rate * 1000))
-    assert mapped is not None and abs(mapped - (offset + at)) < 0.001
+    assert mapped is not None and abs(mapped - (offset + at)) < 0.002
 
 
 def test_the_clock_map_counts_across_the_32_bit_wrap() -> None:

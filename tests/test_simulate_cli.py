@@ -252,7 +252,9 @@ def test_simulate_runs_every_sensor_type_from_a_config_file(
     got = events.wait_for_count(figures["seq"])
     bodies = [json.loads(m.payload) for m in got]
     telemetry = {b["sensor"] for b in bodies if b["kind"] == "telemetry"}
-    assert telemetry == {"board-temp", "env", "air", "adc", "supply", "light", "soil", "wind"}
+    assert telemetry == {
+        "board-temp", "env", "air", "adc", "supply", "light", "soil", "wind", "pump"
+    }  # fmt: skip
     states = {b["sensor"] for b in bodies if b["kind"] == "state"}
     assert states == {"door", "fan"}  # first readings of the input and the output
     assert not [b for b in bodies if b["kind"] == "health"], "a simulated sensor failed"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -77,13 +78,28 @@ def table(cls: type) -> str:
     return "\n".join(lines)
 
 
+def _table_items(params: type) -> list[tuple[str, type]]:
+    """(field, params dataclass) of each field that is an array of tables."""
+    found = []
+    for f in dataclasses.fields(params):
+        args = typing.get_args(f.type)
+        if args and dataclasses.is_dataclass(args[0]) and isinstance(args[0], type):
+            found.append((f.name, args[0]))
+    return found
+
+
 def sensor_types() -> str:
     parts = []
     for name, kind in sorted(SENSOR_TYPES.items()):
         how = "polled every `interval`" if kind.polled else "interrupt-driven (no `interval`)"
         units = ", ".join(f"`{q}` ({u or '-'})" for q, u in kind.units.items())
         value = f"quantities {units}" if units else "a single value"
+        if kind.open_quantities is not None:  # quantities the hardware names: serial.mcu
+            how = "pushed by the hardware, each reading stamped on its clock (no `interval`)"
+            value = "quantities: its `channels`, or every channel the MCU declares"
         parts.append(f"### `{name}`\n\n{kind.summary}; {how}; {value}.\n\n{table(kind.params)}")
+        for item in _table_items(kind.params):
+            parts.append(f"Each table of `{name}` `{item[0]}`:\n\n{table(item[1])}")
     return "\n\n".join(parts)
 
 

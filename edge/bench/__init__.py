@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-FIGURES = ("throughput", "latency", "drain", "steady", "wear", "models", "growth")
+FIGURES = ("throughput", "latency", "drain", "steady", "wear", "models", "growth", "link")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class Sizes:
     growth_seconds: float = 5.0
     depths: tuple[int, ...] = (0, 100_000, 1_000_000)
     depth_seconds: float = 3.0
+    link_readings: int = 200_000
+    link_blocks: int = 4_000  # of 250 samples: a million
 
 
 SMOKE = Sizes(
@@ -65,6 +67,8 @@ SMOKE = Sizes(
     growth_seconds=1.1,  # sensors poll at 1 Hz: at least one round of polls
     depths=(0, 1_000, 5_000),
     depth_seconds=0.3,
+    link_readings=2_000,
+    link_blocks=20,
 )
 
 
@@ -119,7 +123,7 @@ def run(
 
 
 def _steps(url: str, workdir: Path, s: Sizes) -> dict[str, Callable[[], Any]]:
-    from edge.bench import detectors, drain, growth, latency, steady, throughput, wear
+    from edge.bench import detectors, drain, growth, latency, link, steady, throughput, wear
 
     def steady_figures() -> Any:
         try:
@@ -157,6 +161,7 @@ def _steps(url: str, workdir: Path, s: Sizes) -> dict[str, Callable[[], Any]]:
             duration=s.growth_seconds,
             depth_seconds=s.depth_seconds,
         ),
+        "link": lambda: link.run(workdir, readings=s.link_readings, blocks=s.link_blocks),
     }
 
 

@@ -80,6 +80,12 @@ def verdicts(figures: dict[str, Any]) -> list[Verdict]:
     add(_under("CPU per event, deepest outbox / empty (flat)", deep, 1.25, "x", ".2f"))
     growth = _get(figures, "growth", "marginal_growth")
     add(_under("CPU per added reading, last step / step before (linear)", growth, 1.5, "x", ".2f"))
+    for where, key in (("decoder", "decoder, one core"), ("pty", "pty + McuLink")):
+        frames = _get(figures, "link", where, "readings_per_s")
+        add(_at_least(f"MCU link READING frames, {key}", frames, 20_000, "/s", ",.0f"))
+        samples = _get(figures, "link", where, "samples_per_s")
+        add(_at_least(f"MCU link samples in SAMPLES blocks, {key}", samples, 200_000, "/s",
+                      ",.0f"))  # fmt: skip
     return found
 
 
@@ -123,7 +129,7 @@ def rows(figures: dict[str, Any]) -> list[Row]:
     """(what, measured) for every figure in the run, in the issue's order."""
     out: list[Row] = []
     sections: list[Callable[[dict[str, Any]], list[Row]]] = [
-        _throughput, _latency, _drain, _steady, _wear, _models, _growth,
+        _throughput, _latency, _drain, _steady, _wear, _models, _growth, _link,
     ]  # fmt: skip
     for section in sections:
         out.extend(section(figures))
@@ -261,6 +267,27 @@ def _growth(figures: dict[str, Any]) -> list[Row]:
          f"{_fmt(c['events_per_s'])} events/s, {c['cpu_us_per_event']:.1f} us CPU/event")
         for c in g["depth"]
     ]  # fmt: skip
+    return out
+
+
+def _link(figures: dict[str, Any]) -> list[Row]:
+    link = figures.get("link")
+    if not link:
+        return []
+    d, p = link["decoder"], link["pty"]
+    out = [
+        ("8. MCU link, stream decoder + parse, one core: READING frames",
+         f"{_fmt(d['readings_per_s'])} frames/s ({d['us_per_reading']:.2f} us each)"),
+        (f"   samples in SAMPLES blocks of {d['block_samples']}",
+         f"{_fmt(d['samples_per_s'])} samples/s"),
+    ]  # fmt: skip
+    if p.get("available"):
+        out.append((
+            "   through a real pty into McuLink: READING frames; samples",
+            f"{_fmt(p['readings_per_s'])} frames/s; {_fmt(p['samples_per_s'])} samples/s",
+        ))  # fmt: skip
+    else:
+        out.append(("   through a real pty into McuLink", f"not available: {p['reason']}"))
     return out
 
 

@@ -40,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge.runtime.hardware import RealHardware
     from edge.runtime.runtime import Runtime
     from edge.runtime.systemd import Notifier
-    from sensors.errors import NoPinFactory, SensorError
+    from sensors.errors import NoPinFactory, NoSerialLibrary, SensorError
 
     config = load(args.config)
     clock = RealClock(assume_synced=config.device.rtc)
@@ -61,13 +61,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                     " without this hardware"
                 ) from exc
             except SensorError as exc:  # the config needs hardware this machine lacks
-                fix = (
-                    "install lgpio (sudo apt install python3-lgpio on Raspberry Pi OS, in a"
-                    " venv made with --system-site-packages; or pip install lgpio in the"
-                    " venv), add the user to the gpio group, or"
-                    if isinstance(exc, NoPinFactory)
-                    else "check the wiring and the config, or"
-                )
+                if isinstance(exc, NoPinFactory):
+                    fix = (
+                        "install lgpio (sudo apt install python3-lgpio on Raspberry Pi OS, in"
+                        " a venv made with --system-site-packages; or pip install lgpio in the"
+                        " venv), add the user to the gpio group, or"
+                    )
+                elif isinstance(exc, NoSerialLibrary):
+                    fix = "install it (pip install pyserial in the venv), or"
+                else:
+                    fix = "check the wiring and the config, or"
                 raise HardwareMissing(
                     f"{exc}: {fix} try `edge simulate --config {args.config}` on a machine"
                     " without this hardware"

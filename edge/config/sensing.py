@@ -101,7 +101,9 @@ class ActionConfig:
     """A local action: drive a gpio.output when a detector fires, without the cloud."""
 
     when: str = field(metadata={"doc": "id of the detector that triggers it"})
-    output: str = field(metadata={"doc": "id of a gpio.output sensor"})
+    output: str = field(
+        metadata={"doc": "id of a gpio.output sensor, or `<serial.mcu id>.<output>`"}
+    )
     mode: Literal["follow", "pulse"] = field(
         default="follow",
         metadata={"doc": "follow: on while the alarm is active; pulse: on for `seconds`"},
@@ -302,8 +304,12 @@ def _check_quantity(
     sensor: SensorConfig, quantity: str | None, path: str, problems: Problems
 ) -> None:
     """A detector on a multi-quantity sensor names one of its quantities; others name none."""
-    units = SENSOR_TYPES[sensor.type].units_of(sensor.params)
-    if units and quantity not in units:
+    kind = SENSOR_TYPES[sensor.type]
+    units = kind.units_of(sensor.params)
+    if not units and kind.quantities_open(sensor.params):
+        if quantity is None:  # the hardware names them: any name, but one must be given
+            problems.add(path, f"missing; expected the name of a channel of sensor '{sensor.id}'")
+    elif units and quantity not in units:
         found = "nothing" if quantity is None else f"'{quantity}'"
         choices = ", ".join(units)
         problems.add(path, f"expected one of {choices} (sensor '{sensor.id}'), found {found}")
@@ -319,7 +325,7 @@ def parse_actions(
 ) -> tuple[ActionConfig, ...]:
     actions = []
     detector_ids = {d.id: d for d in detectors}
-    outputs = {s.id: s for s in sensors.values() if s.type == "gpio.output"}
+    outputs = action_outputs(sensors)
     for i, table in enumerate(_array(value, "actions", problems)):
         path = join("actions", i)
         action = build(ActionConfig, table, path, problems)
@@ -331,10 +337,26 @@ def parse_actions(
             )
         if action.output not in outputs:
             unknown_type(
-                problems, join(path, "output"), action.output, outputs, what="a gpio.output id"
+                problems,
+                join(path, "output"),
+                action.output,
+                outputs,
+                what="a gpio.output id or <serial.mcu id>.<output>",
             )
         actions.append(action)
     return tuple(actions)
+
+
+def action_outputs(sensors: Mapping[str, SensorConfig]) -> dict[str, SensorConfig]:
+    """What an action may switch: each gpio.output, and each output a serial.mcu sensor
+    lists, as ``<sensor>.<output>``."""
+    found: dict[str, SensorConfig] = {}
+    for sensor in sensors.values():
+        if sensor.type == "gpio.output":
+            found[sensor.id] = sensor
+        for name in getattr(sensor.params, "outputs", ()) if sensor.type == "serial.mcu" else ():
+            found[f"{sensor.id}.{name}"] = sensor
+    return found
 
 
 def unknown_type(

@@ -1,7 +1,8 @@
 """Validate TOML tables into frozen dataclasses, collecting every problem with its key path.
 
 A section or a sensor type declares its parameters as a frozen dataclass; this module reads
-the field annotations (int, float, bool, str, Literal[...], X | None) and the field metadata
+the field annotations (int, float, bool, str, Literal[...], X | None, tuple[X, ...], and
+tuple[SomeParams, ...] for an array of tables, each validated in turn) and the field metadata
 ("min", "max", "choices", "hex", "doc", "check"; "expects" words what a "check" accepts for
 the reference tables) and coerces a table into an instance, or records problems of the form
 ``file: key.path: expected ..., found ...``. Cross-field rules
@@ -132,6 +133,8 @@ def _expected(annotation: Any, meta: Mapping[str, Any]) -> str:
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(annotation))
     if origin is tuple:
+        if _table_items(annotation) is not None:
+            return "an array of tables"
         item = _expected(get_args(annotation)[0], {}).removeprefix("a ").removeprefix("an ")
         return f"a list of {item}s"
     choices = meta.get("choices")
@@ -186,6 +189,26 @@ def _coerce(value: Any, annotation: Any, meta: Mapping[str, Any]) -> tuple[bool,
     raise TypeError(f"validation does not support the annotation {annotation!r}")
 
 
+def _table_items(annotation: Any) -> type | None:
+    """The dataclass of a ``tuple[SomeParams, ...]`` field (an array of tables), else None."""
+    if get_origin(annotation) is not tuple:
+        return None
+    item = get_args(annotation)[0]
+    return item if isinstance(item, type) and dataclasses.is_dataclass(item) else None
+
+
+def _tables(
+    cls: type, value: Any, path: str, problems: Problems, meta: Mapping[str, Any]
+) -> tuple[bool, tuple[Any, ...]]:
+    """An array of tables, each validated into ``cls`` with its own key path
+    (``sensors[0].channels[2].max``)."""
+    if not isinstance(value, list):
+        problems.add(path, f"expected an array of tables, found {_found(value, meta)}")
+        return False, ()
+    built = [build(cls, item, join(path, i), problems) for i, item in enumerate(value)]
+    return all(item is not None for item in built), tuple(built)
+
+
 def _shown(value: Any, meta: Mapping[str, Any]) -> Any:
     """The value as an error message may show it: a field's "redact" hides secrets."""
     redact: Callable[[Any], Any] | None = meta.get("redact")
@@ -226,6 +249,12 @@ def build(
             unknown_key(problems, path, key, [*(k for k in fields if k not in supplied), *skip])
             continue
         meta = fields[key].metadata
+        items = _table_items(hints[key])
+        if items is not None:
+            ok, tables = _tables(items, value, join(path, key), problems, meta)
+            if ok:
+                values[key] = tables
+            continue
         ok, coerced = _coerce(value, hints[key], meta)
         if not ok:
             found = _found(value, meta)

@@ -27,6 +27,7 @@ from edge.runtime.actions import Actions
 from edge.runtime.delivery import Delivery
 from edge.runtime.detector_state import DetectorStates
 from edge.runtime.model_watch import ModelWatch
+from edge.runtime.pushed import PushedReadings
 from edge.runtime.recorder import RUNTIME_SENSOR
 from edge.runtime.scheduler import Scheduler
 from edge.runtime.sensing import SensorRunner
@@ -37,6 +38,8 @@ from edge.runtime.watcher import Watcher
 from models import DETECTOR_TYPES, Detector, ModelError, Severity
 from models.onnx_detector import OnnxDetector
 from sensors import SENSOR_TYPES, Hardware, Value
+from sensors.base import PushedSensor
+from sensors.mcu import McuSensor
 
 if TYPE_CHECKING:  # imported when [commands] is enabled: most devices never load them
     from edge.uplink.commands import Commands, Handler, Request
@@ -52,7 +55,8 @@ class Runtime:
     and action, and whatever other threads post to it), the delivery loop's
     ``edgeline-recorder``, ``edgeline-link`` and ``edgeline-sender``, the command worker,
     the model watcher and the detector-state writer. Edge sensors (``gpio.edge``) report
-    on gpiozero's threads and are handled on the sampling thread. ``start``, ``close``,
+    on gpiozero's threads, pushed sensors (``serial.mcu``) on their link's, and are handled
+    on the sampling thread. ``start``, ``close``,
     ``crash``, ``drain`` and ``status`` are called from the owner's thread (``edge run``'s
     main thread, the simulator); ``status`` reads counters only.
     """
@@ -212,6 +216,9 @@ class Runtime:
             )
             if cfg.type == "gpio.output":
                 self.actions.outputs[cfg.id] = device
+            if isinstance(device, McuSensor):  # its outputs, as <sensor>.<output>
+                for name in device.params.outputs:
+                    self.actions.outputs[f"{cfg.id}.{name}"] = device.output(name)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -225,6 +232,9 @@ class Runtime:
             if sensor.config.interval is not None:
                 poll = self._poller(sensor)
                 self.scheduler.every(sensor.config.id, sensor.config.interval, poll)
+            elif isinstance(sensor.device, PushedSensor):
+                readings = PushedReadings(sensor, self.scheduler, self.clock, self.watcher)
+                sensor.device.listen(readings)
             else:
                 device: Any = sensor.device
                 device.start(self._edge_handler(sensor))
@@ -412,6 +422,7 @@ class Runtime:
                     "state": "degraded" if runner.degraded else "ok",
                     "readings": runner.readings,
                     "faults": runner.faults,
+                    **runner.hardware_status(),
                 }
                 for sensor_id, runner in self.sensors.items()
             },

@@ -22,7 +22,7 @@ from edge.config.sensing import Input
 from edge.events import Stamp
 from models import BlockDetector, Detection, Detector, Severity, VectorDetector
 from sensors import EdgeSensor, PolledSensor, SensorType, Value
-from sensors.base import NamedUnits, SampleBlocks
+from sensors.base import NamedUnits, PushedSensor, SampleBlocks
 from sensors.filters import FILTER_TYPES, Chain
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class SensorRunner:
         self,
         config: SensorConfig,
         kind: SensorType,
-        device: PolledSensor | EdgeSensor,
+        device: PolledSensor | EdgeSensor | PushedSensor,
         detectors: list[tuple[DetectorConfig, Detector]],
         *,
         emit: Emit,
@@ -99,10 +99,16 @@ class SensorRunner:
         self.on_detection = on_detection
         self.channels: dict[str | None, Channel] = {}
         self.units = kind.units_of(config.params)
-        quantities: list[str | None] = [*self.units] or [None]
+        self.limits = kind.limits_of(config.params)
+        # Quantities the hardware names at run time (an MCU's channels): a channel each,
+        # made as they first come (or now, for those a detector watches).
+        self.open = kind.quantities_open(config.params)
+        quantities: list[str | None] = [*self.units] or ([] if self.open else [None])
         for quantity in quantities:
             self.channels[quantity] = self._channel(quantity)
         for det, detector in detectors:
+            if det.quantity not in self.channels:
+                self.channels[det.quantity] = self._channel(det.quantity)
             self.channels[det.quantity].detectors.append(Watch(det.id, detector, det.inputs))
         self.last_state: Any = None
         self.degraded = False
@@ -117,7 +123,7 @@ class SensorRunner:
 
     def _channel(self, quantity: str | None) -> Channel:
         filters = [FILTER_TYPES[f.type].build(f.params) for f in self.config.filters]
-        limits = self.kind.limits.get(quantity or "")
+        limits = self.limits.get(quantity or "")
         return Channel(quantity, Chain(filters), limits)
 
     @property
@@ -167,6 +173,8 @@ class SensorRunner:
         items = value.items() if isinstance(value, Mapping) else [(None, value)]
         for quantity, raw in items:
             channel = self.channels.get(quantity)
+            if channel is None and self.open:
+                channel = self.channels[quantity] = self._channel(quantity)
             if channel is None:  # a quantity the type does not declare: pass it on as is
                 passed[quantity] = raw
                 continue
@@ -266,6 +274,12 @@ class SensorRunner:
             vector.append(float(latest))
         return tuple(vector)
 
+    def hardware_status(self) -> dict[str, Any]:
+        """What the device says about its hardware (an MCU link's counters), for status.json
+        (any thread: counters only)."""
+        status = getattr(self.device, "status", None)
+        return {"hardware": status()} if callable(status) else {}
+
     def blocks(self, stamp: Stamp) -> None:
         """Hand a sensor's block of samples (a FIFO window) to the detectors that take one."""
         source = self._block_source
@@ -273,8 +287,22 @@ class SensorRunner:
         if taken is None:
             return
         quantity, times, samples = taken
+        self.block(quantity, times, samples, stamp)
+
+    def block(self, quantity: str | None, times: Any, samples: Any, stamp: Stamp) -> None:
+        """A block of samples of one quantity (a FIFO window, an MCU's SAMPLES) to the
+        detectors that take one; ``stamp`` is the newest sample's. A pushed block is a
+        reading too: it recovers a degraded sensor."""
         self._blocks.add(quantity)
+        if self._block_source is None:
+            self.readings += 1
+            self.failures = 0
+            if self.degraded:
+                self.degraded = False
+                self.emit(self.config.id, "health", "info", None, stamp, {"state": "recovered"})
         channel = self.channels.get(quantity)
+        if channel is None and self.open:
+            channel = self.channels[quantity] = self._channel(quantity)
         if channel is None:
             return
         for watch in channel.detectors:

@@ -9,11 +9,13 @@ and hardware faults are driven from the runtime's own scheduler, on its clock.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from edge.clock import Clock
 from edge.runtime.scheduler import Scheduler
+from edge.sim.mcu import DrivenMcu, mcu_spec
 from edge.sim.scenario import Press, Scenario
 from sensors import Hardware
 from sensors.sim import SIMULATED_TYPES, PulseTrain, SimulatedBus, SimulatedChip
@@ -47,7 +49,11 @@ class SimulatedHardware:
         self.addresses: dict[str, tuple[int, int]] = {}  # sensor id -> (bus, address)
         self._t0 = clock.monotonic()
         self.seed = scenario.settings.seed if seed is None else seed
+        self.mcus: dict[str, DrivenMcu] = {}  # serial.mcu sensor id -> its simulated MCU
         for sensor in scenario.config.sensors:
+            if sensor.type == "serial.mcu":
+                self.mcus[sensor.id] = self._mcu(sensor)
+                continue
             simulate = SIMULATED_TYPES.get(sensor.type)
             if simulate is None:
                 continue  # GPIO types: gpiozero's MockFactory pins
@@ -57,6 +63,23 @@ class SimulatedHardware:
         self.hardware = Hardware(
             pin_factory=self.pins, i2c=self._bus, now=clock.monotonic, sleep=_no_wait
         )
+
+    def _mcu(self, sensor: Any) -> DrivenMcu:
+        """A simulated MCU on a pty where the sensor's ``port`` points (``with_mcu_ports``),
+        each channel following the scenario's signal ``<sensor>.<channel>``."""
+
+        def signal(channel: str) -> Callable[[float], float]:
+            return on_clock(self.time_signal(sensor.id, channel, 0.0), self._t0)
+
+        spec = mcu_spec(self.scenario, sensor)
+        seed = _seed(self.seed, f"mcu-{sensor.id}")
+        return DrivenMcu(sensor.id, spec, signal, self.clock.monotonic, Path(sensor.params.port),
+                         seed=seed)  # fmt: skip
+
+    def close(self) -> None:
+        """The simulated MCUs' ptys go (idempotent)."""
+        for mcu in self.mcus.values():
+            mcu.close()
 
     def _attach(self, bus_number: int, address: int, chip: SimulatedChip) -> None:
         """Attach a chip model; several ``i2c.registers`` fields at one address share it."""
@@ -119,11 +142,21 @@ class SimulatedHardware:
         return tuple(sorted(drawn, key=lambda p: (p.at, p.pin)))
 
     def schedule(
-        self, scheduler: Scheduler, presses: tuple[Press, ...] | None = None, *, after: float = 0.0
+        self,
+        scheduler: Scheduler,
+        presses: tuple[Press, ...] | None = None,
+        *,
+        after: float = 0.0,
+        devices: Mapping[str, Any] | None = None,
     ) -> None:
-        """Drive GPIO presses and hardware faults from a runtime's scheduler, from ``after``
-        seconds on (a runtime started after a power cut picks up what is still ahead)."""
+        """Drive GPIO presses, hardware faults and the simulated MCUs from a runtime's
+        scheduler, from ``after`` seconds on (a runtime started after a power cut picks up
+        what is still ahead). ``devices`` are the runtime's sensors' devices, by id: an
+        MCU's link among them."""
         t0 = self._t0
+        for sensor_id, mcu in self.mcus.items():
+            link = getattr((devices or {}).get(sensor_id), "link", None)
+            mcu.schedule(scheduler, t0, self.scenario.injections, after, link)
         chosen = self.presses() if presses is None else presses
         for press in (p for p in chosen if p.at + p.hold > after):
             pin: Any = self.pins.pin(press.pin)

@@ -79,7 +79,51 @@ class RandomPresses:
 
 
 InjectionKind = Literal["anomaly", "fault", "network", "power-cut"]
-FaultName = Literal["nack", "eio", "timeout", "vanish", "stuck", "garbage"]
+FaultName = Literal[
+    "nack", "eio", "timeout", "vanish", "stuck", "garbage", "corrupt", "truncate", "reboot",
+    "drift",
+]  # fmt: skip
+BUS_FAULTS = ("nack", "eio", "timeout", "vanish", "stuck", "garbage")
+# On a serial.mcu sensor's line: noise bursts, frames with a flipped bit, frames cut short
+# (one frame in four of those sent during the injection), the port gone, a restart, drift.
+MCU_FAULTS = ("garbage", "corrupt", "truncate", "vanish", "reboot", "drift")
+
+
+@dataclass(frozen=True)
+class McuChannelSim:
+    """A channel of a simulated MCU: READINGs ``every`` seconds, or SAMPLES blocks of
+    ``block`` samples at ``rate`` Hz; its value follows the signal ``<sensor>.<name>``."""
+
+    name: str = field(metadata={"doc": "the channel's name in the MCU's HELLO"})
+    unit: str = field(default="", metadata={"doc": "its unit in HELLO"})
+    every: float | None = field(
+        default=None, metadata={"min": 0.001, "max": 3600, "doc": "seconds between READINGs"}
+    )
+    rate: float | None = field(
+        default=None, metadata={"min": 1.0, "max": 100_000, "doc": "samples/s, in SAMPLES"}
+    )
+    block: int = field(
+        default=250, metadata={"min": 1, "max": 16_384, "doc": "samples per SAMPLES block"}
+    )
+
+    def __post_init__(self) -> None:
+        if (self.every is None) == (self.rate is None):
+            raise ValueError("give every (READINGs) or rate (SAMPLES blocks), one of them")
+
+
+@dataclass(frozen=True)
+class McuSim:
+    """What a serial.mcu sensor's simulated MCU declares and sends."""
+
+    channels: tuple[McuChannelSim, ...] = field(
+        default=(), metadata={"doc": "default: the sensor's channels, a READING each second"}
+    )
+    outputs: tuple[str, ...] = field(
+        default=(), metadata={"doc": "outputs in HELLO (default: the sensor's outputs)"}
+    )
+    heartbeat: float = field(
+        default=1.0, metadata={"min": 0.01, "max": 60, "doc": "seconds between HEARTBEATs"}
+    )
 
 
 @dataclass(frozen=True)
@@ -92,9 +136,15 @@ class Injection:
     label: str | None = field(default=None, metadata={"doc": "what the ground truth says"})
     sensor: str | None = field(default=None, metadata={"doc": "the sensor it affects"})
     quantity: str | None = field(default=None, metadata={"doc": "for multi-quantity sensors"})
-    fault: FaultName | None = field(default=None, metadata={"doc": "bus fault (kind fault)"})
+    fault: FaultName | None = field(
+        default=None, metadata={"doc": "bus or serial-line fault (kind fault)"}
+    )
     down: float = field(
         default=5.0, metadata={"min": 0, "max": 86_400, "doc": "seconds without power"}
+    )
+    ppm: float | None = field(
+        default=None,
+        metadata={"min": -10_000, "max": 10_000, "doc": "an MCU crystal's drift (fault drift)"},
     )
 
     def __post_init__(self) -> None:
@@ -107,8 +157,11 @@ class Injection:
             raise ValueError(f"a {self.kind} injection needs a sensor")
         if (self.kind == "fault") != (self.fault is not None):
             raise ValueError(
-                "fault (nack, eio, timeout, vanish, stuck, garbage) goes with kind fault"
+                "fault (nack, eio, timeout, vanish, stuck, garbage; corrupt, truncate, reboot,"
+                " drift on an MCU's line) goes with kind fault"
             )
+        if (self.fault == "drift") != (self.ppm is not None):
+            raise ValueError("a drift fault needs ppm, and only a drift fault takes it")
 
     @property
     def end(self) -> float:
@@ -129,13 +182,26 @@ class Scenario:
     injections: tuple[Injection, ...] = ()
     anomalies: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)  # index -> spec
     random_presses: tuple[RandomPresses, ...] = ()
+    mcus: Mapping[str, McuSim] = field(default_factory=dict)  # serial.mcu sensor id -> MCU
+
+
+# Line faults the MCU link absorbs (each costs the frames it hits, nothing else): context
+# in the ground truth, not faults a health event should report.
+ABSORBED = ("garbage", "corrupt", "truncate", "reboot", "drift")
 
 
 def labels(scenario: Scenario) -> list[Label]:
-    """The scenario's ground truth: one label per injection."""
+    """The scenario's ground truth: one label per injection (an MCU line fault the link
+    absorbs is labelled ``line``: context, not scored)."""
+    mcus = {s.id for s in scenario.config.sensors if s.type == "serial.mcu"}
+
+    def kind(injection: Injection) -> str:
+        absorbed = injection.sensor in mcus and injection.fault in ABSORBED
+        return "line" if absorbed else injection.kind
+
     return [
         Label(
-            injection.kind,
+            kind(injection),
             injection.text,
             injection.sensor if injection.quantity is None else
             f"{injection.sensor}.{injection.quantity}",
@@ -195,11 +261,14 @@ def parse_scenario(text: str, source: str, overrides: dict[str, Any]) -> Scenari
         raise ConfigError([*exc.problems, *problems.items]) from None
     if problems or parsed is None:
         raise ConfigError(problems.items)
-    settings, signals, presses, injections, anomalies, randoms = parsed
+    settings, signals, presses, injections, anomalies, randoms, mcus = parsed
     _check_targets(config, signals, injections, problems)
+    _check_mcus(config, mcus, problems)
     if problems:
         raise ConfigError(problems.items)
-    return Scenario(source, config, settings, signals, presses, injections, anomalies, randoms)
+    return Scenario(
+        source, config, settings, signals, presses, injections, anomalies, randoms, mcus
+    )
 
 
 _Parsed = tuple[
@@ -209,6 +278,7 @@ _Parsed = tuple[
     tuple[Injection, ...],
     dict[int, Mapping[str, Any]],
     tuple[RandomPresses, ...],
+    dict[str, McuSim],
 ]
 
 
@@ -216,7 +286,7 @@ def _simulation(table: Any, problems: Problems) -> _Parsed | None:
     if not isinstance(table, dict):
         problems.add("simulation", f"expected a table, found {describe(table)}")
         return None
-    skip = ("signals", "presses", "injections", "random_presses")
+    skip = ("signals", "presses", "injections", "random_presses", "mcu")
     settings = build(SimulationSettings, table, "simulation", problems, skip=skip)
     horizon = settings.duration if settings else 60.0
     signals: dict[str, Mapping[str, Any]] = {}
@@ -258,9 +328,18 @@ def _simulation(table: Any, problems: Problems) -> _Parsed | None:
             problems.add(join(path, "signal"), f"not used by a {injection.kind} injection")
             continue
         injections.append(injection)
+    mcus: dict[str, McuSim] = {}
+    raw_mcus = table.get("mcu", {})
+    if not isinstance(raw_mcus, dict):
+        problems.add("simulation.mcu", f"expected a table, found {describe(raw_mcus)}")
+        raw_mcus = {}
+    for key, entry in raw_mcus.items():
+        mcu = build(McuSim, entry, f"simulation.mcu.{key}", problems)
+        if mcu is not None:
+            mcus[key] = mcu
     if settings is None:
         return None
-    return settings, signals, tuple(presses), tuple(injections), anomalies, tuple(randoms)
+    return settings, signals, tuple(presses), tuple(injections), anomalies, tuple(randoms), mcus
 
 
 def _list(value: Any, path: str, problems: Problems) -> list[Any]:
@@ -300,5 +379,37 @@ def _check_targets(
         if sensor is None:
             choices = ", ".join(sorted(sensors))
             problems.add(join(path, "sensor"), f"expected a sensor id ({choices})")
+        elif injection.kind == "fault" and sensor.type == "serial.mcu":
+            if injection.fault not in MCU_FAULTS:
+                problems.add(
+                    join(path, "fault"),
+                    f"expected a fault of an MCU's line ({', '.join(MCU_FAULTS)}),"
+                    f" found {injection.fault}",
+                )
         elif injection.kind == "fault" and not hasattr(sensor.params, "address"):
-            problems.add(join(path, "sensor"), f"expected an I2C sensor, found {sensor.type}")
+            problems.add(
+                join(path, "sensor"), f"expected an I2C or serial.mcu sensor, found {sensor.type}"
+            )
+        elif injection.kind == "fault" and injection.fault not in BUS_FAULTS:
+            problems.add(
+                join(path, "fault"),
+                f"expected a bus fault ({', '.join(BUS_FAULTS)}), found {injection.fault}",
+            )
+
+
+def _check_mcus(
+    config: configuration.Config, mcus: Mapping[str, McuSim], problems: Problems
+) -> None:
+    """Each simulated MCU belongs to a serial.mcu sensor, and each such sensor's MCU has
+    channels: its own, or those the sensor's config names."""
+    sensors = {s.id: s for s in config.sensors if s.type == "serial.mcu"}
+    for key in mcus:
+        if key not in sensors:
+            choices = ", ".join(sorted(sensors)) or "none defined"
+            problems.add(f"simulation.mcu.{key}", f"expected a serial.mcu sensor id ({choices})")
+    for sensor in sensors.values():
+        if not sensor.params.channels and not (sensor.id in mcus and mcus[sensor.id].channels):
+            problems.add(
+                f"simulation.mcu.{sensor.id}.channels",
+                "missing; expected the channels the simulated MCU declares (the sensor names none)",
+            )

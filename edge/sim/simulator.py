@@ -21,6 +21,7 @@ from edge.clock import Clock, ScaledClock, VirtualClock
 from edge.runtime.runtime import Runtime
 from edge.runtime.watcher import Watcher, Watchers
 from edge.sim.hardware import SimulatedHardware
+from edge.sim.mcu import with_mcu_ports
 from edge.sim.scenario import Injection, Scenario
 
 
@@ -93,7 +94,7 @@ class Simulator:
 
     def _start_device(self, index: int) -> DeviceRun:
         base = Path(self.scenario.config.storage.state_dir)
-        scenario = for_device(self.scenario, index, self.count, base)
+        scenario = with_mcu_ports(for_device(self.scenario, index, self.count, base))
         proxy = None
         if any(i.kind == "network" for i in scenario.injections):
             scenario, proxy = _through_proxy(scenario)
@@ -124,7 +125,8 @@ class Simulator:
         """Stimuli and injections still ahead, on the (new) runtime's scheduler."""
         now = run.clock.monotonic() - run.t0 if run.crashes else 0.0
         scheduler = run.runtime.scheduler
-        run.hardware.schedule(scheduler, after=now)
+        devices = {sensor_id: r.device for sensor_id, r in run.runtime.sensors.items()}
+        run.hardware.schedule(scheduler, after=now, devices=devices)
         if run.proxy is not None:
             run.proxy.restore()  # an outage that ended while the power was off is over
         for injection in run.scenario.injections:
@@ -207,6 +209,7 @@ class Simulator:
     def _finish(self, run: DeviceRun) -> None:
         self._collect(run)
         run.runtime.close()
+        run.hardware.close()
         run.last_seq = run.runtime.outbox.last_seq
         run.stream = run.runtime.outbox.stream
         if run.proxy is not None:

@@ -21,9 +21,17 @@ from tests.sensors.fakes import FakeClock
 
 
 def is_allowed_annotation(annotation: object) -> bool:
-    """int, float, bool, str, Literal[...] of strings, or X | None."""
+    """int, float, bool, str, Literal[...] of strings, X | None, a tuple of one of these
+    (a list) or of a params dataclass (an array of tables) that follows the convention."""
     if annotation in (int, float, bool, str):
         return True
+    if typing.get_origin(annotation) is tuple:
+        item, *rest = typing.get_args(annotation)
+        if rest != [Ellipsis]:
+            return False
+        if dataclasses.is_dataclass(item):
+            return all(is_allowed_annotation(f.type) for f in dataclasses.fields(item))
+        return is_allowed_annotation(item)
     if typing.get_origin(annotation) is typing.Literal:
         return all(isinstance(arg, str) for arg in typing.get_args(annotation))
     if isinstance(annotation, types.UnionType):
@@ -47,6 +55,7 @@ def test_registry_names_and_kinds() -> None:
         "i2c.ads1115": True,
         "i2c.ina219": True,
         "i2c.bh1750": True,
+        "serial.mcu": False,
     }
     assert all(name == t.name and t.summary for name, t in SENSOR_TYPES.items())
 
