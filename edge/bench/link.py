@@ -74,6 +74,16 @@ def decoder_figures(readings: int, blocks: int) -> dict[str, Any]:
     }
 
 
+def _whole_frames(stream: bytes, size: int) -> list[bytes]:
+    """``stream`` in pieces of about ``size`` bytes, each ending at a frame's delimiter."""
+    pieces, start = [], 0
+    while start < len(stream):
+        end = stream.find(b"\x00", min(start + size, len(stream)) - 1) + 1 or len(stream)
+        pieces.append(stream[start:end])
+        start = end
+    return pieces
+
+
 def _through_pty(workdir: Path, readings: int, blocks: int) -> dict[str, Any]:
     """Readings, then blocks, from a simulated MCU on a pty into a McuLink."""
     import numpy as np
@@ -110,8 +120,10 @@ def _through_pty(workdir: Path, readings: int, blocks: int) -> dict[str, Any]:
             # Pre-encoded: the MCU's cost is not the host's.
             frames = _readings_stream(readings, len(channels), mcu.t_ms(), step_ms=0)
             started = time.perf_counter()
-            for at in range(0, len(frames), CHUNK):
-                mcu.write(frames[at : at + CHUNK])
+            # Whole frames per write: the simulated MCU's own replies (the ACK to the
+            # link's TIME) go between writes, and must not land inside a frame.
+            for chunk in _whole_frames(frames, CHUNK):
+                mcu.write(chunk)
             ok = done.wait(60.0)
             out["readings_per_s"] = readings / (time.perf_counter() - started) if ok else None
             done.clear()
