@@ -690,14 +690,14 @@ class PtyBoard:
         assert not [f for f in self.link.received if f[0] == 0x20 and f[2].startswith(b"error")]
 
 
-class ThreadBoard(PtyBoard):
-    """The firmware's own loop (Firmware.serve) under CPython, in a thread."""
+class FirmwareLoop:
+    """The firmware's own loop (Firmware.serve) under CPython, in a thread, on a pty's
+    master end (the Pico's side), with the shim's ADCs at ``ANALOG``."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, master: int) -> None:
+        self.master = master
         machine.reset()
         machine.ANALOG.update(ANALOG)
-        self.pins = machine.PINS
         self.stop = threading.Event()
         self.failures: list[BaseException] = []
         self.firmware = firmware.Firmware(
@@ -729,13 +729,30 @@ class ThreadBoard(PtyBoard):
     def close(self) -> None:
         self.stop.set()
         self.thread.join(timeout=10)
+
+    def check(self) -> None:
+        """It ran until stopped, and nothing in it failed."""
+        assert not self.thread.is_alive()
+        assert self.failures == []
+        assert self.firmware.errors == 0
+
+
+class ThreadBoard(PtyBoard):
+    """The firmware's loop under CPython, in a thread (:class:`FirmwareLoop`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = FirmwareLoop(self.master)
+        self.firmware = self.loop.firmware
+        self.pins = machine.PINS
+
+    def close(self) -> None:
+        self.loop.close()
         super().close()
 
     def check(self) -> None:
         super().check()
-        assert not self.thread.is_alive()
-        assert self.failures == []
-        assert self.firmware.errors == 0
+        self.loop.check()
 
 
 class MicroPythonBoard(PtyBoard):

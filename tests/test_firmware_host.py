@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import subprocess
 import sys
-import threading
-import time
 import tty
 from pathlib import Path
 from typing import Any
@@ -21,7 +18,7 @@ import pytest
 
 from edge.bench.mosquitto import Mosquitto
 from tests.brokers import Subscriber
-from tests.test_firmware import firmware, machine
+from tests.test_firmware import FirmwareLoop, machine
 from tests.waiting import wait_until
 
 EDGE = [sys.executable, "-m", "edge.cli"]
@@ -30,49 +27,22 @@ LOW, HIGH = 13107, 52428  # raw 16-bit ADC levels: 0.66 V and 2.64 V
 
 
 class Pico:
-    """The firmware's loop (Firmware.serve) in a thread, on the pty's master end; the
-    slave end is left for the host to open by its path, as /dev/ttyACM0 is."""
+    """The firmware's loop on the pty's master end (:class:`FirmwareLoop`); the slave end is
+    left for the host to open by its path, as /dev/ttyACM0 is."""
 
     def __init__(self) -> None:
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)
         self.path = os.ttyname(self.slave)
-        machine.reset()
-        machine.ANALOG.update({26: LOW, 27: LOW, 28: LOW, 4: 14000})
-        self.stop = threading.Event()
-        self.failures: list[BaseException] = []
-        self.firmware = firmware.Firmware(
-            self._read, self._write, machine, lambda: int(time.monotonic() * 1000)
-        )
-        self.thread = threading.Thread(target=self._serve, name="pico", daemon=True)
-        self.thread.start()
-
-    def _read(self) -> bytes:
-        readable, _, _ = select.select([self.master], [], [], 0)
-        return os.read(self.master, 4096) if readable else b""
-
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.master, view) :]
-
-    def _idle(self) -> bool:
-        select.select([self.master], [], [], 0.005)  # the loop's pace: input, or 5 ms
-        return not self.stop.is_set()
-
-    def _serve(self) -> None:
-        try:
-            self.firmware.serve(self._idle)
-        except BaseException as exc:
-            self.failures.append(exc)
+        self.loop = FirmwareLoop(self.master)
+        machine.ANALOG.update({26: LOW})
 
     def relay(self) -> int:
         pin = machine.PINS.get(RELAY_PIN)
         return -1 if pin is None else int(pin.value())
 
     def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
+        self.loop.close()
         os.close(self.master)
         os.close(self.slave)
 
@@ -148,5 +118,5 @@ output = "pico.relay"
         _, err = process.communicate(timeout=20)
         pico.close()
     assert process.returncode == 0, err
-    assert pico.failures == [] and pico.firmware.errors == 0
+    pico.loop.check()
     assert machine.PINS[RELAY_PIN].states[-2:] == [1, 0]
