@@ -1,4 +1,14 @@
-"""What the runtime answers to: the ``ping``, ``status`` and ``model`` commands.
+"""What the runtime answers to: the ``ping``, ``status``, ``model`` and ``replay`` commands.
+
+``replay`` publishes a seq range of the outbox once more, for a consumer that found a gap::
+
+    {"from_seq": 120, "to_seq": 180, "stream": "3dca501460161670"}
+
+``to_seq`` defaults to the newest; ``stream``, when given, must be the outbox's own (a
+consumer asking about a stream from before a reset gets a refusal, not another stream's
+events). It sends what the outbox still holds (pending, and delivered events kept with
+``[storage] keep_delivered``) over a one-shot connection of its own, as ``edge outbox
+replay`` does, and answers with what it sent and the ranges it no longer holds.
 
 ``model`` drives an ``onnx`` detector's models from the cloud side::
 
@@ -17,19 +27,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
+from edge.errors import OutboxError, UplinkError
 from edge.uplink.commands import CommandRefused, Handler, on_sampler
 from models.errors import ModelError
 from models.shipped import model_path
 
 if TYPE_CHECKING:
+    from edge.config.device import UplinkConfig
     from edge.outbox.store import Outbox
     from edge.runtime.sensing import SensorRunner
     from models.onnx_detector import OnnxDetector
 
 Post = Callable[[Callable[[], None]], None]
 ACTIONS = ("reload", "shadow", "promote", "drop", "status")
+MAX_REPLAY = 100_000  # events one command may ask for: a gap, not the whole history
 
 
 def ping(args: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -57,6 +70,41 @@ def status_handler(
         }
 
     return status
+
+
+def replay_handler(outbox: Outbox, settings: UplinkConfig) -> Handler:
+    def replay(args: Mapping[str, Any]) -> Mapping[str, Any]:
+        from edge.uplink.replay import replay_range
+
+        first, last = args.get("from_seq"), args.get("to_seq")
+        if not _seq(first):
+            raise CommandRefused(f"from_seq must be a seq (an integer >= 1), got {first!r}")
+        if last is not None and not _seq(last):
+            raise CommandRefused(f"to_seq must be a seq (an integer >= 1), got {last!r}")
+        stream = args.get("stream")
+        if stream is not None and stream != outbox.stream:
+            raise CommandRefused(f"stream {stream!r} is not this outbox's ({outbox.stream})")
+        top = outbox.last_seq if last is None else min(last, outbox.last_seq)
+        if top - first + 1 > MAX_REPLAY:
+            raise CommandRefused(f"at most {MAX_REPLAY} events a command, asked {top - first + 1}")
+        try:
+            done = replay_range(outbox, settings, first=first, last=last)
+        except (OutboxError, UplinkError) as exc:
+            raise CommandRefused(str(exc)) from None
+        return {
+            "stream": done.stream,
+            "from_seq": done.first,
+            "to_seq": done.last,
+            "sent": done.sent,
+            "acked": done.acked,
+            "missing": done.missing,
+        }
+
+    return replay
+
+
+def _seq(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def model_handler(detectors: Mapping[str, OnnxDetector], post: Post) -> Handler:

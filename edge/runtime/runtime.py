@@ -179,13 +179,14 @@ class Runtime:
         self.recorder.submit(draft)
 
     def _command_handlers(self) -> dict[str, Handler]:
-        from edge.runtime.command_handlers import model_handler, status_handler
+        from edge.runtime.command_handlers import model_handler, replay_handler, status_handler
 
         return {
             "status": status_handler(
                 self.outbox, self.sensors, self.commands.counters if self.commands else None
             ),
             "model": model_handler(self._onnx, self.scheduler.post),
+            "replay": replay_handler(self.outbox, self.config.uplink),
         }
 
     def _build_sensors(self) -> None:

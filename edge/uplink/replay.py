@@ -67,26 +67,39 @@ def replay(
 ) -> Replay:
     """Publish every stored event with ``first <= seq <= last`` (default: the newest) once
     more, in seq order, to ``settings.broker``."""
+    with Outbox.open_existing(state_dir) as outbox:
+        return replay_range(outbox, settings, first=first, last=last, clock=clock)
+
+
+def replay_range(
+    outbox: Outbox,
+    settings: UplinkConfig,
+    *,
+    first: int,
+    last: int | None = None,
+    clock: Clock | None = None,
+) -> Replay:
+    """:func:`replay` from an open outbox: ``edge outbox replay``'s, or the running
+    runtime's for the ``replay`` command (the outbox's reads take its lock)."""
     if first < 1:
         raise OutboxError(f"--from-seq must be at least 1, not {first}")
-    with Outbox.open_existing(state_dir) as outbox:
-        top = outbox.last_seq if last is None else min(last, outbox.last_seq)
-        if top < first:
-            raise OutboxError(
-                f"nothing to replay: seq {first} is beyond the outbox's last seq {outbox.last_seq}"
-            )
-        result = Replay(outbox.device, outbox.stream, first, top, settings.broker)
-        held: list[int] = []
-
-        def events() -> Iterator[Event]:
-            for event in outbox.stored(first, top):
-                held.append(event.seq)
-                result.sent += 1
-                yield event
-
-        result.acked = republish(
-            settings, outbox.device, events(), clock=clock or RealClock(assume_synced=True)
+    top = outbox.last_seq if last is None else min(last, outbox.last_seq)
+    if top < first:
+        raise OutboxError(
+            f"nothing to replay: seq {first} is beyond the outbox's last seq {outbox.last_seq}"
         )
+    result = Replay(outbox.device, outbox.stream, first, top, settings.broker)
+    held: list[int] = []
+
+    def events() -> Iterator[Event]:
+        for event in outbox.stored(first, top):
+            held.append(event.seq)
+            result.sent += 1
+            yield event
+
+    result.acked = republish(
+        settings, outbox.device, events(), clock=clock or RealClock(assume_synced=True)
+    )
     present = set(held)
     result.missing = runs(s for s in range(first, top + 1) if s not in present)
     return result
