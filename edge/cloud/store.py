@@ -340,6 +340,16 @@ class PostgresStore(_SqlStore):
 
     mark = "%s"
     LOCK = 0x6564_6765  # "edge": pg_advisory_xact_lock's key, one migrating sink at a time
+    EVENTS = (
+        f"INSERT INTO events ({_EVENT_COLUMNS}) SELECT * FROM unnest(%b::text[], %b::text[],"
+        " %b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],"
+        " %b::text[], %b::text[]) ON CONFLICT (device, stream, seq) DO NOTHING"
+    )
+    STATUSES = (
+        "INSERT INTO statuses (device, ts, state, payload, received_at) SELECT * FROM"
+        " unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[])"
+        " ON CONFLICT (device, ts, state) DO NOTHING"
+    )
 
     def __init__(self, url: str) -> None:
         try:
@@ -384,13 +394,18 @@ class PostgresStore(_SqlStore):
     def write(self, batch: Batch) -> Written:
         try:
             with self.conn.transaction(), self.conn.cursor() as cur:
-                cur.executemany(self._sql_events(), [e.values() for e in batch.events])
-                new_events = max(cur.rowcount, 0) if batch.events else 0
-                cur.executemany(
-                    self._sql_statuses(),
-                    [s.values() for s in batch.statuses],
-                )
-                new_statuses = max(cur.rowcount, 0) if batch.statuses else 0
+                # One statement per table and batch: the rows as arrays, unnested (several
+                # times faster than a statement per row, even pipelined).
+                new_events = new_statuses = 0
+                if batch.events:
+                    cur.execute(self.EVENTS, _columns([e.values() for e in batch.events], 10))
+                    new_events = max(cur.rowcount, 0)
+                if batch.statuses:
+                    cur.execute(
+                        self.STATUSES,
+                        _columns([s.values() for s in batch.statuses], 5),
+                    )
+                    new_statuses = max(cur.rowcount, 0)
                 for sql, rows in self._statements(batch):
                     if rows:
                         cur.executemany(sql, rows)
@@ -400,6 +415,11 @@ class PostgresStore(_SqlStore):
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows turned into one list per column."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
 
 
 def _check_version(found: int, where: str) -> None:
