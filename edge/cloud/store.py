@@ -2,11 +2,11 @@
 PostgreSQL behind one small interface.
 
 ``open_store(url)`` opens ``sqlite:///path`` (or a bare path) with sqlite-utils, or
-``postgresql://...`` with psycopg 3, and brings its schema up to date (numbered migrations,
-the version in ``schema_version``). ``Store.write(batch)`` stores a batch in one transaction:
-events with ``ON CONFLICT DO NOTHING`` (a duplicate delivery leaves the row as it was),
-statuses likewise, and the devices table upserted from both. ``Store.rows()`` and
-``Store.evictions()`` feed ``edge.cloud.gaps``.
+``postgresql://...`` with psycopg 3 (``edge.cloud.postgres``), and brings its schema up to
+date (numbered migrations, the version in ``schema_version``). ``Store.write(batch)`` stores
+a batch in one transaction: events with ``ON CONFLICT DO NOTHING`` (a duplicate delivery
+leaves the row as it was), statuses likewise, and the devices table upserted from both.
+``streams()``, ``holes()`` and ``evictions()`` feed ``edge.cloud.gaps``.
 
 Not thread-safe: one thread (the writer's) uses a store; open another for another thread.
 """
@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from edge.config.secrets import hide_password
 from edge.errors import StoreError
 
 # ---------------------------------------------------------------------------------------------
@@ -128,10 +127,10 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
-_VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
+VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
     version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)"""
 
-_EVENT_COLUMNS = "device, stream, seq, ts, sensor, kind, severity, value, payload, received_at"
+EVENT_COLUMNS = "device, stream, seq, ts, sensor, kind, severity, value, payload, received_at"
 
 
 class Store(Protocol):
@@ -159,7 +158,7 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-class _SqlStore:
+class SqlStore:
     """The SQL both databases share; subclasses give the connection and the dialect."""
 
     url: str
@@ -169,7 +168,7 @@ class _SqlStore:
     def _sql_events(self) -> str:
         marks = ", ".join([self.mark] * 10)
         return (
-            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({marks})"
+            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({marks})"
             " ON CONFLICT (device, stream, seq) DO NOTHING"
         )
 
@@ -252,7 +251,7 @@ def _see(seen: dict[str, tuple[str | None, str]], device: str, ts: str | None, a
 # SQLite
 
 
-class SqliteStore(_SqlStore):
+class SqliteStore(SqlStore):
     """An SQLite file (WAL, a busy timeout so that several sinks may share it)."""
 
     def __init__(self, path: Path, url: str) -> None:
@@ -278,9 +277,9 @@ class SqliteStore(_SqlStore):
         try:
             self.conn.execute("BEGIN IMMEDIATE")  # one migrating sink at a time
             try:
-                self.conn.execute(_VERSION_TABLE)
+                self.conn.execute(VERSION_TABLE)
                 current = self._version()
-                _check_version(current, self.url)
+                check_version(current, self.url)
                 for migration in MIGRATIONS:
                     if migration.version > current:
                         for statement in migration.sqlite:
@@ -331,98 +330,7 @@ class SqliteStore(_SqlStore):
         self.conn.close()
 
 
-# ---------------------------------------------------------------------------------------------
-# PostgreSQL
-
-
-class PostgresStore(_SqlStore):
-    """A PostgreSQL database over psycopg 3 (executemany runs in pipeline mode)."""
-
-    mark = "%s"
-    LOCK = 0x6564_6765  # "edge": pg_advisory_xact_lock's key, one migrating sink at a time
-    EVENTS = (
-        f"INSERT INTO events ({_EVENT_COLUMNS}) SELECT * FROM unnest(%b::text[], %b::text[],"
-        " %b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],"
-        " %b::text[], %b::text[]) ON CONFLICT (device, stream, seq) DO NOTHING"
-    )
-    STATUSES = (
-        "INSERT INTO statuses (device, ts, state, payload, received_at) SELECT * FROM"
-        " unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[])"
-        " ON CONFLICT (device, ts, state) DO NOTHING"
-    )
-
-    def __init__(self, url: str) -> None:
-        try:
-            import psycopg
-        except ImportError as exc:
-            raise StoreError("PostgreSQL needs psycopg: pip install 'edgeline[cloud]'") from exc
-        self._errors = psycopg.Error
-        self.url = url
-        try:
-            # autocommit: a read outside `transaction()` must not leave one open.
-            self.conn = psycopg.connect(url, connect_timeout=10, autocommit=True)
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to {hide_password(url)}: {exc}") from exc
-        self._migrate()
-
-    def _migrate(self) -> None:
-        try:
-            with self.conn.transaction():
-                self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK,))
-                self.conn.execute(_VERSION_TABLE)
-                current = self._version()
-                _check_version(current, hide_password(self.url))
-                for migration in MIGRATIONS:
-                    if migration.version > current:
-                        for statement in migration.postgres:
-                            self.conn.execute(statement)
-                        self.conn.execute(
-                            "INSERT INTO schema_version VALUES (%s, %s, now()::text)",
-                            (migration.version, migration.description),
-                        )
-        except self._errors as exc:
-            where = hide_password(self.url)
-            raise StoreError(f"cannot set up the schema of {where}: {exc}") from exc
-
-    def _version(self) -> int:
-        row = self.conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-        return int(row[0] or 0) if row else 0
-
-    def schema_version(self) -> int:
-        return self._version()
-
-    def write(self, batch: Batch) -> Written:
-        try:
-            with self.conn.transaction(), self.conn.cursor() as cur:
-                # One statement per table and batch: the rows as arrays, unnested (several
-                # times faster than a statement per row, even pipelined).
-                new_events = new_statuses = 0
-                if batch.events:
-                    cur.execute(self.EVENTS, _columns([e.values() for e in batch.events], 10))
-                    new_events = max(cur.rowcount, 0)
-                if batch.statuses:
-                    cur.execute(
-                        self.STATUSES,
-                        _columns([s.values() for s in batch.statuses], 5),
-                    )
-                    new_statuses = max(cur.rowcount, 0)
-                for sql, rows in self._statements(batch):
-                    if rows:
-                        cur.executemany(sql, rows)
-        except self._errors as exc:
-            raise StoreError(f"cannot store into {hide_password(self.url)}: {exc}") from exc
-        return Written(new_events, len(batch.events) - new_events, new_statuses)
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """Rows turned into one list per column."""
-    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
-
-
-def _check_version(found: int, where: str) -> None:
+def check_version(found: int, where: str) -> None:
     if found > SCHEMA_VERSION:
         raise StoreError(
             f"{where} has schema version {found}, newer than this edgeline's"
@@ -458,6 +366,8 @@ def open_store(url: str) -> Store:
     if problem:
         raise StoreError(f"expected {problem}")
     if url.startswith(("postgresql://", "postgres://")):
+        from edge.cloud.postgres import PostgresStore
+
         return PostgresStore(url)
     path = Path(url.removeprefix("sqlite:///"))
     return SqliteStore(path, url)
