@@ -39,3 +39,7 @@ class OutboxError(EdgelineError, RuntimeError):
 
 class UplinkError(EdgelineError, ConnectionError):
     """The uplink cannot be configured (bad URL, unreadable certificate or secret)."""
+
+
+class StoreError(EdgelineError, RuntimeError):
+    """The sink's database cannot be opened, migrated or written (``edge sink --db``)."""

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, settings
 from edge.bench.mosquitto import Mosquitto
 from tests.brokers import Subscriber, need_mosquitto
 from tests.bundles import REPO, bundle, need_index
+from tests.postgres import PostgresCluster, need_postgres
 
 # CI machines are shared and noisy: data generation may be slow, so no health check on
 # generation speed and no per-example deadline; the properties themselves stay as strict.
@@ -68,3 +69,16 @@ def native_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return bundle(tmp_path, f"linux_{os.uname().machine}", "--python", python,
                   "--config", str(REPO / "examples" / "every-sensor.toml"),
                   "--models", str(models))  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster for the session (skipped when not installed)."""
+    with PostgresCluster(*need_postgres()) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: PostgresCluster) -> str:
+    """The URL of a new, empty database in the session's cluster."""
+    return postgres_cluster.database()

@@ -2,6 +2,12 @@
 
 A consumer deduplicates on (device, stream, seq) and sees loss as a gap in ``seq``; this is
 that logic, used by ``edge sink`` and by ``edge simulate`` to show what arrived upstream.
+
+Given a ``store`` (``edge.cloud.store``), the sink also stores every event and status: it
+acknowledges each QoS 1 message to the broker only once its row is committed
+(``edge.cloud.writer``), so with a persistent session (``client_id``) a sink killed at any
+moment loses nothing: the broker sends what was not acknowledged again. ``share`` splits the
+events among the sinks of an MQTT 5 shared subscription group.
 """
 
 from __future__ import annotations
@@ -9,14 +15,21 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
+from edge.cloud.store import Store, event_row, status_row, storable
+from edge.cloud.writer import Pending, Writer
 from edge.config.device import UplinkConfig, broker_problem
-from edge.errors import UplinkError
+from edge.config.validation import topic_level
+from edge.errors import UplinkError, UsageError
+from edge.events import format_ts
 from edge.uplink.client import paho_client
 
 log = logging.getLogger(__name__)
@@ -47,9 +60,24 @@ class StreamState:
 
 Arrival = Callable[[str, dict[str, Any], bool], None]  # topic, body, duplicate
 
+SESSION_EXPIRY = 7 * 24 * 3600  # seconds a broker keeps a named sink's session (MQTT 5)
+MAX_SEQ = 2**63 - 1  # what PostgreSQL's BIGINT holds
+
 
 class Sink:
-    """Subscribes to ``{prefix}/{device}/#`` and keeps per-stream bookkeeping."""
+    """Subscribes to ``{prefix}/{device}/events/#`` and ``.../status``, keeps per-stream
+    bookkeeping and, given a ``store``, stores what arrives.
+
+    ``client_id``: a persistent session (MQTT 5, clean start off, kept ``SESSION_EXPIRY``
+    seconds), so QoS 1 messages that arrive while the sink is down wait for it. ``share``: the
+    events through ``$share/{share}/...`` (MQTT 5 shared subscription: the group's sinks
+    split them); status stays a plain subscription, so every sink sees each device's statuses
+    in the broker's order. ``track`` False skips the in-memory per-stream sets (a
+    long-running sink with a database asks the database instead).
+
+    Threads: paho's network thread runs the callbacks and hands rows to the writer's thread,
+    which acknowledges them; ``start`` and ``close`` belong to the owner's thread.
+    """
 
     def __init__(
         self,
@@ -59,24 +87,69 @@ class Sink:
         device: str = "+",
         on_event: Arrival | None = None,
         on_status: Callable[[str, dict[str, Any]], None] | None = None,
+        protocol: str = "3.1.1",
+        client_id: str | None = None,
+        share: str | None = None,
+        store: Store | None = None,
+        track: bool = True,
+        batch_rows: int = 1000,
+        batch_ms: float = 50.0,
     ) -> None:
         problem = broker_problem(broker)
         if problem:
             raise UplinkError(problem)
-        settings = UplinkConfig(broker=broker)
+        if protocol not in ("3.1.1", "5"):
+            raise UsageError(f"protocol: expected 3.1.1 or 5, found {protocol!r}")
+        if protocol != "5" and (client_id or share):
+            raise UsageError("a persistent session and a shared subscription need MQTT 5")
+        if share is not None and topic_level(share):
+            raise UsageError(f"share: expected {topic_level(share)}, found {share!r}")
+        settings = UplinkConfig(broker=broker, protocol=protocol)  # type: ignore[arg-type]
         self.host, self.port, self.tls = settings.host, settings.port, settings.tls
-        self.topics = [f"{prefix}/{device}/events/#", f"{prefix}/{device}/status"]
+        self.prefix = prefix
+        events = f"{prefix}/{device}/events/#"
+        self.topics = [f"$share/{share}/{events}" if share else events, f"{prefix}/{device}/status"]
         self.on_event = on_event
         self.on_status = on_status
         self.streams: dict[tuple[str, str], StreamState] = {}
         self.malformed = 0
+        self.track = track
+        self.session_present: bool | None = None  # from the last CONNACK
+        self._v5 = protocol == "5"
+        self._persistent = bool(client_id)
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
-        # A subscriber publishes nothing: the window matters not; its own client id.
-        self._client = paho_client(settings, "", inflight=20)
+        self._refused: str | None = None
+        # Acknowledgements go out only on the connection their message came in on: a packet
+        # id from an earlier connection may name another message by now.
+        self._ack_lock = threading.Lock()
+        self._connection = 0
+        # A subscriber publishes nothing: the window matters not.
+        self._client = paho_client(settings, client_id or "", inflight=20)
         self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        self.writer: Writer | None = None
+        self._receive_maximum: int | None = None
+        if store is not None:
+            self.writer = Writer(store, self._ack, batch_rows=batch_rows, batch_ms=batch_ms)
+            self._client.manual_ack_set(True)
+            # Room for two batches in flight: the broker's window must not be what paces us.
+            self._receive_maximum = min(65535, 2 * batch_rows)
+
+    def _connect_options(self) -> dict[str, Any]:
+        if not self._v5:
+            return {}
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        if self._persistent:
+            props.SessionExpiryInterval = SESSION_EXPIRY
+        if self._receive_maximum is not None:
+            props.ReceiveMaximum = self._receive_maximum
+        options: dict[str, Any] = {"properties": props}
+        if self._persistent:
+            options["clean_start"] = False
+        return options
 
     def start(self, timeout: float = 10.0, *, wait: bool = True) -> Sink:
         """Connect and subscribe, returning once the broker acknowledged the subscription.
@@ -84,22 +157,32 @@ class Sink:
         With ``wait`` False, return at once and keep trying in the background: a broker
         that is down now (a device booting during an outage) is subscribed to once it is up.
         """
+        if self.writer is not None:
+            self.writer.start()
+        options = self._connect_options()
+        self._client.reconnect_delay_set(min_delay=1, max_delay=5)
         if not wait:
-            self._client.reconnect_delay_set(min_delay=1, max_delay=5)
-            self._client.connect_async(self.host, self.port, keepalive=30)
+            self._client.connect_async(self.host, self.port, keepalive=30, **options)
             self._client.loop_start()
             return self
         try:
-            self._client.connect(self.host, self.port, keepalive=30)
+            self._client.connect(self.host, self.port, keepalive=30, **options)
         except OSError as exc:
+            self.close()
             raise UplinkError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         self._client.loop_start()
         if not self._subscribed.wait(timeout):
             self.close()
             raise UplinkError(f"no SUBACK from {self.host}:{self.port} within {timeout} s")
+        if self._refused:
+            self.close()
+            raise UplinkError(f"{self.host}:{self.port} refused the subscription: {self._refused}")
         return self
 
     def close(self) -> None:
+        """Store and acknowledge what arrived, then disconnect. Idempotent."""
+        if self.writer is not None:
+            self.writer.close()
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -138,30 +221,79 @@ class Sink:
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, p: Any) -> None:
         if not rc.is_failure:
+            self.session_present = bool(flags.session_present)
             client.subscribe([(topic, 1) for topic in self.topics])
 
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, p: Any
+    ) -> None:
+        with self._ack_lock:
+            self._connection += 1
+
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, p: Any) -> None:
+        failed = [str(code) for code in rcs if code.is_failure]
+        if failed:
+            self._refused = ", ".join(failed)
+            log.error("the broker refused the subscription to %s: %s", self.topics, failed)
         self._subscribed.set()
+
+    def _ack(self, token: tuple[int, int, int]) -> None:
+        """The writer's thread: acknowledge a committed message (QoS 1 or 2), if it came
+        in on the connection still up. Otherwise the broker sends it again on the next
+        connection of a persistent session, and it is stored (as a duplicate) and acked."""
+        connection, mid, qos = token
+        if qos == 0:
+            return
+        with self._ack_lock:
+            if connection == self._connection:
+                self._client.ack(mid, qos)
+
+    def _hand_over(self, msg: mqtt.MQTTMessage, row: Any) -> None:
+        """With a store: queue the row (None: nothing to store) for the writer."""
+        if self.writer is not None:
+            token = (self._connection, msg.mid, msg.qos)
+            self.writer.put(Pending(row, token))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         # Runs on paho's network thread: an exception here would end it, and the sink with
         # it, so a payload that cannot be read (too deeply nested for json, say) is counted
         # as malformed and the sink goes on.
+        # With a store, every message goes to the writer, even one with nothing to store:
+        # acknowledgements then keep the order the messages came in.
         body = _body(msg.payload)
         if body is None:
             self.malformed += 1
+            self._hand_over(msg, None)
             return
+        storing = self.writer is not None
+        received_at = format_ts(time.time()) if storing else ""
         if msg.topic.endswith("/status"):
+            name = msg.topic[len(self.prefix) + 1 : -len("/status")]
+            status = _row(lambda: status_row(name, body, received_at)) if storing else True
+            if status is None or not _key(name):
+                self.malformed += 1
+                self._hand_over(msg, None)
+                return
+            self._hand_over(msg, status)
             if self.on_status:
                 self._tell(self.on_status, msg.topic, body)
             return
         device, stream, seq = body.get("device"), body.get("stream"), body.get("seq")
-        if not isinstance(device, str) or not isinstance(stream, str) or not _integer(seq):
+        if not _key(device) or not _key(stream) or not _integer(seq) or abs(seq) > MAX_SEQ:
             self.malformed += 1
+            self._hand_over(msg, None)
             return
-        with self._cond:
-            duplicate = self.streams.setdefault((device, stream), StreamState()).add(seq)
-            self._cond.notify_all()
+        row = _row(lambda: event_row(body, received_at)) if storing else True
+        if row is None:
+            self.malformed += 1
+            self._hand_over(msg, None)
+            return
+        self._hand_over(msg, row)
+        duplicate = False
+        if self.track:
+            with self._cond:
+                duplicate = self.streams.setdefault((device, stream), StreamState()).add(seq)
+                self._cond.notify_all()
         if self.on_event:
             self._tell(self.on_event, msg.topic, body, duplicate)
 
@@ -181,6 +313,19 @@ def _body(payload: bytes | bytearray) -> dict[str, Any] | None:
     except (ValueError, RecursionError):
         return None
     return body if isinstance(body, dict) else None
+
+
+def _row(make: Callable[[], Any]) -> Any:
+    """A table row made from a payload, or None when the payload is nested too deeply to
+    write back out (json reads a little deeper than it writes)."""
+    try:
+        return make()
+    except (RecursionError, ValueError, KeyError):
+        return None
+
+
+def _key(value: Any) -> TypeGuard[str]:
+    return isinstance(value, str) and bool(value) and storable(value)
 
 
 def _integer(value: Any) -> TypeGuard[int]:

@@ -1,0 +1,158 @@
+"""The sink's batching writer: rows into the database in batches, each message acknowledged
+only after its row is committed.
+
+``Writer(store, ack)`` runs one thread. ``put`` hands it a ``Pending`` (a row, or nothing
+to store, and the token that acknowledges the message); the thread gathers up to
+``batch_rows`` of them, or what arrived within ``batch_ms`` of the first, stores them in one
+transaction, then calls ``ack(token)`` for each, in the order they were put. A batch that
+cannot be stored (the database down, locked, full) is retried with a growing delay and never
+acknowledged meanwhile: the broker keeps those messages for the session, and the bounded
+queue stops the network thread until there is room.
+
+Threads: ``put`` from any one thread (paho's network thread); ``close`` from the owner's.
+The store is used only by the writer's thread once it has started.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from edge.cloud.store import Batch, EventRow, StatusRow, Store
+from edge.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A message waiting for its commit: ``row`` None for one with nothing to store (it is
+    acknowledged in its turn, so acknowledgements keep the order messages came in)."""
+
+    row: EventRow | StatusRow | None
+    token: Any
+
+
+@dataclass
+class WriterStats:
+    stored: int = 0  # events new to the database
+    duplicates: int = 0  # events already there (a redelivery, a device's resend)
+    statuses: int = 0  # status messages new to the database
+    batches: int = 0
+    retries: int = 0  # failed attempts to store a batch
+
+
+_STOP = object()
+
+
+class Writer:
+    """Stores ``Pending`` rows in batches on its own thread, acknowledging after commit."""
+
+    def __init__(
+        self,
+        store: Store,
+        ack: Callable[[Any], None],
+        *,
+        batch_rows: int = 1000,
+        batch_ms: float = 50.0,
+        queue_size: int = 20_000,
+        retry_max: float = 10.0,
+    ) -> None:
+        if batch_rows < 1 or batch_ms < 0:
+            raise ValueError("batch_rows must be at least 1 and batch_ms not negative")
+        self.store = store
+        self.batch_rows = batch_rows
+        self.batch_ms = batch_ms
+        self.retry_max = retry_max
+        self.stats = WriterStats()
+        self.committed = threading.Condition()  # notified after each commit (tests, waits)
+        self._ack = ack
+        self._queue: queue.Queue[Any] = queue.Queue(queue_size)
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="edge-sink-writer", daemon=True)
+        self._started = False
+
+    def start(self) -> Writer:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+        return self
+
+    def put(self, pending: Pending) -> None:
+        """Queue a message; blocks while the queue is full (the database is behind)."""
+        while not self._closing.is_set():
+            try:
+                self._queue.put(pending, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Store and acknowledge what was put so far, then stop. Idempotent. A batch the
+        database still refuses at ``timeout`` stays unacknowledged (the broker keeps it)."""
+        if not self._started or self._closing.is_set():
+            return
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        self._closing.set()
+        self._thread.join(1.0)
+
+    # -- the writer's thread ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            items, stopping = self._take()
+            if items and not self._store(items):
+                return  # closed while the database refused: nothing more is acknowledged
+            for item in items:
+                self._ack(item.token)
+
+    def _take(self) -> tuple[list[Pending], bool]:
+        first = self._queue.get()
+        if first is _STOP:
+            return [], True
+        items = [first]
+        deadline = time.monotonic() + self.batch_ms / 1000
+        while len(items) < self.batch_rows:
+            try:
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return items, True
+            items.append(item)
+        return items, False
+
+    def _store(self, items: list[Pending]) -> bool:
+        batch = Batch()
+        for item in items:
+            if isinstance(item.row, EventRow):
+                batch.events.append(item.row)
+            elif isinstance(item.row, StatusRow):
+                batch.statuses.append(item.row)
+        if not len(batch):
+            return True
+        delay = 0.2
+        while True:
+            try:
+                written = self.store.write(batch)
+                break
+            except StoreError as exc:
+                self.stats.retries += 1
+                log.warning("%s; retrying in %.1f s (nothing acknowledged meanwhile)", exc, delay)
+                if self._closing.wait(delay):
+                    return False
+                delay = min(delay * 2, self.retry_max)
+        with self.committed:
+            self.stats.stored += written.events
+            self.stats.duplicates += written.duplicates
+            self.stats.statuses += written.statuses
+            self.stats.batches += 1
+            self.committed.notify_all()
+        return True
