@@ -39,3 +39,8 @@ class OutboxError(EdgelineError, RuntimeError):
 
 class UplinkError(EdgelineError, ConnectionError):
     """The uplink cannot be configured (bad URL, unreadable certificate or secret)."""
+
+
+class BrokerRefused(UplinkError, ConnectionRefusedError):
+    """The broker answered and refused the connection; the message gives its reason in
+    words ("bad user name or password", "not authorised", ...)."""

@@ -6,6 +6,7 @@ that logic, used by ``edge sink`` and by ``edge simulate`` to show what arrived 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -16,8 +17,9 @@ from typing import Any, TypeGuard
 import paho.mqtt.client as mqtt
 
 from edge.config.device import UplinkConfig, broker_problem
-from edge.errors import UplinkError
-from edge.uplink.client import paho_client
+from edge.errors import BrokerRefused, UplinkError
+from edge.uplink.client import paho_client, read_password
+from edge.uplink.refusal import refused
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,11 @@ Arrival = Callable[[str, dict[str, Any], bool], None]  # topic, body, duplicate
 
 
 class Sink:
-    """Subscribes to ``{prefix}/{device}/#`` and keeps per-stream bookkeeping."""
+    """Subscribes to ``{prefix}/{device}/#`` and keeps per-stream bookkeeping.
+
+    ``login`` gives the user name, password and TLS files (an ``[uplink]``'s, the broker
+    aside). After an outage paho's thread connects again within 5 s and subscribes anew.
+    A refused login raises ``BrokerRefused`` from :meth:`start`, with the broker's reason."""
 
     def __init__(
         self,
@@ -59,12 +65,15 @@ class Sink:
         device: str = "+",
         on_event: Arrival | None = None,
         on_status: Callable[[str, dict[str, Any]], None] | None = None,
+        login: UplinkConfig | None = None,
     ) -> None:
         problem = broker_problem(broker)
         if problem:
             raise UplinkError(problem)
-        settings = UplinkConfig(broker=broker)
-        self.host, self.port, self.tls = settings.host, settings.port, settings.tls
+        # login: the user name, password and TLS files of an [uplink]; its broker is ignored
+        settings = dataclasses.replace(login, broker=broker) if login else UplinkConfig(broker)
+        self.broker, self.host, self.port = broker, settings.host, settings.port
+        self.tls = settings.tls
         self.topics = [f"{prefix}/{device}/events/#", f"{prefix}/{device}/status"]
         self.on_event = on_event
         self.on_status = on_status
@@ -72,8 +81,12 @@ class Sink:
         self.malformed = 0
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
+        self.refused: str | None = None  # the broker's reason for refusing the login
+        self._log_refusals = False  # start() raises the first; later ones are logged
         # A subscriber publishes nothing: the window matters not; its own client id.
-        self._client = paho_client(settings, "", inflight=20)
+        password = read_password(settings)
+        self._client = paho_client(settings, "", inflight=20, password=password)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=5)  # back soon after an outage
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
@@ -85,7 +98,7 @@ class Sink:
         that is down now (a device booting during an outage) is subscribed to once it is up.
         """
         if not wait:
-            self._client.reconnect_delay_set(min_delay=1, max_delay=5)
+            self._log_refusals = True
             self._client.connect_async(self.host, self.port, keepalive=30)
             self._client.loop_start()
             return self
@@ -94,9 +107,15 @@ class Sink:
         except OSError as exc:
             raise UplinkError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         self._client.loop_start()
-        if not self._subscribed.wait(timeout):
+        with self._cond:
+            self._cond.wait_for(lambda: self._subscribed.is_set() or self.refused, timeout)
+        if self.refused:
+            self.close()
+            raise BrokerRefused(self.refused)
+        if not self._subscribed.is_set():
             self.close()
             raise UplinkError(f"no SUBACK from {self.host}:{self.port} within {timeout} s")
+        self._log_refusals = True
         return self
 
     def close(self) -> None:
@@ -137,11 +156,20 @@ class Sink:
             return self._cond.wait_for(complete, timeout)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, p: Any) -> None:
-        if not rc.is_failure:
-            client.subscribe([(topic, 1) for topic in self.topics])
+        if rc.is_failure:
+            with self._cond:
+                self.refused = refused(self.broker, rc)
+                self._cond.notify_all()
+            if self._log_refusals:
+                log.warning("%s", self.refused)
+            return
+        client.subscribe([(topic, 1) for topic in self.topics])  # every time: resubscribe
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, p: Any) -> None:
-        self._subscribed.set()
+        with self._cond:
+            self.refused = None
+            self._subscribed.set()
+            self._cond.notify_all()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         # Runs on paho's network thread: an exception here would end it, and the sink with
