@@ -120,7 +120,7 @@ def test_paho_reason_codes_read_as_the_mqtt_spec_words() -> None:
     assert refusal(ReasonCode(PacketTypes.CONNACK, identifier=0x88)) == "server unavailable"
     assert refusal(4) == "bad user name or password" and refusal(5) == "not authorised"
     # paho turns an MQTT 3.1.1 return code into its MQTT 5 reason code: same words
-    for code in (3, 4, 5):
+    for code in (1, 2, 3, 4, 5):
         assert refusal(mqtt.convert_connack_rc_to_reason_code(code)) == MQTT311_WORDS[code]
     # every MQTT 5 CONNACK refusal paho knows is in the table, in paho's own words (and
     # 0x99, payload format invalid, which the spec allows in a CONNACK and paho does not)

@@ -49,6 +49,12 @@ def register(commands: Any) -> None:
         help="seconds after a label a detection still counts (default 60)",
     )  # fmt: skip
     sim.add_argument("--quiet", action="store_true", help="print only the summary")
+    sim.add_argument(
+        "--no-resend", dest="resend", action="store_false",
+        help="at the end, leave missing what the broker acknowledged but never delivered (a"
+        " broker restart without persistence loses it); by default it is sent again from the"
+        " outbox, as edge outbox replay does",
+    )  # fmt: skip
     add_login_options(sim, "broker user name of the simulated devices and the subscriber")
     sim.set_defaults(handler=cmd_simulate)
 
@@ -72,6 +78,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         grace=args.grace,
         quiet=args.quiet,
         login=login_keys(args),
+        resend=args.resend,
     )
     options.check()  # before the signal handlers and the broker
     found: list[str] = []

@@ -58,6 +58,7 @@ class Options:
     plot: str | None = None
     grace: float = 60.0
     quiet: bool = False
+    resend: bool = True  # send again from the outbox what the broker acknowledged and lost
     # [uplink] login and TLS keys for --broker (the devices' and the subscriber's login)
     login: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -238,7 +239,7 @@ class Session:
 
         device = run.scenario.config.device.id
         wanted = set(sink.received(device, run.stream).missing(run.last_seq, run.first_seq))
-        if not run.drained or not wanted:
+        if not self.options.resend or not run.drained or not wanted:
             return 0
         uplink = self.scenario.config.uplink  # the real broker, not a scenario's link proxy
         try:

@@ -9,10 +9,11 @@ replay``, ``edge command`` and the simulator's subscriber all say a refusal with
 
 from __future__ import annotations
 
-# MQTT 3.1.1, section 3.2.2.3: the CONNACK return codes.
+# MQTT 3.1.1, section 3.2.2.3: the CONNACK return codes, in the words of their MQTT 5
+# counterparts (paho's conversion), so that one reason reads one way whatever the protocol.
 MQTT311_WORDS = {
-    1: "unacceptable protocol version",
-    2: "client identifier rejected",
+    1: "unsupported protocol version",
+    2: "client identifier not valid",
     3: "server unavailable",
     4: "bad user name or password",
     5: "not authorised",
