@@ -40,6 +40,7 @@ from tests.brokers import need_mosquitto
 from tests.test_commands_mqtt import KEY_HEX
 from tests.test_replay import stored
 from tests.test_simulate_cli import summary
+from tests.test_uplink_tls import tls_broker as tls_broker_fixture  # noqa: F401 - a fixture
 from tests.waiting import wait_until
 
 EDGE = [sys.executable, "-m", "edge.cli"]
@@ -420,3 +421,37 @@ class Witness:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def test_edge_sink_shows_a_client_certificate_to_a_mutual_tls_broker(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    broker, port, ca = request.getfixturevalue("tls_broker_fixture")  # test_uplink_tls's
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    leaf = ca.issue_cert("sink")
+    leaf.private_key_pem.write_to_path(str(tmp_path / "sink.key"))
+    leaf.cert_chain_pems[0].write_to_path(str(tmp_path / "sink.pem"))
+    status = UplinkConfig(broker=broker.url)  # the plain listener: a retained birth to see
+    publisher = paho_client(status, "t-pub", inflight=1)
+    publisher.connect(status.host, status.port)
+    publisher.loop_start()
+    publisher.publish("edgeline/tls-01/status", '{"state":"online"}', 1, True).wait_for_publish(
+        TIMEOUT
+    )
+    process = subprocess.Popen(
+        [*EDGE, "sink", "--broker", f"mqtts://127.0.0.1:{port}", "--ca-file",
+         str(tmp_path / "ca.pem"), "--cert-file", str(tmp_path / "sink.pem"),
+         "--cert-key-file", str(tmp_path / "sink.key")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        assert json.loads(process.stdout.readline())["topic"] == "edgeline/tls-01/status"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        publisher.loop_stop()
+        publisher.disconnect()
+    assert process.returncode == 0, err
