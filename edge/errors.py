@@ -43,3 +43,8 @@ class UplinkError(EdgelineError, ConnectionError):
 
 class StoreError(EdgelineError, RuntimeError):
     """The sink's database cannot be opened, migrated or written (``edge sink --db``)."""
+
+
+class BrokerRefused(UplinkError, ConnectionRefusedError):
+    """The broker answered and refused the connection; the message gives its reason in
+    words ("bad user name or password", "not authorised", ...)."""

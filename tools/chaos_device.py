@@ -141,7 +141,9 @@ class EdgeProcess:
     def command(self, *extra: str) -> list[str]:
         return [
             *EDGE, "simulate", "--scenario", str(self.scenario), "--state-dir",
-            str(self.state_dir), "--broker", self.broker, "--quiet", *extra,
+            str(self.state_dir), "--broker", self.broker, "--quiet",
+            "--no-resend",  # the witness judges the device alone: nothing sent a second way
+            *extra,
         ]  # fmt: skip
 
     @property

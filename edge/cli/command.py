@@ -8,7 +8,7 @@ import math
 import sys
 from typing import Any
 
-from edge.cli.common import EXIT_FAILURE, EXIT_OK, UsageError
+from edge.cli.common import EXIT_FAILURE, EXIT_OK, UsageError, add_login_options, broker_login
 
 
 def register(commands: Any) -> None:
@@ -37,17 +37,7 @@ def register(commands: Any) -> None:
     command.add_argument(
         "--prefix", default="edgeline", metavar="P", help="topic prefix (default edgeline)"
     )
-    command.add_argument("--username", metavar="USER", help="the operator's broker user name")
-    command.add_argument(
-        "--password-file", metavar="FILE",
-        help="file holding the broker password (mode 0600); needs an mqtts:// broker unless"
-        " --allow-plaintext-password",
-    )  # fmt: skip
-    command.add_argument(
-        "--allow-plaintext-password", action="store_true",
-        help="send the password over mqtt://, in clear text (a broker on this host)",
-    )  # fmt: skip
-    command.add_argument("--ca-file", metavar="FILE", help="CA bundle for an mqtts:// broker")
+    add_login_options(command, "the operator's broker user name")
     command.add_argument("--json", action="store_true", help="print the whole reply as JSON")
     command.set_defaults(handler=cmd_command)
 
@@ -116,13 +106,14 @@ def cmd_command(args: argparse.Namespace) -> int:
         key = read_key_file(args.key_file)
     except CommandKeyError as exc:
         found.append(f"--key-file: {exc}")
-    password = _password(args, found)
-    if found:
+    settings = broker_login(args, args.broker, found)
+    if found or settings is None:
         raise ConfigError(found)
     reply = send_command(
         args.broker, args.device, key, args.name, command_args,
-        prefix=args.prefix, timeout=args.timeout,
-        username=args.username, password=password, ca_file=args.ca_file,
+        prefix=args.prefix, timeout=args.timeout, username=settings.username,
+        password=settings.password(), ca_file=settings.ca_file,
+        cert_file=settings.cert_file, key_file=settings.key_file,
     )  # fmt: skip
     ok = reply.get("ok") is True
     if args.json:
@@ -132,29 +123,3 @@ def cmd_command(args: argparse.Namespace) -> int:
     else:
         print(f"error: {args.device} refused {args.name}: {reply.get('error')}", file=sys.stderr)
     return EXIT_OK if ok else EXIT_FAILURE
-
-
-def _password(args: argparse.Namespace, found: list[str]) -> str | None:
-    """The broker password from ``--password-file``, under the config's own rules for the
-    uplink (TLS options need mqtts://, a password over mqtt:// only when allowed on purpose,
-    a private file), each problem named by its option."""
-    from edge.config.device import UplinkConfig
-    from edge.config.validation import KeyProblems
-
-    try:
-        settings = UplinkConfig(
-            broker=args.broker, ca_file=args.ca_file, password_file=args.password_file,
-            allow_plaintext_password=args.allow_plaintext_password,
-        )  # fmt: skip
-    except KeyProblems as exc:
-        for key, message in exc.items:
-            hint = message.replace(
-                "set allow_plaintext_password = true", "add --allow-plaintext-password"
-            )
-            found.append(f"--{key.replace('_', '-')}: {hint}")
-        return None
-    try:
-        return settings.password()
-    except (OSError, UnicodeDecodeError) as exc:
-        found.append(f"--password-file: {exc}")
-        return None

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from typing import Any
 
-from edge.cli.common import EXIT_FAILURE, EXIT_OK, UsageError, state_dir
+from edge.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    UsageError,
+    add_login_options,
+    broker_login,
+    state_dir,
+)
 
 
 def register(commands: Any) -> None:
@@ -46,6 +52,7 @@ def register(commands: Any) -> None:
     replay.add_argument("--from-seq", type=int, required=True, metavar="N", help="first seq")
     replay.add_argument("--to-seq", type=int, metavar="M", help="last seq (default: the newest)")
     replay.add_argument("--broker", metavar="URL", help="broker URL (default: the config's)")
+    add_login_options(replay, "broker user name (default: the config's [uplink] username)")
     for verb in (stats, tail, replay):
         where = verb.add_mutually_exclusive_group(required=True)
         config_help = "the device's config"
@@ -84,7 +91,8 @@ def cmd_outbox_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox_replay(args: argparse.Namespace) -> int:
-    from edge.config.device import UplinkConfig, broker_problem, load
+    from edge.config.device import broker_problem, load
+    from edge.errors import ConfigError
     from edge.uplink.replay import replay
 
     if args.from_seq < 1 or (args.to_seq is not None and args.to_seq < args.from_seq):
@@ -94,14 +102,12 @@ def cmd_outbox_replay(args: argparse.Namespace) -> int:
         raise UsageError(f"--broker: {problem}")
     if not args.config and not args.broker:
         raise UsageError("edge outbox replay --state-dir needs --broker URL (or use --config)")
-    settings = load(args.config).uplink if args.config else None
-    try:
-        if settings is None:
-            settings = UplinkConfig(broker=args.broker)
-        elif args.broker:
-            settings = dataclasses.replace(settings, broker=args.broker)
-    except ValueError as exc:  # the config's TLS or password settings do not fit --broker
-        raise UsageError(f"--broker: {exc}") from None
+    base = load(args.config).uplink if args.config else None
+    found: list[str] = []
+    # The config's login and TLS settings, the options given on top, for --broker.
+    settings = broker_login(args, args.broker or (base.broker if base else ""), found, base)
+    if settings is None:
+        raise ConfigError(found)
     result = replay(state_dir(args), settings, first=args.from_seq, last=args.to_seq)
     print(result.summary())
     return EXIT_OK if result.acked == result.sent else EXIT_FAILURE

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edge.cli.common import EXIT_OK, stop_on_signals
+from edge.cli.common import EXIT_OK, add_login_options, broker_login, login_keys, stop_on_signals
 from edge.sim import scenarios
 
 
@@ -49,10 +49,18 @@ def register(commands: Any) -> None:
         help="seconds after a label a detection still counts (default 60)",
     )  # fmt: skip
     sim.add_argument("--quiet", action="store_true", help="print only the summary")
+    sim.add_argument(
+        "--no-resend", dest="resend", action="store_false",
+        help="at the end, leave missing what the broker acknowledged but never delivered (a"
+        " broker restart without persistence loses it); by default it is sent again from the"
+        " outbox, as edge outbox replay does",
+    )  # fmt: skip
+    add_login_options(sim, "broker user name of the simulated devices and the subscriber")
     sim.set_defaults(handler=cmd_simulate)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from edge.errors import ConfigError
     from edge.sim.session import Options, simulate
 
     options = Options(
@@ -69,7 +77,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         plot=args.plot,
         grace=args.grace,
         quiet=args.quiet,
+        login=login_keys(args),
+        resend=args.resend,
     )
     options.check()  # before the signal handlers and the broker
+    found: list[str] = []
+    if options.login and options.broker and broker_login(args, options.broker, found) is None:
+        raise ConfigError(found)
     simulate(options, stop_on_signals())
     return EXIT_OK

@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from edge.cli.common import EXIT_OK, UsageError, stop_on_signals
+from edge.cli.common import EXIT_OK, UsageError, add_login_options, broker_login, stop_on_signals
 
 
 def register(commands: Any) -> None:
@@ -40,6 +40,7 @@ def register(commands: Any) -> None:
     sink.add_argument(
         "--protocol", choices=["5", "3.1.1"], default="5", help="MQTT version (default 5)"
     )
+    add_login_options(sink, "the sink's broker user name")
     sink.set_defaults(handler=cmd_sink)
     below = sink.add_subparsers(dest="sink_command", metavar="{gaps}")
     gaps = below.add_parser(
@@ -58,6 +59,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
     from edge.cloud.store import db_problem, open_store
     from edge.config.device import broker_problem
     from edge.config.validation import topic_level, topic_prefix
+    from edge.errors import ConfigError
 
     if not args.broker:
         raise UsageError("--broker: required (mqtt://host:port)")
@@ -78,6 +80,10 @@ def cmd_sink(args: argparse.Namespace) -> int:
     wrong = None if args.db is None else db_problem(args.db)
     if wrong:
         raise UsageError(f"--db: expected {wrong}")
+    found: list[str] = []
+    login = broker_login(args, args.broker, found)
+    if login is None:
+        raise ConfigError(found)
     stop = stop_on_signals()
     options: dict[str, Any] = {
         "prefix": args.prefix,
@@ -85,6 +91,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
         "protocol": args.protocol,
         "client_id": args.client_id,
         "share": args.share,
+        "login": login,
     }
     if args.db is None:
         return _print(Sink(args.broker, **options), stop)

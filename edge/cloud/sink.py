@@ -12,6 +12,7 @@ events among the sinks of an MQTT 5 shared subscription group.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -28,9 +29,10 @@ from edge.cloud.store import Store, event_row, status_row, storable
 from edge.cloud.writer import Pending, Writer
 from edge.config.device import UplinkConfig, broker_problem
 from edge.config.validation import topic_level
-from edge.errors import UplinkError, UsageError
+from edge.errors import BrokerRefused, UplinkError, UsageError
 from edge.events import format_ts
-from edge.uplink.client import paho_client
+from edge.uplink.client import paho_client, read_password
+from edge.uplink.refusal import refused
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,10 @@ class Sink:
 
     Threads: paho's network thread runs the callbacks and hands rows to the writer's thread,
     which acknowledges them; ``start`` and ``close`` belong to the owner's thread.
+
+    ``login`` gives the user name, password and TLS files (an ``[uplink]``'s, the broker
+    aside). After an outage paho's thread connects again within 5 s and subscribes anew.
+    A refused login raises ``BrokerRefused`` from :meth:`start`, with the broker's reason.
     """
 
     def __init__(
@@ -94,6 +100,7 @@ class Sink:
         track: bool = True,
         batch_rows: int = 1000,
         batch_ms: float = 50.0,
+        login: UplinkConfig | None = None,
     ) -> None:
         problem = broker_problem(broker)
         if problem:
@@ -104,8 +111,15 @@ class Sink:
             raise UsageError("a persistent session and a shared subscription need MQTT 5")
         if share is not None and topic_level(share):
             raise UsageError(f"share: expected {topic_level(share)}, found {share!r}")
-        settings = UplinkConfig(broker=broker, protocol=protocol)  # type: ignore[arg-type]
-        self.host, self.port, self.tls = settings.host, settings.port, settings.tls
+        # login: the user name, password and TLS files of an [uplink]; its broker is ignored
+        version: Any = protocol
+        settings = (
+            dataclasses.replace(login, broker=broker, protocol=version)
+            if login
+            else UplinkConfig(broker=broker, protocol=version)
+        )
+        self.broker, self.host, self.port = broker, settings.host, settings.port
+        self.tls = settings.tls
         self.prefix = prefix
         events = f"{prefix}/{device}/events/#"
         self.topics = [f"$share/{share}/{events}" if share else events, f"{prefix}/{device}/status"]
@@ -119,13 +133,16 @@ class Sink:
         self._persistent = bool(client_id)
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
-        self._refused: str | None = None
+        self.refused: str | None = None  # the broker's reason for refusing the login
+        self._log_refusals = False  # start() raises the first; later ones are logged
+        self._sub_refused: str | None = None  # a subscription the broker refused
         # Acknowledgements go out only on the connection their message came in on: a packet
         # id from an earlier connection may name another message by now.
         self._ack_lock = threading.Lock()
         self._connection = 0
         # A subscriber publishes nothing: the window matters not.
-        self._client = paho_client(settings, client_id or "", inflight=20)
+        password = read_password(settings)
+        self._client = paho_client(settings, client_id or "", inflight=20, password=password)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
@@ -162,6 +179,7 @@ class Sink:
         options = self._connect_options()
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)
         if not wait:
+            self._log_refusals = True
             self._client.connect_async(self.host, self.port, keepalive=30, **options)
             self._client.loop_start()
             return self
@@ -171,12 +189,20 @@ class Sink:
             self.close()
             raise UplinkError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         self._client.loop_start()
-        if not self._subscribed.wait(timeout):
+        with self._cond:
+            self._cond.wait_for(lambda: self._subscribed.is_set() or self.refused, timeout)
+        if self.refused:
+            self.close()
+            raise BrokerRefused(self.refused)
+        if not self._subscribed.is_set():
             self.close()
             raise UplinkError(f"no SUBACK from {self.host}:{self.port} within {timeout} s")
-        if self._refused:
+        if self._sub_refused:
             self.close()
-            raise UplinkError(f"{self.host}:{self.port} refused the subscription: {self._refused}")
+            raise UplinkError(
+                f"{self.host}:{self.port} refused the subscription: {self._sub_refused}"
+            )
+        self._log_refusals = True
         return self
 
     def close(self) -> None:
@@ -220,9 +246,15 @@ class Sink:
             return self._cond.wait_for(complete, timeout)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, p: Any) -> None:
-        if not rc.is_failure:
-            self.session_present = bool(flags.session_present)
-            client.subscribe([(topic, 1) for topic in self.topics])
+        if rc.is_failure:
+            with self._cond:
+                self.refused = refused(self.broker, rc)
+                self._cond.notify_all()
+            if self._log_refusals:
+                log.warning("%s", self.refused)
+            return
+        self.session_present = bool(flags.session_present)
+        client.subscribe([(topic, 1) for topic in self.topics])  # every time: resubscribe
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, p: Any
@@ -233,9 +265,12 @@ class Sink:
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, p: Any) -> None:
         failed = [str(code) for code in rcs if code.is_failure]
         if failed:
-            self._refused = ", ".join(failed)
+            self._sub_refused = ", ".join(failed)
             log.error("the broker refused the subscription to %s: %s", self.topics, failed)
-        self._subscribed.set()
+        with self._cond:
+            self.refused = None
+            self._subscribed.set()
+            self._cond.notify_all()
 
     def _ack(self, token: tuple[int, int, int]) -> None:
         """The writer's thread: acknowledge a committed message (QoS 1 or 2), if it came

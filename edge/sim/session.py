@@ -16,14 +16,14 @@ import math
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edge.cloud.sink import Sink
 from edge.config.device import broker_problem
-from edge.errors import UplinkError, UsageError
+from edge.errors import BrokerRefused, UplinkError, UsageError
 from edge.runtime.watcher import Watcher, Watchers
 from edge.sim.console import Console
 from edge.sim.labels import score
@@ -58,6 +58,9 @@ class Options:
     plot: str | None = None
     grace: float = 60.0
     quiet: bool = False
+    resend: bool = True  # send again from the outbox what the broker acknowledged and lost
+    # [uplink] login and TLS keys for --broker (the devices' and the subscriber's login)
+    login: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def check(self) -> None:
         """Options that cannot work together raise ``UsageError`` before anything starts."""
@@ -75,7 +78,17 @@ class Options:
         problem = broker_problem(self.broker) if self.broker else None
         if problem:
             raise UsageError(f"--broker: {problem}")
+        if self.login and not self.broker:
+            raise UsageError(
+                "the login and TLS options need --broker (the embedded broker has no users)"
+            )
         speed(self.speed, 1.0)
+
+
+def _set(login: Mapping[str, Any]) -> dict[str, Any]:
+    """The login keys given a value (a key set to None, such as password_env when a password
+    file is given, keeps the scenario's own: a file and a variable both are then refused)."""
+    return {key: value for key, value in login.items() if value is not None}
 
 
 def speed(text: str | None, default: float) -> float | None:
@@ -109,7 +122,10 @@ def simulate(options: Options, stop: threading.Event, say: Say = _print) -> list
         scenario = load_scenario(
             options.scenario,
             config_path=options.config,
-            overrides={"storage": {"state_dir": state_dir}, "uplink": {"broker": url}},
+            overrides={
+                "storage": {"state_dir": state_dir},
+                "uplink": {"broker": url, **_set(options.login)},
+            },
         )
         return Session(scenario, options, stop, say, embedded=broker is not None).run()
     finally:
@@ -167,9 +183,12 @@ class Session:
             device=config.device.id if options.devices == 1 else "+",
             on_event=self._upstream,
             on_status=self._status,
+            login=config.uplink,  # the devices' user: they may read what they publish
         )
         try:
             sink.start()
+        except BrokerRefused:
+            raise  # a wrong login: the devices would be refused too
         except UplinkError as exc:  # the device runs without its broker: events wait on disk
             self.say(f"broker unreachable ({exc}); events are stored until it is back")
             sink.start(wait=False)
@@ -198,10 +217,50 @@ class Session:
             device = run.scenario.config.device.id
             wait = 5.0 if run.drained else 0.5
             sink.wait_for(device, run.stream, run.last_seq, wait, first=run.first_seq)
+        recovered = {run.stream: self._recover(run, sink) for run in runs}
         sink.close()
         for run in runs:
-            self._summary(run, sink)
+            self._summary(run, sink, recovered[run.stream])
         return runs
+
+    def _recover(self, run: DeviceRun, sink: Sink) -> int:
+        """Send again, from the outbox, what the broker acknowledged but the subscriber never
+        got, and return how many; what ``edge outbox replay`` does for a cloud consumer.
+
+        A broker that restarts without persistence forgets the messages it had acknowledged
+        and not yet delivered, and its subscriptions: until the subscriber has subscribed
+        again, what the device sends goes nowhere. The device did its part (the broker
+        acknowledged every event of a drained run), so these are not the device's losses;
+        the outbox keeps delivered events for replay (``[storage] keep_delivered``). A run
+        not drained is left as it is: its missing events may still be waiting on disk."""
+        from edge.clock import RealClock
+        from edge.outbox.store import Outbox
+        from edge.uplink.replay import republish
+
+        device = run.scenario.config.device.id
+        wanted = set(sink.received(device, run.stream).missing(run.last_seq, run.first_seq))
+        if not self.options.resend or not run.drained or not wanted:
+            return 0
+        uplink = self.scenario.config.uplink  # the real broker, not a scenario's link proxy
+        try:
+            with Outbox.open_existing(run.scenario.config.storage.state_dir) as outbox:
+                held = [e for e in outbox.stored(min(wanted), max(wanted)) if e.seq in wanted]
+                if not held:
+                    return 0
+                self.say(
+                    f"upstream{self._named(device)}: {len(held)} events the broker acknowledged"
+                    " never reached the subscriber (a broker restart without persistence loses"
+                    " them); sending them again from the outbox"
+                )
+                republish(uplink, device, held, clock=RealClock(assume_synced=True))
+        except UplinkError as exc:
+            self.say(f"upstream{self._named(device)}: could not send the missing again ({exc})")
+            return 0
+        sink.wait_for(device, run.stream, run.last_seq, 5.0, first=run.first_seq)
+        return len(held)
+
+    def _named(self, device: str) -> str:
+        return f" {device}" if self.options.devices > 1 else ""
 
     def _banner(self) -> str:
         options, config, settings = self.options, self.scenario.config, self.scenario.settings
@@ -265,7 +324,7 @@ class Session:
                     f" pending, link {status['link']}"
                 )
 
-    def _summary(self, run: DeviceRun, sink: Sink) -> None:
+    def _summary(self, run: DeviceRun, sink: Sink, recovered: int = 0) -> None:
         from edge.sim.plot import plot  # matplotlib: only when a plot is asked
 
         options = self.options
@@ -277,12 +336,13 @@ class Session:
         kinds = ", ".join(f"{n} {k}/{sev}" for (k, sev), n in sorted(console.events.items()))
         missing = len(received.missing(run.last_seq, first=run.first_seq))
         crashes = f"; {run.crashes} power cut(s)" if run.crashes else ""
+        again = f" ({recovered} sent again from the outbox)" if recovered else ""
         self.say(
             f"summary{named}: {console.readings} readings; "
             f"{sum(console.events.values())} events stored ({kinds or 'none'}); stream "
             f"{run.stream} at seq {run.last_seq}; upstream received {len(received.seqs)} "
-            f"distinct, {received.duplicates} duplicates, {missing} missing; sampling jitter "
-            f"p99 {run.jitter_p99 * 1000:.2f} ms over {run.polls} polls{crashes}"
+            f"distinct, {received.duplicates} duplicates, {missing} missing{again}; sampling "
+            f"jitter p99 {run.jitter_p99 * 1000:.2f} ms over {run.polls} polls{crashes}"
             f"{'' if run.drained else NOT_DRAINED}"
         )
         kept = self.recordings.get(device)

@@ -41,6 +41,7 @@ from edge.outbox.eviction import evicted_seqs
 from edge.outbox.store import Outbox
 from edge.uplink.client import paho_client, read_password
 from edge.uplink.pacing import Backoff, RateLimit
+from edge.uplink.refusal import refused
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,7 @@ class Uplink:
         self._evicted: set[int] | None = None  # evicted while a claim ran (None: no claim)
         self._stop = threading.Event()
         self._closing = False
+        self._refused = False  # the broker refused this connection (its reason in last_error)
         self._aborting = False
         self._threads: list[threading.Thread] = []
         self._publishing = threading.Lock()  # one publisher at a time: seq order
@@ -269,12 +271,14 @@ class Uplink:
                 log.exception("uplink connection failed")
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
             if not self._stop.is_set() and not self._closing:
-                self._offline(f"connection lost: {self.stats.last_error or 'closed'}")
+                error = self.stats.last_error or "closed"
+                self._offline(error if self._refused else f"connection lost: {error}")
 
     def _connection(self) -> None:
         """One connection, from connect to loss (or close)."""
         session = _Session(self._client())
         self.stats.state = "connecting"
+        self._refused = False
         try:
             session.client.connect(
                 self.settings.host,
@@ -292,7 +296,7 @@ class Uplink:
                 rc = session.client.loop(timeout=1.0)
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     session.lost = True
-                    if not self._closing:
+                    if not self._closing and not self._refused:  # else: the reason given
                         self.stats.last_error = mqtt.error_string(rc)
         finally:
             with self._lock:
@@ -361,7 +365,8 @@ class Uplink:
                 return
             if reason.is_failure:
                 session.lost = True
-                self.stats.last_error = f"broker refused the connection: {reason}"
+                self._refused = True
+                self.stats.last_error = refused(self.settings.broker, reason)
                 return
             info = client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
             session.control.add(info.mid)
@@ -432,7 +437,7 @@ class Uplink:
             if session is not None and session.client is client:
                 session.online = False
                 session.lost = True
-                if not self._stop.is_set() and not self._closing:
+                if not self._stop.is_set() and not self._closing and not self._refused:
                     self.stats.last_error = f"disconnected: {reason}"
 
     def _on_publish(

@@ -19,10 +19,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from edge.config.device import UplinkConfig
-from edge.errors import UplinkError
+from edge.errors import BrokerRefused, UplinkError
 from edge.events import format_ts
 from edge.uplink.client import paho_client
 from edge.uplink.commands import sign
+from edge.uplink.refusal import refused
 
 
 class NoReply(UplinkError):
@@ -59,14 +60,20 @@ def send_command(
     username: str | None = None,
     password: str | None = None,
     ca_file: str | None = None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
 ) -> dict[str, Any]:
     """Send one signed command and return the device's reply (``{"id", "ok", ...}``).
 
     ``username`` and ``password`` log in to the broker (the operator's own broker user, which
     may publish to devices' ``cmd/`` topics and read their ``reply/`` topics); ``ca_file``
-    verifies an ``mqtts://`` broker. Raises ``UplinkError`` when the broker cannot be reached,
-    ``NoReply`` when the device does not answer within ``timeout`` seconds."""
-    settings = UplinkConfig(broker=broker, username=username, ca_file=ca_file)
+    verifies an ``mqtts://`` broker, ``cert_file`` and ``key_file`` are a client certificate
+    for it. Raises ``BrokerRefused`` with the broker's reason when it refuses the login,
+    ``UplinkError`` when it cannot be reached, ``NoReply`` when the device does not answer
+    within ``timeout`` seconds."""
+    settings = UplinkConfig(
+        broker=broker, username=username, ca_file=ca_file, cert_file=cert_file, key_file=key_file
+    )
     request_id, payload = build_command(key, device, name, args or {}, request_id=request_id)
     reply_topic = f"{prefix}/{device}/reply/{name}"
     cond = threading.Condition()
@@ -75,7 +82,7 @@ def send_command(
     def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, p: Any) -> None:
         if reason.is_failure:
             with cond:
-                state["failure"] = f"the broker refused the connection: {reason}"
+                state["failure"] = BrokerRefused(refused(broker, reason))
                 cond.notify_all()
             return
         client.subscribe(reply_topic, qos=1)
@@ -115,8 +122,11 @@ def send_command(
                 lambda: state["subscribed"] or state["failure"],
                 max(0.0, deadline - time.monotonic()),
             )
-            if state["failure"]:
-                raise UplinkError(str(state["failure"]))
+            failure = state["failure"]
+            if isinstance(failure, UplinkError):
+                raise failure
+            if failure:
+                raise UplinkError(str(failure))
             if not state["subscribed"]:
                 raise NoReply(f"no answer from the broker {broker} within {timeout:g} s")
         client.publish(f"{prefix}/{device}/cmd/{name}", payload, qos=1)

@@ -24,12 +24,13 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from edge.clock import Clock, RealClock
 from edge.config.device import UplinkConfig
-from edge.errors import OutboxError, UplinkError
+from edge.errors import BrokerRefused, OutboxError, UplinkError
 from edge.events import PRIORITY_CRITICAL, Event
 from edge.outbox.eviction import runs
 from edge.outbox.store import Outbox
 from edge.uplink.client import paho_client, read_password
 from edge.uplink.pacing import RateLimit
+from edge.uplink.refusal import refused
 
 
 @dataclass
@@ -118,18 +119,18 @@ def republish(
     A one-shot client of its own (client id ``<client id>-replay``, so the running
     runtime's session is left alone; no birth, no will, no status), the same topics and
     payloads, the configured QoS and in-flight window, paced by ``max_rate``. Returns how
-    many the broker acknowledged; raises ``UplinkError`` when it cannot connect or the
-    connection is lost.
+    many the broker acknowledged; raises ``BrokerRefused`` with the broker's reason when it
+    refuses the login, ``UplinkError`` when it cannot connect or the connection is lost.
     """
     s = settings
     client_id = f"{s.client_id or f'edgeline-{device}'}-replay"
     client = paho_client(s, client_id, inflight=s.inflight, password=read_password(s))
     connected = threading.Event()
-    refused: list[str] = []
+    turned_away: list[str] = []
 
     def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
-            refused.append(str(reason))
+            turned_away.append(refused(s.broker, reason))
         connected.set()
 
     client.on_connect = on_connect
@@ -139,8 +140,10 @@ def republish(
         raise UplinkError(f"cannot connect to {s.broker}: {exc}") from exc
     client.loop_start()
     try:
-        if not connected.wait(timeout) or refused:
-            raise UplinkError(f"{s.broker} did not accept the connection: {refused or 'timeout'}")
+        if not connected.wait(timeout):
+            raise UplinkError(f"{s.broker} did not answer the connection within {timeout:g} s")
+        if turned_away:
+            raise BrokerRefused(turned_away[0])
         return _publish_all(client, settings, device, events, clock, timeout)
     finally:
         client.disconnect()
