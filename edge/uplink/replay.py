@@ -66,7 +66,8 @@ def replay(
     clock: Clock | None = None,
 ) -> Replay:
     """Publish every stored event with ``first <= seq <= last`` (default: the newest) once
-    more, in seq order, to ``settings.broker``."""
+    more, in seq order, to ``settings.broker`` (the first, preferred, one of a list)."""
+    settings = settings.at(0)
     if first < 1:
         raise OutboxError(f"--from-seq must be at least 1, not {first}")
     with Outbox.open_existing(state_dir) as outbox:
@@ -75,7 +76,7 @@ def replay(
             raise OutboxError(
                 f"nothing to replay: seq {first} is beyond the outbox's last seq {outbox.last_seq}"
             )
-        result = Replay(outbox.device, outbox.stream, first, top, settings.broker)
+        result = Replay(outbox.device, outbox.stream, first, top, settings.url)
         held: list[int] = []
 
         def events() -> Iterator[Event]:
