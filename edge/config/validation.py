@@ -5,7 +5,9 @@ the field annotations (int, float, bool, str, Literal[...], X | None, tuple[X, .
 tuple[SomeParams, ...] for an array of tables, each validated in turn) and the field metadata
 ("min", "max", "choices", "hex", "doc", "check"; "expects" words what a "check" accepts for
 the reference tables) and coerces a table into an instance, or records problems of the form
-``file: key.path: expected ..., found ...``. Cross-field rules
+``file: key.path: expected ..., found ...``. A "check" judges one value: on a field that
+takes a list (``str | tuple[str, ...]``) it judges each item, and a problem names the
+item's index (``uplink.broker[1]``). Cross-field rules
 live in the dataclass's ``__post_init__`` and raise ValueError; they are reported against
 the table.
 

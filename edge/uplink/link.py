@@ -4,7 +4,8 @@ paho-mqtt's threads and callbacks are bridged here and nowhere else; no paho typ
 this module. Each connection gets a fresh paho client, so nothing paho queued for a dead
 connection is ever re-sent behind our back: after every (re)connect, sending resumes from
 the outbox, whose rows leave only when the broker's PUBACK arrives. Two threads: the link
-thread connects, runs paho's network loop and backs off with jitter between attempts; the
+thread connects (to the broker :mod:`~edge.uplink.failover` says, when ``broker`` lists
+several), runs paho's network loop and backs off with jitter between attempts; the
 sender thread claims events from the outbox while the window has room. Only the link thread
 touches the socket: publish() from other threads queues the packet and wakes its loop
 (two writers on one TLS connection corrupt it).
