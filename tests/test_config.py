@@ -309,7 +309,7 @@ def test_missing_required_keys(tmp_path: Path) -> None:
     source, problems = problems_of(tmp_path, '[[sensors]]\ntype = "gpio.input"\n')
     assert problems == [
         f"{source}: device.id: missing; expected a string",
-        f"{source}: uplink.broker: missing; expected a string",
+        f"{source}: uplink.broker: missing; expected a string or a list of strings",
         f"{source}: sensors[0].id: missing; expected a string",
     ]
 
@@ -335,7 +335,7 @@ def test_unknown_section_suggests_the_right_one(tmp_path: Path) -> None:
     source, problems = problems_of(tmp_path, text)
     assert problems == [
         f"{source}: uplnk: unknown key; did you mean 'uplink'?",
-        f"{source}: uplink.broker: missing; expected a string",
+        f"{source}: uplink.broker: missing; expected a string or a list of strings",
     ]
 
 

@@ -68,16 +68,20 @@ class Link:
         self.outbox.close()
 
 
-def open_link(tmp_path: Path, broker: str, inflight: int = 20) -> Link:
+def open_link(
+    tmp_path: Path, broker: str | list[str], inflight: int = 20, failback: float = 60.0
+) -> Link:
+    """A delivery loop on ``broker`` (a URL, or a list of them), its uplink not started."""
     config = parse(
         f"""
         [device]
         id = "u-01"
         [uplink]
-        broker = "{broker}"
+        broker = {json.dumps(broker)}
         inflight = {inflight}
         backoff_min = 0.05
         backoff_max = 0.2
+        failback = {failback}
         """,
         "uplink.toml",
     )

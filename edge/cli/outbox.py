@@ -105,7 +105,7 @@ def cmd_outbox_replay(args: argparse.Namespace) -> int:
     base = load(args.config).uplink if args.config else None
     found: list[str] = []
     # The config's login and TLS settings, the options given on top, for --broker.
-    settings = broker_login(args, args.broker or (base.broker if base else ""), found, base)
+    settings = broker_login(args, args.broker or (base.url if base else ""), found, base)
     if settings is None:
         raise ConfigError(found)
     result = replay(state_dir(args), settings, first=args.from_seq, last=args.to_seq)

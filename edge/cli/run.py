@@ -99,7 +99,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 class Rate:
-    """The STATUS line systemd shows: readings/s since the last line, outbox depth, link."""
+    """The STATUS line systemd shows: readings/s since the last line, outbox depth, link
+    state and the broker it is on."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -112,4 +113,7 @@ class Rate:
         self._last = (now, readings)
         per_s = (readings - before) / (now - then) if now > then else 0.0
         pending = self.runtime.outbox.stats().pending
-        return f"sampling {per_s:.1f} readings/s; outbox {pending} pending; link {status['link']}"
+        return (
+            f"sampling {per_s:.1f} readings/s; outbox {pending} pending;"
+            f" link {status['link']}, broker {status['broker'] or '-'}"
+        )

@@ -7,6 +7,7 @@ Sensor and detector parameters are declared by their types in ``sensors`` and ``
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
@@ -63,6 +64,10 @@ def broker_problem(value: str) -> str | None:
     password hidden), or None when it is fine."""
     problem = broker_url(value)
     return f"expected {problem}, found {hide_password(value)!r}" if problem else None
+
+
+def _tls(url: str) -> bool:
+    return urlsplit(url).scheme == "mqtts"
 
 
 MIN_CAP = 128 * 1024  # below this the WAL and SQLite's own pages leave no room for events
@@ -152,12 +157,13 @@ class StorageConfig:
 
 @dataclass(frozen=True)
 class UplinkConfig:
-    broker: str = field(
+    broker: str | tuple[str, ...] = field(
         metadata={
             "check": broker_url,
-            "expects": "mqtt://host[:port] or mqtts://host[:port]",
+            "expects": "mqtt://host[:port] or mqtts://host[:port], or a list of them",
             "redact": hide_password,
-            "doc": "the broker events go to (mqtts:// for TLS)",
+            "doc": "the broker events go to (mqtts:// for TLS); a list: the first is "
+            "preferred, the others are fallbacks in order",
         }
     )
     client_id: str | None = field(
@@ -209,6 +215,14 @@ class UplinkConfig:
             "doc": "events/s sent at most (metered links); 0: no limit; critical events exempt",
         },
     )
+    failback: float = field(
+        default=60.0,
+        metadata={
+            "min": 1.0,
+            "max": 86_400,
+            "doc": "seconds between tries to go back to the first broker while on a fallback",
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.backoff_max < self.backoff_min:
@@ -217,7 +231,7 @@ class UplinkConfig:
             raise ValueError("give the password in password_file or password_env, not both")
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together")
-        wrong = self._clear_text_problems()
+        wrong = self._list_problems() + self._clear_text_problems()
         if self.password_file:
             problem = private_file_problem(self.password_file)
             if problem:
@@ -225,10 +239,56 @@ class UplinkConfig:
         if wrong:
             raise KeyProblems(wrong)
 
+    def _list_problems(self) -> list[tuple[str, str]]:
+        """A list of brokers: not empty, no URL twice."""
+        if isinstance(self.broker, str):
+            return []
+        if not self.broker:
+            return [("broker", "expected a URL or a list of at least one, found an empty array")]
+        wrong: list[tuple[str, str]] = []
+        seen: dict[str, int] = {}
+        for index, url in enumerate(self.broker):
+            if url in seen:
+                wrong.append((
+                    f"broker[{index}]",
+                    f"expected each broker once, found {hide_password(url)!r} again"
+                    f" (broker[{seen[url]}])",
+                ))  # fmt: skip
+            seen.setdefault(url, index)
+        return wrong
+
     def _clear_text_problems(self) -> list[tuple[str, str]]:
         """TLS settings or a password with an mqtt:// broker: the settings would be ignored
         and the password sent in clear, so both are refused (the password unless
-        ``allow_plaintext_password`` says it is meant)."""
+        ``allow_plaintext_password`` says it is meant). In a list, each mqtt:// URL is
+        refused at its index."""
+        if isinstance(self.broker, str):
+            return self._clear_text_broker_problems()
+        tls_keys = [k for k in ("ca_file", "cert_file", "key_file") if getattr(self, k) is not None]
+        secret = "password_file" if self.password_file else "password_env"
+        password = getattr(self, secret) and not self.allow_plaintext_password
+        wrong = []
+        for index, url in enumerate(self.broker):
+            if _tls(url):
+                continue
+            found = f"found {hide_password(url)!r}"
+            if tls_keys:
+                wrong.append((
+                    f"broker[{index}]",
+                    f"expected an mqtts:// URL for TLS settings ({', '.join(tls_keys)}), {found}"
+                    " (no TLS: they would be ignored)",
+                ))  # fmt: skip
+            if password:
+                wrong.append((
+                    f"broker[{index}]",
+                    f"expected an mqtts:// URL with {secret}, {found}: the password would"
+                    " travel in clear text (set allow_plaintext_password = true to send it"
+                    " anyway)",
+                ))  # fmt: skip
+        return wrong
+
+    def _clear_text_broker_problems(self) -> list[tuple[str, str]]:
+        """The one broker's clear-text problems (a string ``broker``)."""
         if self.tls:
             return []
         found = f"found broker {hide_password(self.broker)!r}"
@@ -248,16 +308,30 @@ class UplinkConfig:
         return wrong
 
     @property
+    def brokers(self) -> tuple[str, ...]:
+        """Every broker URL, the preferred one first: ``broker``'s list, or the one."""
+        return (self.broker,) if isinstance(self.broker, str) else self.broker
+
+    @property
+    def url(self) -> str:
+        """The preferred broker's URL: the one ``host``, ``port`` and ``tls`` describe."""
+        return self.brokers[0]
+
+    def at(self, index: int) -> UplinkConfig:
+        """These settings with ``brokers[index]`` as the one broker (a connection's)."""
+        return dataclasses.replace(self, broker=self.brokers[index])
+
+    @property
     def host(self) -> str:
-        return urlsplit(self.broker).hostname or ""
+        return urlsplit(self.url).hostname or ""
 
     @property
     def tls(self) -> bool:
-        return urlsplit(self.broker).scheme == "mqtts"
+        return _tls(self.url)
 
     @property
     def port(self) -> int:
-        return urlsplit(self.broker).port or (8883 if self.tls else 1883)
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
 
     def password(self) -> str | None:
         """Read the secret from its file or environment variable (never inline)."""
@@ -336,10 +410,16 @@ class Config:
             f"{self.source}: device '{self.device.id}' polls {len(self.sensors)} sensor(s): "
             f"{kinds}; runs {len(self.detectors)} detector(s): {dets}. Events are stored in "
             f"{self.storage.state_dir} (durability {self.storage.durability}, commit window "
-            f"{self.storage.commit_window_ms} ms) and sent to {self.uplink.broker} under "
+            f"{self.storage.commit_window_ms} ms) and sent to {_brokers(self.uplink)} under "
             f"'{self.uplink.topic_prefix}/{self.device.id}/' at QoS {self.uplink.qos} with "
             f"{self.uplink.inflight} in flight."
         )
+
+
+def _brokers(uplink: UplinkConfig) -> str:
+    """The brokers as the summary names them: the preferred one, then its fallbacks."""
+    first, *fallbacks = (hide_password(url) for url in uplink.brokers)
+    return f"{first} (fallbacks: {', '.join(fallbacks)})" if fallbacks else first
 
 
 def _described(sensor: SensorConfig) -> str:

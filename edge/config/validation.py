@@ -5,7 +5,9 @@ the field annotations (int, float, bool, str, Literal[...], X | None, tuple[X, .
 tuple[SomeParams, ...] for an array of tables, each validated in turn) and the field metadata
 ("min", "max", "choices", "hex", "doc", "check"; "expects" words what a "check" accepts for
 the reference tables) and coerces a table into an instance, or records problems of the form
-``file: key.path: expected ..., found ...``. Cross-field rules
+``file: key.path: expected ..., found ...``. A "check" judges one value: on a field that
+takes a list (``str | tuple[str, ...]``) it judges each item, and a problem names the
+item's index (``uplink.broker[1]``). Cross-field rules
 live in the dataclass's ``__post_init__`` and raise ValueError; they are reported against
 the table.
 
@@ -210,9 +212,35 @@ def _tables(
 
 
 def _shown(value: Any, meta: Mapping[str, Any]) -> Any:
-    """The value as an error message may show it: a field's "redact" hides secrets."""
+    """The value as an error message may show it: a field's "redact" hides secrets, in
+    each item of a list too."""
     redact: Callable[[Any], Any] | None = meta.get("redact")
-    return redact(value) if redact is not None else value
+    if redact is None:
+        return value
+    return [redact(item) for item in value] if isinstance(value, list) else redact(value)
+
+
+def _checked(check: Check, coerced: Any, value: Any, meta: Mapping[str, Any]) -> bool:
+    """Whether a field's "check" passes: on the value, or on each item of a list (a check
+    is written for one item; a ``str | tuple[str, ...]`` field takes one or a list)."""
+    items = coerced if isinstance(coerced, tuple) and isinstance(value, list) else (coerced,)
+    return not any(check(item) for item in items)
+
+
+def _check_problems(
+    problems: Problems, path: str, check: Check, coerced: Any, value: Any, meta: Mapping[str, Any]
+) -> None:
+    """Record what a field's "check" says: at the field, or at each bad item's index
+    (``uplink.broker[1]``)."""
+    if not (isinstance(coerced, tuple) and isinstance(value, list)):
+        problems.add(path, f"expected {check(coerced)}, found {_found(value, meta)}")
+        return
+    for index, item in enumerate(coerced):
+        message = check(item)
+        if message:
+            problems.add(
+                join(path, index), f"expected {message}, found {_found(value[index], meta)}"
+            )
 
 
 def _in_range(value: float, meta: Mapping[str, Any]) -> bool:
@@ -261,10 +289,8 @@ def build(
             problems.add(join(path, key), f"expected {_expected(hints[key], meta)}, found {found}")
             continue
         check: Check | None = meta.get("check")
-        message = check(coerced) if check and coerced is not None else None
-        if message:
-            found = _found(value, meta)
-            problems.add(join(path, key), f"expected {message}, found {found}")
+        if check and coerced is not None and not _checked(check, coerced, value, meta):
+            _check_problems(problems, join(path, key), check, coerced, value, meta)
             continue
         values[key] = coerced
     for name, f in fields.items():

@@ -437,7 +437,13 @@ class Runtime:
                 "oldest_age_s": stats.as_json()["oldest_age_s"],
                 "evicted": stats.evicted,
             },
-            "link": {"state": link.state, "acked": link.acked, "last_error": link.last_error},
+            "link": {
+                "state": link.state,
+                "broker": link.broker,  # connected to, or (not online) tried last
+                "failovers": link.failovers,
+                "acked": link.acked,
+                "last_error": link.last_error,
+            },
         }
 
     def status(self) -> dict[str, Any]:
@@ -449,6 +455,7 @@ class Runtime:
             "last_seq": self.outbox.last_seq,
             "queued": self.recorder.queued,
             "link": self.uplink.stats.state,
+            "broker": self.uplink.stats.broker,
             "acked": self.uplink.stats.acked,
             "jitter_p99_ms": round(jitter.p99 * 1000, 3),
         }

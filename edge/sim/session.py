@@ -178,7 +178,7 @@ class Session:
         options, config = self.options, self.scenario.config
         self.say(self._banner())
         sink = Sink(
-            config.uplink.broker,
+            config.uplink.url,  # the preferred broker: a fallback's arrivals are not watched
             prefix=config.uplink.topic_prefix,
             device=config.device.id if options.devices == 1 else "+",
             on_event=self._upstream,
@@ -270,7 +270,7 @@ class Session:
         return (
             f"edgeline simulate: {self.scenario.name}, device {config.device.id}{many},"
             f" {self.duration:g} s at {pace} speed, seed {settings.seed},"
-            f" {where}{config.uplink.broker}, state in {config.storage.state_dir}"
+            f" {where}{', '.join(config.uplink.brokers)}, state in {config.storage.state_dir}"
         )
 
     def _watcher(self, scenario: Scenario, t0: float, scratch: Path) -> Watcher:

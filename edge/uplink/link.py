@@ -4,7 +4,8 @@ paho-mqtt's threads and callbacks are bridged here and nowhere else; no paho typ
 this module. Each connection gets a fresh paho client, so nothing paho queued for a dead
 connection is ever re-sent behind our back: after every (re)connect, sending resumes from
 the outbox, whose rows leave only when the broker's PUBACK arrives. Two threads: the link
-thread connects, runs paho's network loop and backs off with jitter between attempts; the
+thread connects (to the broker :mod:`~edge.uplink.failover` says, when ``broker`` lists
+several), runs paho's network loop and backs off with jitter between attempts; the
 sender thread claims events from the outbox while the window has room. Only the link thread
 touches the socket: publish() from other threads queues the packet and wakes its loop
 (two writers on one TLS connection corrupt it).
@@ -40,6 +41,7 @@ from edge.events import PRIORITY_CRITICAL, Event, format_ts
 from edge.outbox.eviction import evicted_seqs
 from edge.outbox.store import Outbox
 from edge.uplink.client import paho_client, read_password
+from edge.uplink.failover import Failover
 from edge.uplink.pacing import Backoff, RateLimit
 from edge.uplink.refusal import refused
 
@@ -53,7 +55,9 @@ LinkState = Literal["connecting", "online", "offline", "closed"]
 @dataclass
 class UplinkStats:
     state: LinkState = "connecting"
+    broker: str = ""  # the URL connected to, or being tried
     connects: int = 0
+    failovers: int = 0  # moves to another broker: to a fallback, or back to the first
     published: int = 0
     acked: int = 0
     rejected: int = 0
@@ -65,6 +69,7 @@ def _write_on_link_thread(client: mqtt.Client, userdata: Any, sock: Any) -> None
 
 
 PACKET_HEADROOM = 4096  # bytes of topic and properties allowed beside a command's payload
+LEAVE_WAIT = 2.0  # seconds a fallback's in-flight events may take to be acknowledged on leaving
 
 
 class CommandSink(Protocol):
@@ -95,9 +100,11 @@ class Acknowledgements(Protocol):
 
 
 class _Session:
-    """One connection: its paho client and the events it has in flight (mid -> seq)."""
+    """One connection: its broker, its paho client and the events it has in flight
+    (mid -> seq)."""
 
-    def __init__(self, client: mqtt.Client) -> None:
+    def __init__(self, url: str, client: mqtt.Client) -> None:
+        self.url = url
         self.client = client
         self.online = False  # CONNACK received and not yet lost
         self.connected = False  # CONNACK was received at some point (backoff resets)
@@ -109,6 +116,8 @@ class _Session:
         self.buffer: deque[Event] = deque()  # claimed, not yet published (sending order)
         self.preempt = False  # a more urgent event than the buffer's tail was stored
         self.refused = False  # the broker refused an event in this session
+        self.leaving: float | None = None  # failing back: when to stop waiting for PUBACKs
+        self.left = False  # disconnected on purpose, for the preferred broker
 
 
 class Uplink:
@@ -147,6 +156,7 @@ class Uplink:
         self.status_topic = f"{self.prefix}/status"
         self.stats = UplinkStats()
         self.backoff = Backoff(settings.backoff_min, settings.backoff_max, rng)
+        self.failover = Failover(settings, clock)  # the link thread's alone
         self._password = read_password(settings)
         self._lock = threading.Condition()
         self._session: _Session | None = None
@@ -264,31 +274,52 @@ class Uplink:
     # -- link thread -------------------------------------------------------------------
 
     def _link(self) -> None:
+        failover = self.failover
         while not self._stop.is_set() and not self._closing:
+            session: _Session | None = None
             try:
-                self._connection()
+                session = self._connection(failover.current)
             except Exception as exc:  # e.g. unreadable TLS files at a reconnect
                 log.exception("uplink connection failed")
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
-            if not self._stop.is_set() and not self._closing:
-                error = self.stats.last_error or "closed"
-                self._offline(error if self._refused else f"connection lost: {error}")
+            if self._stop.is_set() or self._closing:
+                break
+            error = self.stats.last_error or "closed"
+            # A refused login says why in words; anything else is a connection lost.
+            reason = error if self._refused else f"connection lost: {error}"
+            if session is not None and session.left:  # for the preferred broker, at once
+                failover.go_back()
+                self.stats.failovers += 1
+                log.info("left %s: %s is back", session.url, failover.current.url)
+            elif session is not None and session.connected:
+                self._offline(reason)  # the same broker again, after the backoff
+            else:  # never came online: the next broker
+                tried = failover.current
+                round_failed = failover.failed()
+                if failover.current is not tried:
+                    self.stats.failovers += 1
+                    reason = f"{reason}; next: {failover.current.url}"
+                if round_failed:
+                    self._offline(reason)  # every broker failed in a row: back off
+                else:
+                    log.warning("%s, at once", reason)
 
-    def _connection(self) -> None:
-        """One connection, from connect to loss (or close)."""
-        session = _Session(self._client())
+    def _connection(self, target: UplinkConfig) -> _Session:
+        """One connection to ``target``'s broker, from connect to loss (or close)."""
+        session = _Session(target.url, self._client(target))
         self.stats.state = "connecting"
         self._refused = False
+        self.stats.broker = target.url
         try:
             session.client.connect(
-                self.settings.host,
-                self.settings.port,
+                target.host,
+                target.port,
                 self.settings.keepalive,
                 properties=self._connect_properties(),
             )
         except (OSError, ssl.SSLError, ValueError) as exc:
-            self.stats.last_error = f"cannot connect to {self.settings.broker}: {exc}"
-            return
+            self.stats.last_error = f"cannot connect to {target.url}: {exc}"
+            return session
         with self._lock:
             self._session = session
         try:
@@ -298,6 +329,8 @@ class Uplink:
                     session.lost = True
                     if not self._closing and not self._refused:  # else: the reason given
                         self.stats.last_error = mqtt.error_string(rc)
+                elif self.failover.on_fallback and session.connected:
+                    self._fail_back(session)
         finally:
             with self._lock:
                 self._session = None
@@ -314,6 +347,36 @@ class Uplink:
                     session.client.loop(timeout=0.1)
         if session.connected and not session.refused:
             self.backoff.reset()
+        return session
+
+    def _fail_back(self, session: _Session) -> None:
+        """On a fallback broker (link thread, each turn of the loop): once the preferred
+        broker accepts a probe, stop sending here, wait a little for the PUBACKs of what is
+        in flight, publish ``offline`` (retained: this broker's subscribers must not think
+        the device is still here) and disconnect. What is still unacknowledged then goes to
+        the preferred broker, claimed again from the outbox."""
+        if session.left:
+            return
+        if session.leaving is None:
+            if self._closing or not self.failover.preferred_back():
+                return
+            with self._lock:
+                session.online = False  # the sender stops; PUBACKs are still booked
+                session.leaving = self.clock.monotonic() + LEAVE_WAIT
+            log.info("%s accepts connections again: leaving %s", self.settings.url, session.url)
+        with self._lock:
+            if session.inflight and self.clock.monotonic() < session.leaving:
+                return
+            session.left = True
+        info = session.client.publish(
+            self.status_topic, self._status("offline"), qos=1, retain=True
+        )
+        with self._lock:  # its PUBACK is no event's
+            if info.mid in session.early:
+                session.early.discard(info.mid)
+            else:
+                session.control.add(info.mid)
+        session.client.disconnect()  # written by the next loop(); on_disconnect ends it
 
     def _offline(self, reason: str) -> None:
         self.stats.state = "offline"
@@ -321,12 +384,15 @@ class Uplink:
         log.warning("%s; retrying in %.1f s", reason, delay)
         self.clock.wait(self._stop, self.clock.monotonic() + delay)
 
-    def _client(self) -> mqtt.Client:
+    def _client(self, target: UplinkConfig) -> mqtt.Client:
+        """A fresh paho client for one connection to ``target``'s broker: paho binds a
+        client to its host (``reconnect()`` goes back to the last one), TLS is set once per
+        client, and a new client re-sends nothing paho queued for a dead connection."""
         s = self.settings
         client_id = s.client_id or f"edgeline-{self.device}"
         # Our window is the limit; paho must never hold messages back on its own.
         inflight = s.inflight + 2  # + status messages
-        client = paho_client(s, client_id, inflight=inflight, password=self._password)
+        client = paho_client(target, client_id, inflight=inflight, password=self._password)
         client.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -366,7 +432,7 @@ class Uplink:
             if reason.is_failure:
                 session.lost = True
                 self._refused = True
-                self.stats.last_error = refused(self.settings.broker, reason)
+                self.stats.last_error = refused(session.url, reason)
                 return
             info = client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
             session.control.add(info.mid)
@@ -377,7 +443,8 @@ class Uplink:
             self.stats.state = "online"
             self._wanted += 1
             self._lock.notify_all()
-        log.info("connected to %s", self.settings.broker)
+        self.failover.online()
+        log.info("connected to %s", session.url)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         """A downlink command: hand it over at once (the handler only queues it). Its size
@@ -437,7 +504,8 @@ class Uplink:
             if session is not None and session.client is client:
                 session.online = False
                 session.lost = True
-                if not self._stop.is_set() and not self._closing and not self._refused:
+                quiet = self._stop.is_set() or self._closing or session.left or self._refused
+                if not quiet:
                     self.stats.last_error = f"disconnected: {reason}"
 
     def _on_publish(

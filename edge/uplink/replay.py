@@ -67,7 +67,7 @@ def replay(
     clock: Clock | None = None,
 ) -> Replay:
     """Publish every stored event with ``first <= seq <= last`` (default: the newest) once
-    more, in seq order, to ``settings.broker``."""
+    more, in seq order, to ``settings.broker`` (the first, preferred, one of a list)."""
     with Outbox.open_existing(state_dir) as outbox:
         return replay_range(outbox, settings, first=first, last=last, clock=clock)
 
@@ -82,6 +82,7 @@ def replay_range(
 ) -> Replay:
     """:func:`replay` from an open outbox: ``edge outbox replay``'s, or the running
     runtime's for the ``replay`` command (the outbox's reads take its lock)."""
+    settings = settings.at(0)
     if first < 1:
         raise OutboxError(f"--from-seq must be at least 1, not {first}")
     top = outbox.last_seq if last is None else min(last, outbox.last_seq)
@@ -89,7 +90,7 @@ def replay_range(
         raise OutboxError(
             f"nothing to replay: seq {first} is beyond the outbox's last seq {outbox.last_seq}"
         )
-    result = Replay(outbox.device, outbox.stream, first, top, settings.broker)
+    result = Replay(outbox.device, outbox.stream, first, top, settings.url)
     held: list[int] = []
 
     def events() -> Iterator[Event]:
@@ -122,7 +123,7 @@ def republish(
     many the broker acknowledged; raises ``BrokerRefused`` with the broker's reason when it
     refuses the login, ``UplinkError`` when it cannot connect or the connection is lost.
     """
-    s = settings
+    s = settings.at(0)
     client_id = f"{s.client_id or f'edgeline-{device}'}-replay"
     client = paho_client(s, client_id, inflight=s.inflight, password=read_password(s))
     connected = threading.Event()
@@ -130,7 +131,7 @@ def republish(
 
     def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
-            turned_away.append(refused(s.broker, reason))
+            turned_away.append(refused(s.url, reason))
         connected.set()
 
     client.on_connect = on_connect
@@ -166,9 +167,9 @@ def _publish_all(
         try:
             info.wait_for_publish(timeout)
         except (RuntimeError, ValueError) as exc:
-            raise UplinkError(f"connection to {settings.broker} lost: {exc}") from exc
+            raise UplinkError(f"connection to {settings.url} lost: {exc}") from exc
         if not info.is_published():
-            raise UplinkError(f"{settings.broker} did not acknowledge within {timeout:g} s")
+            raise UplinkError(f"{settings.url} did not acknowledge within {timeout:g} s")
         return 1
 
     wake = threading.Event()
@@ -180,7 +181,7 @@ def _publish_all(
         topic = event.topic(settings.topic_prefix, device)
         info = client.publish(topic, event.payload, qos=settings.qos)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            raise UplinkError(f"cannot publish to {settings.broker}: {mqtt.error_string(info.rc)}")
+            raise UplinkError(f"cannot publish to {settings.url}: {mqtt.error_string(info.rc)}")
         window.append(info)
         if len(window) >= settings.inflight:
             acked += settle(window.popleft())
