@@ -135,10 +135,11 @@ def test_each_event_is_stored_once_and_the_devices_table_follows_birth_and_will(
 def test_the_schema_is_versioned_and_a_newer_one_is_refused(db_url: str) -> None:
     open_store(db_url).close()
     store = open_store(db_url)  # opening again migrates nothing
-    assert store.schema_version() == 1
+    assert store.schema_version() == 2
     store.close()
-    assert query(db_url, "SELECT version, description FROM schema_version") == [
-        (1, "events, devices, statuses")
+    assert query(db_url, "SELECT version, description FROM schema_version ORDER BY version") == [
+        (1, "events, devices, statuses"),
+        (2, "events.id (insert order), forward_cursors, dead_letters"),
     ]
     if db_url.startswith("sqlite"):
         with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
@@ -148,7 +149,7 @@ def test_the_schema_is_versioned_and_a_newer_one_is_refused(db_url: str) -> None
 
         with psycopg.connect(db_url) as conn:
             conn.execute("INSERT INTO schema_version VALUES (7, 'future', 'now')")
-    with pytest.raises(StoreError, match="schema version 7, newer than this edgeline's 1"):
+    with pytest.raises(StoreError, match="schema version 7, newer than this edgeline's 2"):
         open_store(db_url)
 
 

@@ -8,7 +8,14 @@ import json
 import sys
 from typing import Any
 
-from edge.cli.common import EXIT_OK, UsageError, add_login_options, broker_login, stop_on_signals
+from edge.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    UsageError,
+    add_login_options,
+    broker_login,
+    stop_on_signals,
+)
 
 
 def register(commands: Any) -> None:
@@ -41,8 +48,9 @@ def register(commands: Any) -> None:
         "--protocol", choices=["5", "3.1.1"], default="5", help="MQTT version (default 5)"
     )
     add_login_options(sink, "the sink's broker user name")
+    _forward_options(sink)
     sink.set_defaults(handler=cmd_sink)
-    below = sink.add_subparsers(dest="sink_command", metavar="{gaps}")
+    below = sink.add_subparsers(dest="sink_command", metavar="{gaps,forward,dead-letters}")
     gaps = below.add_parser(
         "gaps",
         help="print the seqs a sink's database is missing, per device and stream",
@@ -52,6 +60,84 @@ def register(commands: Any) -> None:
     gaps.add_argument("--db", required=True, metavar="URL", help="the sink's database")
     gaps.add_argument("--json", action="store_true", help="one JSON object per stream")
     gaps.set_defaults(handler=cmd_gaps)
+    forward = below.add_parser(
+        "forward",
+        help="forward stored events to HTTP targets, without subscribing to a broker",
+        description="Forward the events in a sink's database to the [[forward]] targets of"
+        " --config, each on its own thread from its own cursor, until SIGINT or SIGTERM.",
+    )
+    forward.add_argument("--db", required=True, metavar="URL", help="the sink's database")
+    _forward_options(forward)
+    forward.set_defaults(handler=cmd_forward)
+    dead = below.add_parser(
+        "dead-letters",
+        help="list the events forward targets gave up on, or send them again",
+        description="List the dead letters (events a forward target gave up on) with their"
+        " attempts and last error; with --retry NAME, send NAME's again (its entry in"
+        " --config) and drop those that go through.",
+    )
+    dead.add_argument("--db", required=True, metavar="URL", help="the sink's database")
+    dead.add_argument("--retry", metavar="NAME", help="send target NAME's dead letters again")
+    dead.add_argument("--config", metavar="SINK.toml", help="the [[forward]] targets (--retry)")
+    dead.add_argument("--json", action="store_true", help="one JSON object per dead letter")
+    dead.set_defaults(handler=cmd_dead_letters)
+
+
+def _forward_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="SINK.toml",
+        help="a sink config: its [[forward]] targets get the stored events (needs --db)",
+    )
+    parser.add_argument(
+        "--forward",
+        metavar="NAME",
+        action="append",
+        help="forward to this [[forward]] target only (repeat for more; default: all)",
+    )
+
+
+def _targets(args: argparse.Namespace) -> list[Any]:
+    """The chosen [[forward]] targets of --config (none without it)."""
+    from edge.cloud.forward import load_targets
+
+    if args.config is None:
+        if args.forward:
+            raise UsageError("--forward: needs --config SINK.toml, which holds the targets")
+        return []
+    if getattr(args, "db", None) is None:
+        raise UsageError("--config: forwarding reads the stored events: give --db too")
+    targets = load_targets(args.config)
+    names = [target.name for target in targets]
+    for name in args.forward or []:
+        if name not in names:
+            raise UsageError(f"--forward: no [[forward]] named {name!r} in {args.config}"
+                             f" (found: {', '.join(names) or 'none'})")  # fmt: skip
+    return [t for t in targets if not args.forward or t.name in args.forward]
+
+
+def _start_forwarders(db: str, targets: list[Any]) -> list[Any]:
+    from edge.cloud.forwarder import Forwarder
+
+    started: list[Any] = []
+    try:
+        for target in targets:
+            started.append(Forwarder(db, target).start())
+            print(f"edge sink: forwarding to {target.name} from event {started[-1].cursor}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+    except BaseException:
+        _stop_forwarders(started)
+        raise
+    return started
+
+
+def _stop_forwarders(forwarders: list[Any]) -> None:
+    for forwarder in forwarders:
+        forwarder.close()
+        stats = forwarder.stats
+        print(f"edge sink: forwarded {stats.sent} events to {forwarder.target.name},"
+              f" {stats.dead} dead letters, {stats.throttled} throttled answers",
+              file=sys.stderr, flush=True)  # fmt: skip
 
 
 def cmd_sink(args: argparse.Namespace) -> int:
@@ -80,6 +166,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
     wrong = None if args.db is None else db_problem(args.db)
     if wrong:
         raise UsageError(f"--db: expected {wrong}")
+    targets = _targets(args)
     found: list[str] = []
     login = broker_login(args, args.broker, found)
     if login is None:
@@ -97,7 +184,9 @@ def cmd_sink(args: argparse.Namespace) -> int:
         return _print(Sink(args.broker, **options), stop)
 
     store = open_store(args.db)
+    forwarders: list[Any] = []
     try:
+        forwarders = _start_forwarders(args.db, targets)
         sink = Sink(args.broker, store=store, track=False, **options)
         with sink:
             print(
@@ -116,8 +205,57 @@ def cmd_sink(args: argparse.Namespace) -> int:
             flush=True,
         )
     finally:
+        _stop_forwarders(forwarders)
         store.close()
     return EXIT_OK
+
+
+def cmd_forward(args: argparse.Namespace) -> int:
+    from edge.cloud.store import db_problem
+
+    wrong = db_problem(args.db)
+    if wrong:
+        raise UsageError(f"--db: expected {wrong}")
+    if args.config is None:
+        raise UsageError("--config: required (the sink config with the [[forward]] targets)")
+    targets = _targets(args)
+    if not targets:
+        raise UsageError(f"--config: no [[forward]] targets in {args.config}")
+    stop = stop_on_signals()
+    forwarders = _start_forwarders(args.db, targets)
+    try:
+        stop.wait()
+    finally:
+        _stop_forwarders(forwarders)
+    return EXIT_OK
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from edge.cloud.backlog import Backlog
+    from edge.cloud.forwarder import retry_dead_letters
+    from edge.cloud.store import db_problem
+
+    wrong = db_problem(args.db)
+    if wrong:
+        raise UsageError(f"--db: expected {wrong}")
+    if args.retry is None:
+        with Backlog(args.db) as backlog:
+            for letter in backlog.dead_letters():
+                record = {"name": letter.name, "key": letter.event.key, "id": letter.event.id,
+                          "attempts": letter.attempts, "last_error": letter.last_error,
+                          "failed_at": letter.failed_at}  # fmt: skip
+                print(json.dumps(record) if args.json else
+                      f"{letter.name} {letter.event.key}: {letter.attempts} attempts,"
+                      f" {letter.last_error} ({letter.failed_at})")  # fmt: skip
+        return EXIT_OK
+    if args.config is None:
+        raise UsageError("--retry: needs --config SINK.toml, which holds the target")
+    args.forward = [args.retry]
+    (target,) = _targets(args)
+    sent, still = retry_dead_letters(args.db, target)
+    print(f"edge sink: {sent} dead letters sent to {target.name}, {len(still)} failed again",
+          file=sys.stderr, flush=True)  # fmt: skip
+    return EXIT_OK if not still else EXIT_FAILURE
 
 
 def _print(sink: Any, stop: Any) -> int:

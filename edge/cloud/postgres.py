@@ -6,6 +6,7 @@ Not thread-safe beyond psycopg's own connection lock: one thread (the writer's) 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from edge.cloud.store import (
@@ -26,6 +27,9 @@ class PostgresStore(SqlStore):
 
     mark = "%s"
     LOCK = 0x6564_6765  # "edge": pg_advisory_xact_lock's key, one migrating sink at a time
+    # Held from a batch's first insert to its commit: events.id values are taken and become
+    # visible in one order across sinks (a forwarder reading "id > cursor" skips none).
+    WRITE_LOCK = 0x6564_6766
     EVENTS = (
         f"INSERT INTO events ({EVENT_COLUMNS}) SELECT * FROM unnest(%b::text[], %b::text[],"
         " %b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],"
@@ -43,6 +47,7 @@ class PostgresStore(SqlStore):
         except ImportError as exc:
             raise StoreError("PostgreSQL needs psycopg: pip install 'edgeline[cloud]'") from exc
         self._errors = psycopg.Error
+        self.errors = (psycopg.Error,)
         self.url = url
         try:
             # autocommit: a read outside `transaction()` must not leave one open.
@@ -84,6 +89,7 @@ class PostgresStore(SqlStore):
                 # times faster than a statement per row, even pipelined).
                 new_events = new_statuses = 0
                 if batch.events:
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (self.WRITE_LOCK,))
                     cur.execute(self.EVENTS, _columns([e.values() for e in batch.events], 10))
                     new_events = max(cur.rowcount, 0)
                 if batch.statuses:
@@ -98,6 +104,10 @@ class PostgresStore(SqlStore):
         except self._errors as exc:
             raise StoreError(f"cannot store into {hide_password(self.url)}: {exc}") from exc
         return Written(new_events, len(batch.events) - new_events, new_statuses)
+
+    def atomic(self) -> contextlib.AbstractContextManager[Any]:
+        """One transaction around the block."""
+        return self.conn.transaction()  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self.conn.close()

@@ -13,6 +13,7 @@ Not thread-safe: one thread (the writer's) uses a store; open another for anothe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -117,12 +118,45 @@ def _tables(seq_type: str) -> list[str]:
     ]
 
 
+def _forwarding(seq_type: str) -> list[str]:
+    """What forwarding keeps: each target's cursor (the last event ``id`` it is done with)
+    and the events that used up their attempts."""
+    return [
+        """CREATE TABLE forward_cursors (
+            name TEXT PRIMARY KEY, last_id BIGINT NOT NULL, updated_at TEXT NOT NULL)""",
+        f"""CREATE TABLE dead_letters (
+            name TEXT NOT NULL, device TEXT NOT NULL, stream TEXT NOT NULL,
+            seq {seq_type} NOT NULL, attempts INTEGER NOT NULL, last_error TEXT NOT NULL,
+            failed_at TEXT NOT NULL, PRIMARY KEY (name, device, stream, seq))""",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
         "events, devices, statuses",
         sqlite=_tables("INTEGER"),
         postgres=_tables("BIGINT"),
+    ),
+    # events.id: the insert order, one total order over every sink of a database. SQLite's
+    # rowid is not kept by VACUUM, so a column of its own (set on insert to the highest + 1,
+    # under the write lock every SQLite writer takes). PostgreSQL: an identity column, its
+    # values taken under an advisory lock held to commit (PostgresStore.write), so ids
+    # become visible in their order and a forwarder's cursor never passes an uncommitted one.
+    Migration(
+        2,
+        "events.id (insert order), forward_cursors, dead_letters",
+        sqlite=[
+            "ALTER TABLE events ADD COLUMN id INTEGER",
+            "UPDATE events SET id = rowid",
+            "CREATE UNIQUE INDEX events_by_id ON events (id)",
+            *_forwarding("INTEGER"),
+        ],
+        postgres=[
+            "ALTER TABLE events ADD COLUMN id BIGINT GENERATED ALWAYS AS IDENTITY",
+            "CREATE UNIQUE INDEX events_by_id ON events (id)",
+            *_forwarding("BIGINT"),
+        ],
     ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
@@ -164,11 +198,18 @@ class SqlStore:
     url: str
     mark = "?"  # the driver's placeholder
     conn: Any
+    errors: tuple[type[Exception], ...]  # the driver's errors
+
+    def atomic(self) -> contextlib.AbstractContextManager[None]:
+        """A context manager: one transaction around the block."""
+        raise NotImplementedError
 
     def _sql_events(self) -> str:
+        """SQLite's: each row's id the highest so far + 1 (writers hold the write lock)."""
         marks = ", ".join([self.mark] * 10)
         return (
-            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({marks})"
+            f"INSERT INTO events ({EVENT_COLUMNS}, id) VALUES ({marks},"
+            " (SELECT COALESCE(MAX(id), 0) + 1 FROM events))"
             " ON CONFLICT (device, stream, seq) DO NOTHING"
         )
 
@@ -254,6 +295,8 @@ def _see(seen: dict[str, tuple[str | None, str]], device: str, ts: str | None, a
 class SqliteStore(SqlStore):
     """An SQLite file (WAL, a busy timeout so that several sinks may share it)."""
 
+    errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+
     def __init__(self, path: Path, url: str) -> None:
         import sqlite_utils
 
@@ -325,6 +368,18 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot store into {self.path}: {exc}") from exc
         return Written(new_events, len(batch.events) - new_events, new_statuses)
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One write transaction (``BEGIN IMMEDIATE``) around the block."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self.conn.close()
