@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import threading
+import time
 from typing import Any
 
 from edge.cli.common import (
@@ -49,6 +52,7 @@ def register(commands: Any) -> None:
     )
     add_login_options(sink, "the sink's broker user name")
     _forward_options(sink)
+    _watch_options(sink)
     sink.set_defaults(handler=cmd_sink)
     below = sink.add_subparsers(dest="sink_command", metavar="{gaps,forward,dead-letters}")
     gaps = below.add_parser(
@@ -94,6 +98,34 @@ def _forward_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         action="append",
         help="forward to this [[forward]] target only (repeat for more; default: all)",
+    )
+
+
+def _watch_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="with --db: the sink's figures as a JSON line on stdout every --every seconds",
+    )
+    parser.add_argument(
+        "--every",
+        metavar="SECONDS",
+        type=float,
+        default=10.0,
+        help="seconds between --json lines and, when stderr is not a terminal, summary lines"
+        " (default 10; 0: none but the last)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        metavar="N",
+        type=int,
+        help="with --db: serve the sink's figures at http://HOST:N/metrics (Prometheus)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        metavar="HOST",
+        default="127.0.0.1",
+        help="the address /metrics listens on (default 127.0.0.1)",
     )
 
 
@@ -143,6 +175,7 @@ def _stop_forwarders(forwarders: list[Any]) -> None:
 def cmd_sink(args: argparse.Namespace) -> int:
     from edge.cloud.sink import Sink
     from edge.cloud.store import db_problem, open_store
+    from edge.cloud.watch import StreamView, Watch
     from edge.config.device import broker_problem
     from edge.config.validation import topic_level, topic_prefix
     from edge.errors import ConfigError
@@ -166,6 +199,12 @@ def cmd_sink(args: argparse.Namespace) -> int:
     wrong = None if args.db is None else db_problem(args.db)
     if wrong:
         raise UsageError(f"--db: expected {wrong}")
+    if args.db is None and (args.json or args.metrics_port is not None):
+        raise UsageError("--json and --metrics-port: a sink's figures need --db")
+    if args.every < 0:
+        raise UsageError(f"--every: expected seconds, 0 or more, found {args.every:g}")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise UsageError(f"--metrics-port: expected 0-65535, found {args.metrics_port}")
     targets = _targets(args)
     found: list[str] = []
     login = broker_login(args, args.broker, found)
@@ -185,9 +224,23 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
     store = open_store(args.db)
     forwarders: list[Any] = []
+    closing = contextlib.ExitStack()
     try:
         forwarders = _start_forwarders(args.db, targets)
         sink = Sink(args.broker, store=store, track=False, **options)
+        assert sink.writer is not None
+        view = StreamView(store, reload=30.0 if args.share else None)
+        view.load()  # before the writer's thread owns the store
+        watch = Watch(sink.writer.stats, lambda: sink.malformed, view)
+        sink.writer.on_commit = watch.committed
+        if args.metrics_port is not None:
+            from edge.cloud.metrics import MetricsServer
+
+            metrics = closing.enter_context(
+                MetricsServer(watch, args.metrics_host, args.metrics_port)
+            )
+            print(f"edge sink: metrics at http://{metrics.host}:{metrics.port}/metrics",
+                  file=sys.stderr, flush=True)  # fmt: skip
         with sink:
             print(
                 f"edge sink: subscribed to {', '.join(sink.topics)};"
@@ -195,19 +248,52 @@ def cmd_sink(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-            stop.wait()
-        assert sink.writer is not None
-        stats = sink.writer.stats
+            _report(watch, stop, args.json, args.every)
+        figures = watch.figures()
+        if args.json:
+            print(json.dumps(figures.as_json()), flush=True)
         print(
-            f"edge sink: stored {stats.stored} events ({stats.duplicates} duplicates),"
-            f" {stats.statuses} statuses; {sink.malformed} malformed",
+            f"edge sink: stored {figures.stored} events ({figures.duplicates} duplicates),"
+            f" {figures.statuses} statuses; {figures.malformed} malformed;"
+            f" {figures.open_gaps} open gaps ({figures.missing} seqs missing)",
             file=sys.stderr,
             flush=True,
         )
     finally:
+        closing.close()
         _stop_forwarders(forwarders)
         store.close()
     return EXIT_OK
+
+
+def _report(watch: Any, stop: threading.Event, as_json: bool, every: float) -> None:
+    """Until ``stop``: the summary line on stderr, rewritten in place each second on a
+    terminal, else one every ``every`` seconds; with ``as_json``, the figures as a JSON line
+    on stdout every ``every`` seconds."""
+    from edge.cloud.watch import summary
+
+    terminal = sys.stderr.isatty()
+    started = time.monotonic()
+    due = started + every if every else None
+    shown = 0  # the width of the line on the terminal
+    while not stop.wait(1.0 if terminal or due is None else max(0.0, due - time.monotonic())):
+        if due is None and not terminal:
+            continue
+        figures = watch.figures()
+        if terminal:
+            line = f"edge sink: {summary(figures)}"
+            sys.stderr.write("\r" + line.ljust(shown))
+            sys.stderr.flush()
+            shown = len(line)
+        if due is not None and time.monotonic() >= due:
+            while due <= time.monotonic():
+                due += every
+            if as_json:
+                print(json.dumps(figures.as_json()), flush=True)
+            if not terminal:
+                print(f"edge sink: {summary(figures)}", file=sys.stderr, flush=True)
+    if terminal and shown:
+        sys.stderr.write("\n")
 
 
 def cmd_forward(args: argparse.Namespace) -> int:

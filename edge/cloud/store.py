@@ -180,6 +180,10 @@ class Store(Protocol):
         """(device, stream, events, lowest seq, highest seq) of every stream."""
         ...
 
+    def stream(self, device: str, stream: str) -> tuple[int, int]:
+        """(events, highest seq) of one stream, (0, 0) when it has none."""
+        ...
+
     def holes(self) -> Iterator[tuple[str, str, int, int]]:
         """(device, stream, first, last) of every run of seqs missing between two stored
         ones, ordered."""
@@ -250,6 +254,12 @@ class SqlStore:
             " GROUP BY device, stream ORDER BY device, stream"
         )
         return [tuple(row) for row in self.conn.execute(sql)]
+
+    def stream(self, device: str, stream: str) -> tuple[int, int]:
+        m = self.mark
+        sql = f"SELECT COUNT(*), MAX(seq) FROM events WHERE device = {m} AND stream = {m}"
+        count, high = self.conn.execute(sql, (device, stream)).fetchone()
+        return int(count), int(high or 0)
 
     def holes(self) -> Iterator[tuple[str, str, int, int]]:
         yield from self.conn.execute(

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edge.cloud.store import Batch, EventRow, StatusRow, Store
+from edge.cloud.store import Batch, EventRow, StatusRow, Store, Written
 from edge.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,9 @@ class Writer:
         self.batch_ms = batch_ms
         self.retry_max = retry_max
         self.stats = WriterStats()
+        # Called on the writer's thread after each commit, with the batch, what it changed
+        # and the seconds its transaction took (``edge sink``'s figures and metrics).
+        self.on_commit: Callable[[Batch, Written, float], None] | None = None
         self.committed = threading.Condition()  # notified after each commit (tests, waits)
         self._ack = ack
         self._queue: queue.Queue[Any] = queue.Queue(queue_size)
@@ -141,7 +144,9 @@ class Writer:
         delay = 0.2
         while True:
             try:
+                began = time.monotonic()
                 written = self.store.write(batch)
+                took = time.monotonic() - began
                 break
             except StoreError as exc:
                 self.stats.retries += 1
@@ -155,4 +160,9 @@ class Writer:
             self.stats.statuses += written.statuses
             self.stats.batches += 1
             self.committed.notify_all()
+        if self.on_commit is not None:
+            try:
+                self.on_commit(batch, written, took)
+            except Exception:  # figures only: storing and acknowledging go on regardless
+                log.exception("the sink's figures could not follow a commit")
         return True
