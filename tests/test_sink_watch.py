@@ -16,12 +16,15 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.bench.mosquitto import Mosquitto, free_port
-from edge.cloud.watch import Figures, summary
+from edge.cloud.store import Batch, open_store
+from edge.cloud.store import event_row as make_event_row
+from edge.cloud.watch import Figures, StreamView, summary
 from tests.brokers import publish_many
-from tests.test_sink_store import event
+from tests.test_sink_store import db_url, event
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["db_url"]  # the SQLite and PostgreSQL fixture, shared with test_sink_store
 
 
 def scrape(port: int) -> tuple[dict[str, float], dict[str, str]]:
@@ -150,3 +153,24 @@ def test_the_summary_is_one_line_whatever_the_counts(
     assert f"{devices} device" in line
     assert f"({missing} seq" in line
     json.dumps(figures.as_json())  # serialisable too
+
+
+def test_the_stream_view_follows_commits_and_recounts_after_duplicates(db_url: str) -> None:
+    store = open_store(db_url)
+    try:
+        at = "2026-01-01T00:00:00.000Z"
+        rows = [make_event_row(json.loads(event(s)), at) for s in (1, 2, 5)]
+        first = Batch(events=rows)
+        view = StreamView(store)
+        view.committed(first, store.write(first))
+        assert view.totals() == (1, 1, 2)  # seqs 3 and 4 missing
+        again = Batch(events=[make_event_row(json.loads(event(s)), at) for s in (2, 3)])
+        written = store.write(again)
+        assert written.duplicates == 1
+        view.committed(again, written)
+        assert view.totals() == (1, 1, 1)
+        fresh = StreamView(store)
+        fresh.load()
+        assert fresh.totals() == view.totals()
+    finally:
+        store.close()
