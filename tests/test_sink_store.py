@@ -135,11 +135,12 @@ def test_each_event_is_stored_once_and_the_devices_table_follows_birth_and_will(
 def test_the_schema_is_versioned_and_a_newer_one_is_refused(db_url: str) -> None:
     open_store(db_url).close()
     store = open_store(db_url)  # opening again migrates nothing
-    assert store.schema_version() == 2
+    assert store.schema_version() == 3
     store.close()
     assert query(db_url, "SELECT version, description FROM schema_version ORDER BY version") == [
         (1, "events, devices, statuses"),
         (2, "events.id (insert order), forward_cursors, dead_letters"),
+        (3, "lost (ranges a device no longer holds)"),
     ]
     if db_url.startswith("sqlite"):
         with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
@@ -149,7 +150,7 @@ def test_the_schema_is_versioned_and_a_newer_one_is_refused(db_url: str) -> None
 
         with psycopg.connect(db_url) as conn:
             conn.execute("INSERT INTO schema_version VALUES (7, 'future', 'now')")
-    with pytest.raises(StoreError, match="schema version 7, newer than this edgeline's 2"):
+    with pytest.raises(StoreError, match="schema version 7, newer than this edgeline's 3"):
         open_store(db_url)
 
 
@@ -176,13 +177,13 @@ def test_gaps_lists_missing_seqs_apart_from_evicted_ones(
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines == [
         {"device": "dev-1", "stream": "s1", "events": 6, "last_seq": 11,
-         "missing": [[4, 4], [6, 8]], "evicted": [[3, 3], [12, 14]]},
+         "missing": [[4, 4], [6, 8]], "evicted": [[3, 3], [12, 14]], "lost": []},
         {"device": "dev-2", "stream": "s1", "events": 1, "last_seq": 3,
-         "missing": [[1, 2]], "evicted": []},
+         "missing": [[1, 2]], "evicted": [], "lost": []},
     ]  # fmt: skip
     assert main(["sink", "gaps", "--db", db_url]) == 0
     assert capsys.readouterr().out.splitlines()[0] == (
-        "dev-1 s1: 6 events to seq 11; missing 4, 6-8; evicted 3, 12-14"
+        "dev-1 s1: 6 events to seq 11; missing 4, 6-8; evicted 3, 12-14; lost none"
     )
 
 

@@ -53,6 +53,7 @@ def register(commands: Any) -> None:
     add_login_options(sink, "the sink's broker user name")
     _forward_options(sink)
     _watch_options(sink)
+    _fill_options(sink)
     sink.set_defaults(handler=cmd_sink)
     below = sink.add_subparsers(dest="sink_command", metavar="{gaps,forward,dead-letters}")
     gaps = below.add_parser(
@@ -127,6 +128,57 @@ def _watch_options(parser: argparse.ArgumentParser) -> None:
         default="127.0.0.1",
         help="the address /metrics listens on (default 127.0.0.1)",
     )
+
+
+def _fill_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fill-gaps",
+        action="store_true",
+        help="with --db and --keys: ask devices back the seqs still missing (signed replay)",
+    )
+    parser.add_argument(
+        "--keys",
+        metavar="DIR",
+        help="the command keys, DIR/<device>.key (as edge flash --fleet writes keys/)",
+    )
+    parser.add_argument(
+        "--grace",
+        metavar="SECONDS",
+        type=float,
+        default=30.0,
+        help="how long a seq stays missing before it is asked back (default 30)",
+    )
+    parser.add_argument(
+        "--asks",
+        metavar="N",
+        type=int,
+        default=5,
+        help="ask a range back at most N times, waiting twice as long each time (default 5)",
+    )
+
+
+def _filler(args: argparse.Namespace, login: Any) -> Any:
+    """A GapFiller for --fill-gaps (not started), None without it."""
+    from pathlib import Path
+
+    if not args.fill_gaps:
+        if args.keys is not None:
+            raise UsageError("--keys: the command keys are for --fill-gaps")
+        return None
+    if args.db is None:
+        raise UsageError("--fill-gaps: the missing seqs are read from the database: give --db")
+    if args.keys is None:
+        raise UsageError("--fill-gaps: needs --keys DIR, the devices' command keys")
+    if not Path(args.keys).is_dir():
+        raise UsageError(f"--keys: expected a directory of <device>.key files, found {args.keys!r}")
+    if args.grace < 0:
+        raise UsageError(f"--grace: expected seconds, 0 or more, found {args.grace:g}")
+    if args.asks < 1:
+        raise UsageError(f"--asks: expected 1 or more, found {args.asks}")
+    from edge.cloud.refill import GapFiller
+
+    return GapFiller(args.db, args.broker, Path(args.keys), prefix=args.prefix, grace=args.grace,
+                     max_asks=args.asks, login=login)  # fmt: skip
 
 
 def _targets(args: argparse.Namespace) -> list[Any]:
@@ -210,6 +262,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
     login = broker_login(args, args.broker, found)
     if login is None:
         raise ConfigError(found)
+    filler = _filler(args, login)
     stop = stop_on_signals()
     options: dict[str, Any] = {
         "prefix": args.prefix,
@@ -248,7 +301,12 @@ def cmd_sink(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
+            if filler is not None:
+                closing.enter_context(filler)
+                print(f"edge sink: asking gaps back after {args.grace:g} s, keys from"
+                      f" {args.keys}", file=sys.stderr, flush=True)  # fmt: skip
             _report(watch, stop, args.json, args.every)
+            closing.close()
         figures = watch.figures()
         if args.json:
             print(json.dumps(figures.as_json()), flush=True)
@@ -259,6 +317,11 @@ def cmd_sink(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
+        if filler is not None:
+            done = filler.stats
+            print(f"edge sink: asked {done.asked} gaps back, {done.answered} answered,"
+                  f" {done.lost} seqs lost; {len(done.no_key)} devices without a key file",
+                  file=sys.stderr, flush=True)  # fmt: skip
     finally:
         closing.close()
         _stop_forwarders(forwarders)

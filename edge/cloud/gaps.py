@@ -5,7 +5,9 @@ A device numbers every event of a stream 1, 2, 3, ...; a seq it had to drop (its
 cap, a time to live, a full disk) is named in a ``health`` event from sensor ``outbox`` with
 ``state = "evicted"`` and its ``ranges``. So a seq below the highest one stored is either
 stored, reported evicted, or missing (lost upstream, or not yet delivered). Seqs above the
-highest stored cannot be seen from here, except those an eviction report names.
+highest stored cannot be seen from here, except those an eviction report names. A missing
+seq that the sink asked back (``edge.cloud.refill``) and the device answered it no longer
+holds is lost: recorded in the ``lost`` table, listed apart.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class StreamGaps:
     last_seq: int  # the highest stored
     missing: Ranges = field(default_factory=list)
     evicted: Ranges = field(default_factory=list)  # reported evicted and never stored
+    lost: Ranges = field(default_factory=list)  # answered "no longer held" to a replay
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -37,6 +40,7 @@ class StreamGaps:
             "last_seq": self.last_seq,
             "missing": [list(r) for r in self.missing],
             "evicted": [list(r) for r in self.evicted],
+            "lost": [list(r) for r in self.lost],
         }
 
     def as_text(self) -> str:
@@ -45,18 +49,23 @@ class StreamGaps:
 
         return (
             f"{self.device} {self.stream}: {self.events} events to seq {self.last_seq};"
-            f" missing {show(self.missing)}; evicted {show(self.evicted)}"
+            f" missing {show(self.missing)}; evicted {show(self.evicted)}; lost {show(self.lost)}"
         )
 
 
 def find_gaps(store: Store) -> list[StreamGaps]:
-    """Every stream in ``store`` with its missing and evicted seq ranges."""
+    """Every stream in ``store`` with its missing, evicted and lost seq ranges: a seq never
+    stored is evicted when a report names it, else lost when the device answered a replay
+    request without it, else missing."""
     reported: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
     for device, stream, payload in store.evictions():
         reported[device, stream].extend(_evicted_ranges(payload))
     holes: dict[tuple[str, str], Ranges] = defaultdict(list)
     for device, stream, first, last in store.holes():
         holes[device, stream].append((int(first), int(last)))
+    gone: dict[tuple[str, str], Ranges] = defaultdict(list)
+    for device, stream, first, last, _reason in store.lost():
+        gone[device, stream].append((int(first), int(last)))
     result = []
     for device, stream, count, low, high in store.streams():
         key = (device, stream)
@@ -69,8 +78,9 @@ def find_gaps(store: Store) -> list[StreamGaps]:
                 stream,
                 int(count),
                 int(high),
-                missing=subtract(unseen, evicted),
+                missing=subtract(subtract(unseen, evicted), gone[key]),
                 evicted=merge(intersect(unseen, evicted) + beyond),
+                lost=intersect(subtract(unseen, evicted), gone[key]),
             )
         )
     return result

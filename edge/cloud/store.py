@@ -6,7 +6,8 @@ PostgreSQL behind one small interface.
 date (numbered migrations, the version in ``schema_version``). ``Store.write(batch)`` stores
 a batch in one transaction: events with ``ON CONFLICT DO NOTHING`` (a duplicate delivery
 leaves the row as it was), statuses likewise, and the devices table upserted from both.
-``streams()``, ``holes()`` and ``evictions()`` feed ``edge.cloud.gaps``.
+``streams()``, ``holes()``, ``evictions()`` and ``lost()`` feed ``edge.cloud.gaps``;
+``record_lost`` is what ``edge.cloud.refill`` learns from a device's replay answers.
 
 Not thread-safe: one thread (the writer's) uses a store; open another for another thread.
 """
@@ -131,6 +132,13 @@ def _forwarding(seq_type: str) -> list[str]:
     ]
 
 
+def _lost(seq_type: str) -> str:
+    return f"""CREATE TABLE lost (
+        device TEXT NOT NULL, stream TEXT NOT NULL, first {seq_type} NOT NULL,
+        last {seq_type} NOT NULL, reason TEXT NOT NULL, recorded_at TEXT NOT NULL,
+        PRIMARY KEY (device, stream, first, last))"""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -157,6 +165,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE UNIQUE INDEX events_by_id ON events (id)",
             *_forwarding("BIGINT"),
         ],
+    ),
+    # lost: seq ranges a device answered a replay request for as no longer held (its outbox
+    # dropped them); ``edge sink gaps`` lists them apart from missing and evicted ones.
+    Migration(
+        3,
+        "lost (ranges a device no longer holds)",
+        sqlite=[_lost("INTEGER")],
+        postgres=[_lost("BIGINT")],
     ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
@@ -191,6 +207,15 @@ class Store(Protocol):
 
     def evictions(self) -> Iterator[tuple[str, str, str]]:
         """(device, stream, payload) of every outbox health event (eviction reports)."""
+        ...
+
+    def lost(self) -> Iterator[tuple[str, str, int, int, str]]:
+        """(device, stream, first, last, reason) of every range recorded lost."""
+        ...
+
+    def record_lost(self, device: str, stream: str, ranges: Sequence[tuple[int, int]],
+                    reason: str, at: str) -> None:  # fmt: skip
+        """Record ``ranges`` of a stream as lost (a range recorded before is left as it was)."""
         ...
 
     def close(self) -> None: ...
@@ -273,6 +298,26 @@ class SqlStore:
             "SELECT device, stream, payload FROM events"
             " WHERE sensor = 'outbox' AND kind = 'health' ORDER BY device, stream, seq"
         )
+
+    def lost(self) -> Iterator[tuple[str, str, int, int, str]]:
+        yield from self.conn.execute(
+            "SELECT device, stream, first, last, reason FROM lost ORDER BY device, stream, first"
+        )
+
+    def record_lost(self, device: str, stream: str, ranges: Sequence[tuple[int, int]],
+                    reason: str, at: str) -> None:  # fmt: skip
+        marks = ", ".join([self.mark] * 6)
+        sql = (
+            f"INSERT INTO lost (device, stream, first, last, reason, recorded_at) VALUES ({marks})"
+            " ON CONFLICT (device, stream, first, last) DO NOTHING"
+        )
+        rows = [(device, stream, first, last, reason, at) for first, last in ranges]
+        try:
+            with self.atomic():
+                for row in rows:
+                    self.conn.execute(sql, row)
+        except self.errors as exc:
+            raise StoreError(f"cannot record lost seqs: {exc}") from exc
 
     def _statements(self, batch: Batch) -> list[tuple[str, list[tuple[Any, ...]]]]:
         """The statements a batch runs, each with its rows (in order: events, statuses,

@@ -62,6 +62,7 @@ def send_command(
     ca_file: str | None = None,
     cert_file: str | None = None,
     key_file: str | None = None,
+    wall: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
     """Send one signed command and return the device's reply (``{"id", "ok", ...}``).
 
@@ -70,11 +71,13 @@ def send_command(
     verifies an ``mqtts://`` broker, ``cert_file`` and ``key_file`` are a client certificate
     for it. Raises ``BrokerRefused`` with the broker's reason when it refuses the login,
     ``UplinkError`` when it cannot be reached, ``NoReply`` when the device does not answer
-    within ``timeout`` seconds."""
+    within ``timeout`` seconds. ``wall`` dates the command (the device's clock judges it)."""
     settings = UplinkConfig(
         broker=broker, username=username, ca_file=ca_file, cert_file=cert_file, key_file=key_file
     )
-    request_id, payload = build_command(key, device, name, args or {}, request_id=request_id)
+    request_id, payload = build_command(
+        key, device, name, args or {}, request_id=request_id, wall=wall
+    )
     reply_topic = f"{prefix}/{device}/reply/{name}"
     cond = threading.Condition()
     state: dict[str, Any] = {"subscribed": False, "reply": None, "failure": None}
