@@ -24,6 +24,7 @@ from firmware_bridge.clock import ClockMap
 from firmware_bridge.messages import (
     Ack,
     Channel,
+    Command,
     Heartbeat,
     Hello,
     HelloRequest,
@@ -160,8 +161,6 @@ class McuLink:
     def command(self, body: dict[str, Any], *, timeout: float = 0.5, attempts: int = 3) -> Ack:
         """Send COMMAND ``body``; the MCU's ACK. LinkError on a NACK (with its reason), on
         no answer after ``attempts`` sends ``timeout`` seconds apart, or when offline."""
-        from firmware_bridge.messages import Command
-
         seq = self._next_seq()
         frame = encode(Command(body).frame(seq))
         self.stats.commands += 1
