@@ -48,6 +48,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--speed", default="max", help="edge simulate --speed (max)")
     parser.add_argument("--duration", type=float, default=60.0, help="simulated seconds (60)")
     parser.add_argument("--scenario", help="edge simulate --scenario (default: default)")
+    parser.add_argument(
+        "--drain-timeout", type=float, default=10.0, help="edge simulate --drain-timeout (10)"
+    )
     parser.add_argument("--workdir", type=Path, help="keep the broker's and outboxes' files here")
     parser.add_argument(
         "--checkout", type=Path, help="run the edge of this checkout instead (a baseline)"
@@ -97,6 +100,7 @@ def allow_files(devices: int) -> None:
 def measure(args: argparse.Namespace, count: int, broker: str, state: Path) -> dict[str, Any]:
     command = [sys.executable, "-m", "edge.cli", "simulate", "--devices", str(count),
                "--speed", args.speed, "--duration", str(args.duration), "--quiet",
+               "--drain-timeout", str(args.drain_timeout),
                "--broker", broker, "--state-dir", str(state)]  # fmt: skip
     if args.scenario:
         command += ["--scenario", args.scenario]
