@@ -25,6 +25,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge.cloud.bulk import BulkClient
 from edge.cloud.store import Store, event_row, status_row, storable
 from edge.cloud.writer import Pending, Writer
 from edge.config.device import UplinkConfig, broker_problem
@@ -142,13 +143,19 @@ class Sink:
         self._connection = 0
         # A subscriber publishes nothing: the window matters not.
         password = read_password(settings)
-        self._client = paho_client(settings, client_id or "", inflight=20, password=password)
+        client = paho_client(
+            settings, client_id or "", inflight=20, password=password, kind=BulkClient
+        )
+        assert isinstance(client, BulkClient)
+        self._client = client
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
+        self._client.on_message = self._on_message  # what paho reads itself (QoS 2, ...)
+        self._client.on_arrival = self._arrived
         self.writer: Writer | None = None
         self._receive_maximum: int | None = None
+        self._stamp = (-1, "")  # (millisecond, its text): received_at
         if store is not None:
             self.writer = Writer(store, self._ack, batch_rows=batch_rows, batch_ms=batch_ms)
             self._client.manual_ack_set(True)
@@ -272,65 +279,78 @@ class Sink:
             self._subscribed.set()
             self._cond.notify_all()
 
-    def _ack(self, token: tuple[int, int, int]) -> None:
-        """The writer's thread: acknowledge a committed message (QoS 1 or 2), if it came
-        in on the connection still up. Otherwise the broker sends it again on the next
-        connection of a persistent session, and it is stored (as a duplicate) and acked."""
-        connection, mid, qos = token
-        if qos == 0:
-            return
+    def _ack(self, tokens: list[tuple[int, int, int]]) -> None:
+        """The writer's thread: acknowledge committed messages (QoS 1 or 2) that came in on
+        the connection still up. The others the broker sends again on the next connection
+        of a persistent session, and they are stored (as duplicates) and acknowledged."""
+        client = self._client
         with self._ack_lock:
-            if connection == self._connection:
-                self._client.ack(mid, qos)
+            current = self._connection
+            mids = [mid for connection, mid, qos in tokens if qos == 1 and connection == current]
+            client.ack_many(mids)
+            for connection, mid, qos in tokens:
+                if qos == 2 and connection == current:
+                    client.ack(mid, qos)
 
-    def _hand_over(self, msg: mqtt.MQTTMessage, row: Any) -> None:
+    def _hand_over(self, mid: int, qos: int, row: Any) -> None:
         """With a store: queue the row (None: nothing to store) for the writer."""
         if self.writer is not None:
-            token = (self._connection, msg.mid, msg.qos)
-            self.writer.put(Pending(row, token))
+            self.writer.put(Pending(row, (self._connection, mid, qos)))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._arrived(msg.topic, msg.payload, msg.mid, msg.qos)
+
+    def _arrived(self, topic: str, payload: bytes | bytearray, mid: int, qos: int) -> None:
         # Runs on paho's network thread: an exception here would end it, and the sink with
         # it, so a payload that cannot be read (too deeply nested for json, say) is counted
         # as malformed and the sink goes on.
         # With a store, every message goes to the writer, even one with nothing to store:
         # acknowledgements then keep the order the messages came in.
-        body = _body(msg.payload)
+        body = _body(payload)
         if body is None:
             self.malformed += 1
-            self._hand_over(msg, None)
+            self._hand_over(mid, qos, None)
             return
         storing = self.writer is not None
-        received_at = format_ts(time.time()) if storing else ""
-        if msg.topic.endswith("/status"):
-            name = msg.topic[len(self.prefix) + 1 : -len("/status")]
+        received_at = self._received_at() if storing else ""
+        if topic.endswith("/status"):
+            name = topic[len(self.prefix) + 1 : -len("/status")]
             status = _row(lambda: status_row(name, body, received_at)) if storing else True
             if status is None or not _key(name):
                 self.malformed += 1
-                self._hand_over(msg, None)
+                self._hand_over(mid, qos, None)
                 return
-            self._hand_over(msg, status)
+            self._hand_over(mid, qos, status)
             if self.on_status:
-                self._tell(self.on_status, msg.topic, body)
+                self._tell(self.on_status, topic, body)
             return
         device, stream, seq = body.get("device"), body.get("stream"), body.get("seq")
         if not _key(device) or not _key(stream) or not _integer(seq) or abs(seq) > MAX_SEQ:
             self.malformed += 1
-            self._hand_over(msg, None)
+            self._hand_over(mid, qos, None)
             return
-        row = _row(lambda: event_row(body, received_at)) if storing else True
+        text = payload.decode("ascii") if storing and payload.isascii() else None
+        row = _row(lambda: event_row(body, received_at, text)) if storing else True
         if row is None:
             self.malformed += 1
-            self._hand_over(msg, None)
+            self._hand_over(mid, qos, None)
             return
-        self._hand_over(msg, row)
+        self._hand_over(mid, qos, row)
         duplicate = False
         if self.track:
             with self._cond:
                 duplicate = self.streams.setdefault((device, stream), StreamState()).add(seq)
                 self._cond.notify_all()
         if self.on_event:
-            self._tell(self.on_event, msg.topic, body, duplicate)
+            self._tell(self.on_event, topic, body, duplicate)
+
+    def _received_at(self) -> str:
+        """Now, as stored: the text made once per millisecond, not once per message."""
+        now = time.time()
+        millisecond = int(now * 1000)
+        if millisecond != self._stamp[0]:
+            self._stamp = (millisecond, format_ts(now))
+        return self._stamp[1]
 
     def _tell(self, callback: Callable[..., None], *args: Any) -> None:
         """Call a consumer's callback; one that cannot handle a payload loses that one only."""

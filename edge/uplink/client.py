@@ -50,13 +50,15 @@ def paho_client(
     *,
     inflight: int,
     password: str | None = None,
+    kind: type[mqtt.Client] = mqtt.Client,
 ) -> mqtt.Client:
     """A client for ``settings.broker``: MQTT 3.1.1 with a clean session or MQTT 5 (paho's
     default session), at most ``inflight`` QoS 1/2 messages unacknowledged and nothing
     queued behind them (the caller's window is the limit), the user name and ``password``,
-    and TLS for ``mqtts://`` (files that cannot be loaded raise ``UplinkError``)."""
+    and TLS for ``mqtts://`` (files that cannot be loaded raise ``UplinkError``). ``kind``:
+    paho's client class or a subclass of it."""
     v5 = settings.protocol == "5"
-    client = mqtt.Client(
+    client = kind(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
         clean_session=None if v5 else True,
