@@ -137,9 +137,11 @@ def test_cloud_ingest(smoke: dict[str, Any]) -> None:
     fleet = ingest["fleet"]
     assert fleet["devices"] == 3 and fleet["drained"] == 3 and fleet["events"] > 3
     assert ingest["stored"] == ingest["events"] == fleet["events"]  # every event, once
-    for key in ("ingest_per_s", "sink_cpu_us", "bare_insert_per_s", "bulk_insert_per_s",
-                "ratio_to_bare", "ratio_to_bulk"):  # fmt: skip
+    for key in ("ingest_per_s", "bare_insert_per_s", "bulk_insert_per_s", "ratio_to_bare",
+                "ratio_to_bulk"):  # fmt: skip
         assert positive(ingest[key]), key
+    # start-up is subtracted: on a few dozen events the difference may be noise either way
+    assert math.isfinite(ingest["sink_cpu_us"])
 
 
 @pytest.mark.slow
