@@ -20,9 +20,12 @@ from edge.bench.mosquitto import Mosquitto
 from edge.cli import main
 from edge.clock import VirtualClock
 from edge.cloud.gaps import find_gaps, merge
+from edge.cloud.metrics import MetricsServer
 from edge.cloud.refill import MAX_BACKOFF, Ask, GapFiller, backoff, track
 from edge.cloud.sink import Sink
 from edge.cloud.store import open_store
+from edge.cloud.watch import StreamView, Watch
+from edge.cloud.writer import WriterStats
 from edge.runtime.runtime import Runtime
 from edge.sim.hardware import SimulatedHardware
 from edge.sim.scenario import parse_scenario
@@ -30,6 +33,7 @@ from tests.brokers import publish
 from tests.test_commands_mqtt import DEVICE, KEY_HEX
 from tests.test_replay_command import SCENARIO
 from tests.test_sink_store import event, query
+from tests.test_sink_watch import scrape
 from tests.waiting import wait_until
 
 
@@ -103,6 +107,22 @@ def test_the_sink_asks_a_gap_back_and_records_what_the_device_no_longer_holds(
         assert filler.stats.no_key == {"dev-x"}  # its gap (seq 2) skipped, counted
         assert filler.stats.refused == 0
     store.close()
+
+    # /metrics says what the filler did, as Prometheus reads it
+    counted = open_store(db_url)
+    view = StreamView(counted)
+    view.load()
+    with MetricsServer(Watch(WriterStats(), lambda: 0, view), port=0, filler=filler.stats) as at:
+        values, types = scrape(at.port)
+    counted.close()
+    done = filler.stats
+    assert done.asked >= 1 and done.answered >= 1
+    assert values["edgeline_sink_replay_requests_total"] == done.asked
+    assert values["edgeline_sink_replay_answered_total"] == done.answered
+    assert values["edgeline_sink_replay_unanswered_total"] == done.unanswered
+    assert values["edgeline_sink_lost_events_total"] == 2
+    assert values["edgeline_sink_devices_without_key"] == 1
+    assert types["edgeline_sink_lost_events"] == "counter"
 
     # each seq once, the lost range apart from missing and evicted
     assert query(db_url, f"SELECT COUNT(*), COUNT(DISTINCT seq) FROM events"

@@ -290,7 +290,12 @@ def cmd_sink(args: argparse.Namespace) -> int:
             from edge.cloud.metrics import MetricsServer
 
             metrics = closing.enter_context(
-                MetricsServer(watch, args.metrics_host, args.metrics_port)
+                MetricsServer(
+                    watch,
+                    args.metrics_host,
+                    args.metrics_port,
+                    filler=filler.stats if filler is not None else None,
+                )
             )
             print(f"edge sink: metrics at http://{metrics.host}:{metrics.port}/metrics",
                   file=sys.stderr, flush=True)  # fmt: skip
