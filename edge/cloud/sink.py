@@ -70,8 +70,10 @@ class Sink:
     """Subscribes to ``{prefix}/{device}/events/#`` and ``.../status``, keeps per-stream
     bookkeeping and, given a ``store``, stores what arrives.
 
-    ``client_id``: a persistent session (MQTT 5, clean start off, kept ``SESSION_EXPIRY``
-    seconds), so QoS 1 messages that arrive while the sink is down wait for it. ``share``: the
+    ``client_id``: a persistent session, so QoS 1 messages that arrive while the sink is down
+    wait for it: MQTT 5 with clean start off, kept ``SESSION_EXPIRY`` seconds; MQTT 3.1.1
+    with clean session off, kept as long as the broker keeps such sessions (Mosquitto: for
+    ever unless ``persistent_client_expiration``). ``share`` (MQTT 5 only): the
     events through ``$share/{share}/...`` (MQTT 5 shared subscription: the group's sinks
     split them); status stays a plain subscription, so every sink sees each device's statuses
     in the broker's order. ``track`` False skips the in-memory per-stream sets (a
@@ -107,8 +109,10 @@ class Sink:
             raise UplinkError(problem)
         if protocol not in ("3.1.1", "5"):
             raise UsageError(f"protocol: expected 3.1.1 or 5, found {protocol!r}")
-        if protocol != "5" and (client_id or share):
-            raise UsageError("a persistent session and a shared subscription need MQTT 5")
+        if protocol != "5" and share:
+            raise UsageError(
+                "share: shared subscriptions are an MQTT 5 feature; MQTT 3.1.1 has none"
+            )
         if share is not None and topic_level(share):
             raise UsageError(f"share: expected {topic_level(share)}, found {share!r}")
         # login: the user name, password and TLS files of an [uplink]; its broker is ignored
@@ -142,7 +146,9 @@ class Sink:
         self._connection = 0
         # A subscriber publishes nothing: the window matters not.
         password = read_password(settings)
-        self._client = paho_client(settings, client_id or "", inflight=20, password=password)
+        self._client = paho_client(
+            settings, client_id or "", inflight=20, password=password, persistent=bool(client_id)
+        )
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
