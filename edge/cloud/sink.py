@@ -84,7 +84,9 @@ class Sink:
 
     ``login`` gives the user name, password and TLS files (an ``[uplink]``'s, the broker
     aside). After an outage paho's thread connects again within 5 s and subscribes anew.
-    A refused login raises ``BrokerRefused`` from :meth:`start`, with the broker's reason.
+    A refused login raises ``BrokerRefused`` from :meth:`start`, with the broker's reason; a
+    broker that closes the connection without any CONNACK (what one that speaks only MQTT
+    3.1.1 does to an MQTT 5 CONNECT) raises ``UplinkError`` saying so.
     """
 
     def __init__(
@@ -139,6 +141,8 @@ class Sink:
         self._subscribed = threading.Event()
         self.refused: str | None = None  # the broker's reason for refusing the login
         self._log_refusals = False  # start() raises the first; later ones are logged
+        self._answered = False  # a CONNACK came on the connection up now
+        self.unanswered: str | None = None  # the broker closed before any CONNACK
         self._sub_refused: str | None = None  # a subscription the broker refused
         # Acknowledgements go out only on the connection their message came in on: a packet
         # id from an earlier connection may name another message by now.
@@ -196,10 +200,15 @@ class Sink:
             raise UplinkError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         self._client.loop_start()
         with self._cond:
-            self._cond.wait_for(lambda: self._subscribed.is_set() or self.refused, timeout)
+            self._cond.wait_for(
+                lambda: self._subscribed.is_set() or self.refused or self.unanswered, timeout
+            )
         if self.refused:
             self.close()
             raise BrokerRefused(self.refused)
+        if self.unanswered and not self._subscribed.is_set():
+            self.close()
+            raise UplinkError(self.unanswered)
         if not self._subscribed.is_set():
             self.close()
             raise UplinkError(f"no SUBACK from {self.host}:{self.port} within {timeout} s")
@@ -252,6 +261,7 @@ class Sink:
             return self._cond.wait_for(complete, timeout)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, p: Any) -> None:
+        self._answered = True
         if rc.is_failure:
             with self._cond:
                 self.refused = refused(self.broker, rc)
@@ -267,6 +277,19 @@ class Sink:
     ) -> None:
         with self._ack_lock:
             self._connection += 1
+        if not self._answered:  # closed with no CONNACK: the CONNECT itself was refused
+            words = f"{self.broker} closed the connection without answering CONNECT"
+            if self._v5:
+                words += (
+                    "; a broker that speaks only MQTT 3.1.1 does that to an MQTT 5 client"
+                    " (RabbitMQ before 3.13, say): try protocol 3.1.1"
+                )
+            with self._cond:
+                self.unanswered = words
+                self._cond.notify_all()
+            if self._log_refusals:
+                log.warning("%s", words)
+        self._answered = False
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, p: Any) -> None:
         failed = [str(code) for code in rcs if code.is_failure]
@@ -274,7 +297,7 @@ class Sink:
             self._sub_refused = ", ".join(failed)
             log.error("the broker refused the subscription to %s: %s", self.topics, failed)
         with self._cond:
-            self.refused = None
+            self.refused = self.unanswered = None
             self._subscribed.set()
             self._cond.notify_all()
 
