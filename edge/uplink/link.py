@@ -13,7 +13,9 @@ touches the socket: publish() from other threads queues the packet and wakes its
 The uplink talks to the rest of the runtime through the delivery loop only
 (:class:`Acknowledgements`): it is told what was stored (``stored``), it says what the
 broker acknowledged, and it keeps the seqs it has claimed and not yet had acknowledged
-(``holding``), which eviction spares.
+(``holding``), which eviction spares. Those it published on a connection that died before
+their PUBACK came are in doubt (the broker may have them): they stay held until a PUBACK
+on a later connection settles them, so no eviction report names an event the broker got.
 """
 
 from __future__ import annotations
@@ -163,6 +165,10 @@ class Uplink:
         # Claimed in this session, not yet acknowledged: buffered or in flight. Eviction
         # spares them (``holding``); a session's end frees them.
         self._holding: set[int] = set()
+        # Published on a connection that died before their PUBACK: the broker may have
+        # them, so eviction spares them too, until a later PUBACK settles them. At most a
+        # window's worth per connection lost; they are the first claimed on the next one.
+        self._in_doubt: set[int] = set()
         # Bumped whenever the outbox may hold unclaimed events (commit, reconnect); the
         # sender sleeps only when a claim came up short at the current generation.
         self._wanted = 1
@@ -261,9 +267,10 @@ class Uplink:
         return len(session.inflight) if session else 0
 
     def holding(self) -> set[int]:
-        """Seqs claimed and not yet acknowledged: eviction must spare them."""
+        """Seqs claimed and not yet acknowledged, and those in doubt (published on a lost
+        connection, not acknowledged since): eviction must spare them."""
         with self._lock:
-            return set(self._holding)
+            return self._holding | self._in_doubt
 
     def _hold(self, session: _Session, seqs: Sequence[int]) -> None:
         """A claim's seqs, told by the outbox before it unlocks (no eviction in between)."""
@@ -335,6 +342,7 @@ class Uplink:
             with self._lock:
                 self._session = None
                 self._wanted += 1  # whatever was in flight is claimed again next time
+                self._in_doubt.update(session.inflight.values())  # the broker may have them
                 self._holding.clear()  # unsent claims may be evicted again
             if not session.lost:  # stopped mid-connection: do not leak the socket
                 if self._aborting:  # a power cut says nothing: the broker sends the will
@@ -542,6 +550,7 @@ class Uplink:
         # first, then the acknowledged set, so the seq is never in neither.
         self.delivery.acknowledged((seq,))
         self._holding.discard(seq)
+        self._in_doubt.discard(seq)
         self.stats.acked += 1
 
     # -- sender thread -----------------------------------------------------------------
