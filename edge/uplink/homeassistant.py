@@ -1,7 +1,8 @@
 """Home Assistant's MQTT discovery: what a device announces, and the topics both sides use.
 
-One retained config message per entity on ``<discovery>/<component>/<object_id>/config``
-(the layout Home Assistant documents, ``<object_id>`` being the entity's ``unique_id``):
+One retained config message per entity on
+``<discovery>/<component>/edgeline__<device>/<kind>__<key>/config`` (the layout Home
+Assistant documents, the device as its ``<node_id>``):
 
 - each numeric quantity of a sensor with ``telemetry = true`` is a ``sensor``, read from the
   sensor's telemetry events (``{prefix}/{device}/events/telemetry/{sensor}``), which carry
@@ -76,6 +77,11 @@ class Device:
     discovery: str  # [homeassistant] discovery_prefix
     version: str
     switches: Switches = "read-only"
+
+    @property
+    def node(self) -> str:
+        """The device in discovery topics and as Home Assistant's device identifier."""
+        return level("edgeline", self.id)
 
     @property
     def status_topic(self) -> str:
@@ -224,7 +230,7 @@ def _common(device: Device, unique_id: str, name: str) -> dict[str, Any]:
             }
         ],
         "device": {
-            "identifiers": [level("edgeline", device.id)],
+            "identifiers": [device.node],
             "name": device.name,
             "manufacturer": "edgeline",
             "model": "edgeline device",
@@ -235,10 +241,12 @@ def _common(device: Device, unique_id: str, name: str) -> dict[str, Any]:
     }
 
 
-def _entity(device: Device, component: Component, config: dict[str, Any]) -> Entity:
-    unique_id = config["unique_id"]
-    topic = f"{device.discovery}/{component}/{unique_id}/config"
-    return Entity(component, unique_id, topic, config)
+def _entity(device: Device, component: Component, config: dict[str, Any], *key: str) -> Entity:
+    """The entity on ``<discovery>/<component>/<node_id>/<object_id>/config``: the node is
+    the device (so a broker ACL can give each device its own discovery topics), the object
+    the entity's kind and key within it."""
+    topic = f"{device.discovery}/{component}/{device.node}/{level(*key)}/config"
+    return Entity(component, config["unique_id"], topic, config)
 
 
 def _reading(device: Device, item: Series) -> Entity:
@@ -260,7 +268,7 @@ def _reading(device: Device, item: Series) -> Entity:
     config["state_class"] = "total_increasing" if item.total else "measurement"
     if item.expire_after is not None:
         config["expire_after"] = item.expire_after
-    return _entity(device, "sensor", config)
+    return _entity(device, "sensor", config, "reading", *key)
 
 
 def _binary(device: Device, kind: str, key: str, table: str, device_class: str | None) -> Entity:
@@ -271,7 +279,7 @@ def _binary(device: Device, kind: str, key: str, table: str, device_class: str |
     config["payload_on"], config["payload_off"] = ON, OFF
     if device_class is not None:
         config["device_class"] = device_class
-    return _entity(device, "binary_sensor", config)
+    return _entity(device, "binary_sensor", config, kind, key)
 
 
 def _switch(device: Device, output: str) -> Entity:
@@ -282,4 +290,4 @@ def _switch(device: Device, output: str) -> Entity:
     config["command_topic"] = switch_topic(device.prefix, device.id, output)
     config["payload_on"], config["payload_off"] = ON, OFF
     config["device_class"] = "switch"
-    return _entity(device, "switch", config)
+    return _entity(device, "switch", config, "output", output)
