@@ -681,6 +681,7 @@ def test_a_template_reads_any_id_back(key: str, value: str) -> None:
     assert render(template, document) == value
 
 
+@pytest.mark.fuzz
 @given(st.binary(max_size=20), st.text(max_size=40))
 def test_only_on_or_off_on_a_known_output_switches(payload: bytes, topic: str) -> None:
     posted: list[Any] = []

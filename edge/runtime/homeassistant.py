@@ -158,6 +158,9 @@ class HomeAssistant:
         prefix = f"{self.device.prefix}/{self.device.id}"
         self.subscriptions: list[str] = [f"{prefix}/ha/set/+"] if self.unsigned else []
         self.max_size = MAX_SWITCH_PAYLOAD
+        # After a connect: each entity's config and the state document (removals are rare:
+        # beyond this they wait in paho's queue for a moment).
+        self.burst = len(self.entities) + 1
         self.ignored = 0  # switch commands that were not ON or OFF for a known output
         self._refusals = Bucket(1.0, 10.0, time.monotonic)  # log lines about them
         self._lock = threading.Lock()

@@ -106,6 +106,11 @@ class Companion(Protocol):
     def max_size(self) -> int:
         """The largest payload taken on those topics: bigger ones are dropped unread."""
 
+    @property
+    def burst(self) -> int:
+        """How many messages it publishes at once after a connect, at most: paho's window
+        makes room for them, so that they never hold events back."""
+
     def connected(self, publish: RetainedPublisher) -> None:
         """The device is online again, its birth published (link thread, outside paho's
         callbacks, so ``publish`` may be called here and from the companion's threads)."""
@@ -157,7 +162,8 @@ class Uplink:
     attempts; ``edgeline-sender`` claims events from the outbox and publishes while the
     window has room (paho's thread also refills it on each PUBACK). ``stored`` runs on the
     recorder's thread, ``holding`` on it too (with the outbox locked), ``reply`` on the
-    command worker; ``start``, ``close`` and ``abort`` on the runtime's. One condition
+    command worker, ``publish_retained`` on any thread (a companion's: Home Assistant
+    discovery); ``start``, ``close`` and ``abort`` on the runtime's. One condition
     (``_lock``) guards the session state; the uplink never calls the outbox while holding
     it (the outbox calls in, under its own lock: lock order outbox, then uplink).
     """
@@ -462,6 +468,8 @@ class Uplink:
         client_id = s.client_id or f"edgeline-{self.device}"
         # Our window is the limit; paho must never hold messages back on its own.
         inflight = s.inflight + 2  # + status messages
+        if self.companion is not None:  # + what it publishes after each connect
+            inflight += self.companion.burst
         client = paho_client(target, client_id, inflight=inflight, password=self._password)
         client.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
         client.on_connect = self._on_connect
