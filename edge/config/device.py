@@ -17,6 +17,11 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from edge.config.command_key import read_key_env, read_key_file
+from edge.config.homeassistant import (
+    HomeAssistantConfig,
+    bridge_problem,
+    unsigned_broker_problem,
+)
 from edge.config.secrets import hide_password, private_file_problem, read_secret_text
 from edge.config.sensing import (
     ActionConfig,
@@ -25,6 +30,7 @@ from edge.config.sensing import (
     FilterConfig,
     SensorCommon,
     SensorConfig,
+    action_outputs,
     parse_actions,
     parse_detectors,
     parse_sensors,
@@ -401,6 +407,7 @@ class Config:
     detectors: tuple[DetectorConfig, ...]
     actions: tuple[ActionConfig, ...] = ()
     commands: CommandsConfig = CommandsConfig()
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
 
     def summary(self) -> str:
         """One paragraph saying what this config will do."""
@@ -430,7 +437,16 @@ def _described(sensor: SensorConfig) -> str:
     return f"{sensor.id} ({sensor.type})"
 
 
-_SECTIONS = ("device", "storage", "uplink", "commands", "sensors", "detectors", "actions")
+_SECTIONS = (
+    "device",
+    "storage",
+    "uplink",
+    "commands",
+    "homeassistant",
+    "sensors",
+    "detectors",
+    "actions",
+)
 
 
 def load(path: str | Path, *, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Config:
@@ -475,6 +491,9 @@ def validate(data: dict[str, Any], source: str) -> Config:
     storage = build(StorageConfig, data.get("storage", {}), "storage", problems)
     uplink = build(UplinkConfig, data.get("uplink", {}), "uplink", problems)
     commands = build(CommandsConfig, data.get("commands", {}), "commands", problems)
+    homeassistant = build(
+        HomeAssistantConfig, data.get("homeassistant", {}), "homeassistant", problems
+    )
     declared: set[str] = set()  # every sensor id given, valid sensor or not
     sensors = parse_sensors(data.get("sensors", []), problems, declared)
     detectors = parse_detectors(data.get("detectors", []), sensors, declared, problems)
@@ -484,7 +503,16 @@ def validate(data: dict[str, Any], source: str) -> Config:
         if storage.full_output not in outputs:
             path = "storage.full_output"
             unknown_type(problems, path, storage.full_output, outputs, what="a gpio.output id")
-    if problems or device is None or storage is None or uplink is None or commands is None:
+    if homeassistant is not None and homeassistant.enabled and uplink and commands:
+        _check_switches(homeassistant, uplink, commands, sensors, problems)
+    if (
+        problems
+        or device is None
+        or storage is None
+        or uplink is None
+        or commands is None
+        or homeassistant is None
+    ):
         raise ConfigError(problems.items)
     return Config(
         source,
@@ -495,7 +523,29 @@ def validate(data: dict[str, Any], source: str) -> Config:
         tuple(detectors),
         actions,
         commands,
+        homeassistant,
     )
+
+
+def _check_switches(
+    settings: HomeAssistantConfig,
+    uplink: UplinkConfig,
+    commands: CommandsConfig,
+    sensors: Mapping[str, SensorConfig],
+    problems: Problems,
+) -> None:
+    """Home Assistant's way to the outputs must be one that works, and an unsigned one only
+    over a broker whose ACL can keep it to Home Assistant."""
+    path = "homeassistant.switches"
+    if settings.switches == "bridge":
+        problem = bridge_problem(commands.enabled, action_outputs(sensors))
+        if problem:
+            problems.add(path, problem)
+    elif settings.switches == "unsigned":
+        for url in uplink.brokers:
+            problem = unsigned_broker_problem(url, uplink.username)
+            if problem:
+                problems.add(path, problem)
 
 
 __all__ = [
@@ -506,6 +556,7 @@ __all__ = [
     "DetectorConfig",
     "DeviceConfig",
     "FilterConfig",
+    "HomeAssistantConfig",
     "SensorCommon",
     "SensorConfig",
     "StorageConfig",
