@@ -151,9 +151,13 @@ class Reconfigurer:
         previous = sha256_of(self.files.current())
         log.info("applying config %s (health within %g s)", pending.sha256, pending.timeout)
         old.close()
+        swapped = False
         try:
             self.files.swap()
+            swapped = True
             runtime, reason = self._try(pending.timeout, stop)
+        except OSError as exc:  # a full disk, say: edge.toml is still the old config
+            runtime, reason = None, f"cannot install the new config: {exc.strerror or exc}"
         finally:
             with self._lock:
                 self._busy = False
@@ -166,7 +170,8 @@ class Reconfigurer:
             reply(runtime, pending.request, {"ok": True, "result": {"state": "applied", **applied}})
             return True
         log.warning("config %s rolled back: %s", pending.sha256, reason)
-        self.files.restore()
+        if swapped:
+            self.files.restore()
         restored = self.build(load(self.files.path))  # the config that ran before: it builds
         self.start(restored)
         report(restored, "config_rolled_back", "warning", {**fields, "reason": reason})
