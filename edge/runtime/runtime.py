@@ -24,6 +24,7 @@ from edge.outbox.eviction import outbox_alarm
 from edge.outbox.limits import OutboxLimits
 from edge.outbox.store import Outbox
 from edge.runtime.actions import Actions
+from edge.runtime.config_files import config_version
 from edge.runtime.delivery import Delivery
 from edge.runtime.detector_state import DetectorStates
 from edge.runtime.model_watch import ModelWatch
@@ -103,7 +104,7 @@ class Runtime:
             path = Path(storage.state_dir) / STATUS_NAME
             self.status_file = StatusFile(path, self.status_report, storage.status_interval)
         self._started = ""
-        self._config_sha256 = _file_sha256(config.source) if self.status_file else None
+        self._config_sha256 = _file_sha256(config.source)  # the birth and status say it
         try:
             self.delivery = self._delivery()
             self.recorder, self.uplink = self.delivery.recorder, self.delivery.uplink
@@ -129,6 +130,8 @@ class Runtime:
                 "outbox": self.outbox.describe(),
                 "version": __version__,
                 "sensors": [s.id for s in config.sensors],
+                "config_sha256": self._config_sha256,
+                "config_version": config_version(self._config_sha256),
             },
             commands=self.commands,
         )
@@ -450,6 +453,7 @@ class Runtime:
             "pid": os.getpid(),
             "config": self.config.source,
             "config_sha256": self._config_sha256,
+            "config_version": config_version(self._config_sha256),
             "started": self._started,
             "time": format_ts(self.clock.wall()),
             "synced": self.clock.synced(),
