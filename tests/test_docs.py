@@ -18,6 +18,7 @@ import pytest
 
 from edge.cli import build_parser
 from edge.config.device import CommandsConfig, DeviceConfig, StorageConfig, UplinkConfig
+from edge.config.feedback import FeedbackConfig
 from edge.config.homeassistant import HomeAssistantConfig
 from edge.config.sensing import ActionConfig, DetectorCommon, SensorCommon
 from models import DETECTOR_TYPES
@@ -71,6 +72,7 @@ SECTIONS = [
     UplinkConfig,
     CommandsConfig,
     HomeAssistantConfig,
+    FeedbackConfig,
     SensorCommon,
     DetectorCommon,
     ActionConfig,
@@ -114,6 +116,7 @@ def test_every_generated_block_has_one_home_in_docs() -> None:
         "uplink": "docs/configuration.md",
         "commands": "docs/configuration.md",
         "homeassistant": "docs/configuration.md",
+        "feedback": "docs/configuration.md",
         "sensor-common": "docs/configuration.md",
         "detector-common": "docs/configuration.md",
         "actions": "docs/configuration.md",

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from edge.config.command_key import read_key_env, read_key_file
+from edge.config.feedback import FeedbackConfig
 from edge.config.homeassistant import (
     HomeAssistantConfig,
     bridge_problem,
@@ -408,6 +409,7 @@ class Config:
     actions: tuple[ActionConfig, ...] = ()
     commands: CommandsConfig = CommandsConfig()
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
 
     def summary(self) -> str:
         """One paragraph saying what this config will do."""
@@ -443,6 +445,7 @@ _SECTIONS = (
     "uplink",
     "commands",
     "homeassistant",
+    "feedback",
     "sensors",
     "detectors",
     "actions",
@@ -494,6 +497,9 @@ def validate(data: dict[str, Any], source: str) -> Config:
     homeassistant = build(
         HomeAssistantConfig, data.get("homeassistant", {}), "homeassistant", problems
     )
+    feedback = build(FeedbackConfig, data.get("feedback", {}), "feedback", problems)
+    if feedback is not None and feedback.enabled and commands and not commands.enabled:
+        problems.add("feedback.enabled", "verdicts come as commands: enable [commands] too")
     declared: set[str] = set()  # every sensor id given, valid sensor or not
     sensors = parse_sensors(data.get("sensors", []), problems, declared)
     detectors = parse_detectors(data.get("detectors", []), sensors, declared, problems)
@@ -512,6 +518,7 @@ def validate(data: dict[str, Any], source: str) -> Config:
         or uplink is None
         or commands is None
         or homeassistant is None
+        or feedback is None
     ):
         raise ConfigError(problems.items)
     return Config(
@@ -524,6 +531,7 @@ def validate(data: dict[str, Any], source: str) -> Config:
         actions,
         commands,
         homeassistant,
+        feedback,
     )
 
 
@@ -555,6 +563,7 @@ __all__ = [
     "DetectorCommon",
     "DetectorConfig",
     "DeviceConfig",
+    "FeedbackConfig",
     "FilterConfig",
     "HomeAssistantConfig",
     "SensorCommon",

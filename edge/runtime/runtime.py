@@ -42,7 +42,8 @@ from sensors import SENSOR_TYPES, Hardware, Value
 from sensors.base import PushedSensor
 from sensors.mcu import McuSensor
 
-if TYPE_CHECKING:  # imported when [commands] or [homeassistant] is enabled: most never are
+if TYPE_CHECKING:  # imported when [commands], [homeassistant] or [feedback] is enabled
+    from edge.runtime.feedback import Feedback
     from edge.runtime.homeassistant import HomeAssistant
     from edge.uplink.commands import Commands, Handler, Request
 
@@ -105,15 +106,18 @@ class Runtime:
             self.status_file = StatusFile(path, self.status_report, storage.status_interval)
         self._started = ""
         self._config_sha256 = _file_sha256(config.source)  # the birth and status say it
+        self.feedback: Feedback | None = None
         try:
             self.delivery = self._delivery()
             self.recorder, self.uplink = self.delivery.recorder, self.delivery.uplink
+            self.feedback = self._feedback()  # None unless [feedback] enabled
             self._build_sensors()
             if self.commands is not None:
                 self.commands.handlers.update(self._command_handlers())
             self.homeassistant = self._homeassistant()  # None unless [homeassistant] enabled
         except BaseException:
             self._close_sensors()
+            self._close_feedback()
             self.outbox.close()
             raise
 
@@ -177,6 +181,32 @@ class Runtime:
             died=self._command_worker_died,
         )
 
+    def _feedback(self) -> Feedback | None:
+        """Operators' verdicts and the thresholds they move, when the config asks."""
+        if not self.config.feedback.enabled:
+            return None
+        from edge.runtime.feedback import Feedback
+
+        def health(sensor: str, fields: dict[str, Any]) -> None:  # any thread
+            stamp = self.stamp()
+            self.recorder.submit(Draft(sensor, "health", "info", None, stamp.mono, stamp.wall,
+                                       stamp.synced, fields))  # fmt: skip
+
+        feedback = Feedback(
+            self.config.feedback,
+            self.config.storage.state_dir,
+            stream=self.outbox.stream,
+            post=self.scheduler.post,
+            health=health,
+            wall=self.clock.wall,
+        )
+        self.delivery.listen(feedback.committed)
+        return feedback
+
+    def _close_feedback(self) -> None:
+        if self.feedback is not None:
+            self.feedback.close()
+
     def _homeassistant(self) -> HomeAssistant | None:
         """Home Assistant discovery, on the uplink's connection, when the config asks."""
         if not self.config.homeassistant.enabled:
@@ -225,6 +255,7 @@ class Runtime:
             "model": model_handler(self._onnx, self.scheduler.post),
             "replay": replay_handler(self.outbox, self.config.uplink),
             "output": output_handler(self.actions.outputs, self.scheduler.post),
+            **(self.feedback.handlers() if self.feedback is not None else {}),
         }
 
     def _build_sensors(self) -> None:
@@ -236,6 +267,8 @@ class Runtime:
                 where = f"{self.config.source}: detectors[{index}] ({det.id!r})"
                 raise ConfigError([f"{where}: {exc}"]) from exc
             self.detector_states.add(det.id, detector)  # resumes a persistent detector
+            if self.feedback is not None:  # keeps its readings, may move its threshold
+                detector = self.feedback.watch(det.id, det.sensor, detector)
             if isinstance(detector, OnnxDetector):
                 self.models.add(det.id, detector)
                 self._onnx[det.id] = detector
@@ -345,6 +378,7 @@ class Runtime:
                 self.status_file.close()
         finally:
             self.recorder.close()  # idempotent: stopped even when closing failed early
+            self._close_feedback()
             self.outbox.close()
 
     def crash(self) -> None:
@@ -367,6 +401,7 @@ class Runtime:
         self.detector_states.abort()
         self.delivery.abort()
         self._close_sensors()  # the hardware outlives the process: free its pins
+        self._close_feedback()
         self.outbox.close()
 
     def __enter__(self) -> Runtime:
