@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 
 from edge.bench.mosquitto import Mosquitto
+from edge.cli import main
 from edge.clock import VirtualClock
 from edge.runtime.runtime import Runtime
 from edge.sim.hardware import SimulatedHardware
@@ -38,7 +40,7 @@ CONFIGURED = 3.0
 
 SCENARIO = """
 [device]
-id = "fb-01"
+id = "{device}"
 [storage]
 state_dir = "{state}"
 commit_window_ms = 0
@@ -107,36 +109,46 @@ class Seen:
 class Device:
     """The device's files (state dir, key) and a way to run it, across runtimes."""
 
-    def __init__(self, tmp_path: Path, broker: str) -> None:
-        self.tmp_path = tmp_path
+    def __init__(self, tmp_path: Path, broker: str, name: str = DEVICE) -> None:
+        self.name = name
+        self.state = tmp_path / name
         self.broker = broker
-        self.key = tmp_path / "key"
+        self.key = tmp_path / "keys" / f"{name}.key"  # the layout edge sink label reads
+        self.key.parent.mkdir(exist_ok=True)
         self.key.write_text(KEY_HEX + "\n")
         self.key.chmod(0o600)
 
-    def runtime(self, seed: int, *, drive: bool) -> tuple[Runtime, VirtualClock, list[Label]]:
-        text = SCENARIO.format(state=self.tmp_path / "state", broker=self.broker,
+    def runtime(
+        self, seed: int, *, drive: bool, wall: float | None = None
+    ) -> tuple[Runtime, VirtualClock, list[Label]]:
+        text = SCENARIO.format(device=self.name, state=self.state, broker=self.broker,
                                key=self.key, seed=seed)  # fmt: skip
         scenario = parse_scenario(text, "feedback.toml", overrides={})
-        clock = VirtualClock()
+        clock = VirtualClock() if wall is None else VirtualClock(start_wall=wall)
         hardware = SimulatedHardware(scenario, clock)
         runtime = Runtime(scenario.config, hardware=hardware.hardware, clock=clock,
                           drive_clock=drive)  # fmt: skip
         return runtime, clock, labels(scenario)
 
-    def hour(self, seed: int, upstream: Subscriber) -> tuple[list[Seen], list[Label]]:
+    def hour(
+        self, seed: int, upstream: Subscriber, duration: float = HOUR
+    ) -> tuple[list[Seen], list[Label]]:
         """Run the scenario's hour; the events the subscriber got, timed from its start."""
         runtime, clock, truth = self.runtime(seed, drive=True)
         start = clock.wall()
         try:
-            runtime.start(until=clock.monotonic() + HOUR)
+            runtime.start(until=clock.monotonic() + duration)
             assert runtime.sampling_done(timeout=300)
             assert runtime.drain(timeout=30)
             last = runtime.outbox.last_seq
         finally:
             runtime.close(timeout=5)
-        upstream.wait_for(lambda got: any(_body(m)["seq"] == last for m in got), timeout=30)
-        return [_seen(m, start) for m in upstream.messages if "/events/" in m.topic], truth
+
+        def mine(m: Received) -> bool:
+            return f"/{self.name}/events/" in m.topic
+
+        upstream.wait_for(lambda got: any(mine(m) and _body(m)["seq"] == last for m in got))
+        return [_seen(m, start) for m in upstream.messages if mine(m)], truth
 
 
 def _body(message: Received) -> dict[str, Any]:
@@ -174,7 +186,7 @@ def device(tmp_path: Path, mosquitto: Mosquitto) -> Device:
 @pytest.fixture
 def listen(mosquitto: Mosquitto, mqtt_subscriber: Callable[..., Subscriber]) -> Iterator[Any]:
     def make() -> Subscriber:
-        subscriber = mqtt_subscriber(mosquitto.url, f"edgeline/{DEVICE}/events/#")
+        subscriber = mqtt_subscriber(mosquitto.url, "edgeline/+/events/#")
         subscriber.wait_subscribed()
         return subscriber
 
@@ -189,7 +201,9 @@ def commands(device: Device, upstream: Subscriber) -> Iterator[Callable[..., dic
 
     def send(name: str, **args: Any) -> dict[str, Any]:
         # The device's clock judges a command's age: date it by that clock.
-        reply = send_command(device.broker, DEVICE, key, name, args, wall=clock.wall, timeout=10)
+        reply = send_command(
+            device.broker, device.name, key, name, args, wall=clock.wall, timeout=10
+        )
         return {"ok": reply["ok"], "error": reply.get("error"), **reply.get("result", {})}
 
     try:
@@ -254,7 +268,7 @@ def test_verdicts_lower_false_alarms_keep_labels_caught_and_reset_undoes_them(
     assert tuned["threshold"] < min(true_scores)  # the ceiling: true alarms stay caught
 
     # The verdicts are stored on the device with the readings that raised each alarm.
-    with sqlite3.connect(device.tmp_path / "state" / "feedback.sqlite") as db:
+    with sqlite3.connect(device.state / "feedback.sqlite") as db:
         rows = db.execute("SELECT seq, verdict, note, window FROM verdicts").fetchall()
     assert len(rows) == len(replies)
     for seq, verdict, note, window in rows:
@@ -299,3 +313,55 @@ def test_verdicts_lower_false_alarms_keep_labels_caught_and_reset_undoes_them(
         assert knob.detector.threshold("above") == CONFIGURED and knob.tuning == {}
     finally:
         runtime.close(timeout=5)
+
+
+def test_the_sink_labels_many_devices_from_a_file(
+    tmp_path: Path, mosquitto: Mosquitto, listen: Callable[[], Subscriber],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    fleet = [Device(tmp_path, mosquitto.url, name) for name in ("fb-a", "fb-b")]
+    upstream = listen()
+    raised = {d.name: alarms(d.hour(seed=i, upstream=upstream, duration=900.0)[0])
+              for i, d in enumerate(fleet, start=1)}  # fmt: skip
+    assert all(raised.values()), raised
+    rows = ["device,seq,verdict,note"]
+    for name, found in raised.items():
+        rows += [f"{name},{a.fields['seq']},false_alarm,bench review" for a in found]
+    rows.append(f"fb-b,{raised['fb-b'][0].fields['seq'] + 100000},false_alarm,")  # no such alarm
+    verdicts = tmp_path / "verdicts.csv"
+    verdicts.write_text("\n".join(rows) + "\n")
+
+    # The devices run again, their clocks at the operator's time: it dates the commands.
+    running = [d.runtime(9, drive=False, wall=time.time())[0] for d in fleet]
+    try:
+        for runtime in running:
+            runtime.start()
+        code = main(["sink", "label", "--broker", mosquitto.url, "--keys",
+                     str(tmp_path / "keys"), "--file", str(verdicts)])  # fmt: skip
+    finally:
+        for runtime in running:
+            runtime.close(timeout=5)
+    out, err = capsys.readouterr()
+    assert code == 1  # one row refused
+    assert "is not an alarm this device keeps" in err and err.count("refused") == 1
+    assert out.count('"stored": true') == len(rows) - 2
+    for device in fleet:
+        with sqlite3.connect(device.state / "feedback.sqlite") as db:
+            stored = db.execute("SELECT seq, note FROM verdicts ORDER BY seq").fetchall()
+        assert stored == [(a.fields["seq"], "bench review") for a in raised[device.name]]
+
+
+def test_a_file_with_a_bad_row_sends_nothing(
+    tmp_path: Path, mosquitto: Mosquitto, mqtt_subscriber: Callable[..., Subscriber],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    commands = mqtt_subscriber(mosquitto.url, "edgeline/+/cmd/#")
+    commands.wait_subscribed()
+    verdicts = tmp_path / "verdicts.csv"
+    verdicts.write_text("device,seq,verdict\nfb-a,12,false_alarm\nfb-a,twelve,false_alarm\n")
+    (tmp_path / "keys").mkdir()
+    code = main(["sink", "label", "--broker", mosquitto.url, "--keys", str(tmp_path / "keys"),
+                 "--file", str(verdicts)])  # fmt: skip
+    assert code == 2
+    assert "verdicts.csv:3: seq must be an integer >= 1, got 'twelve'" in capsys.readouterr().err
+    assert commands.messages == []  # the good row was not sent either
