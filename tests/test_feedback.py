@@ -343,7 +343,7 @@ def test_the_sink_labels_many_devices_from_a_file(
             runtime.close(timeout=5)
     out, err = capsys.readouterr()
     assert code == 1  # one row refused
-    assert "is not an alarm this device keeps" in err and err.count("refused") == 1
+    assert "is beyond this outbox's newest" in err and err.count("refused") == 1
     assert out.count('"stored": true') == len(rows) - 2
     for device in fleet:
         with sqlite3.connect(device.state / "feedback.sqlite") as db:

@@ -20,7 +20,15 @@ from edge.config.feedback import FeedbackConfig
 from edge.errors import ConfigError
 from edge.events import Draft
 from edge.outbox.store import Outbox
-from edge.runtime.feedback import LABEL_KEYS, MAX_NOTE, Feedback, Watched, parse_label
+from edge.runtime.feedback import (
+    FEEDBACK_ACTIONS,
+    LABEL_KEYS,
+    MAX_NOTE,
+    Feedback,
+    Watched,
+    parse_feedback,
+    parse_label,
+)
 from edge.uplink.commands import CommandRefused
 from models.rules import ZScoreDetector, ZScoreParams
 from models.tuning import VERDICTS
@@ -60,6 +68,22 @@ def test_good_arguments_are_taken_as_given(
     assert (request.detector, request.side) == (detector, side)
 
 
+@given(
+    st.dictionaries(st.sampled_from(["action", "detector", "verdict"]), json_values),
+    st.sets(st.sampled_from(["z", "probe-z", "x"])),
+)
+def test_feedback_arguments_are_taken_or_refused_with_a_reason(
+    args: dict[str, Any], known: set[str]
+) -> None:
+    try:
+        action, detector = parse_feedback(args, known)
+    except CommandRefused as exc:
+        assert str(exc)
+        return
+    assert action in FEEDBACK_ACTIONS and action == args["action"]
+    assert detector is None or detector in known
+
+
 @pytest.mark.parametrize(
     ("args", "reason"),
     [
@@ -85,9 +109,10 @@ class Bench:
         self.health: list[dict[str, Any]] = []
         self.feedback = Feedback(settings, state, stream=self.outbox.stream,
                                  post=lambda work: work(), health=self.on_health,
-                                 wall=lambda: 1.8e9)  # fmt: skip
+                                 wall=lambda: 1.8e9,
+                                 last_seq=lambda: self.outbox.last_seq)  # fmt: skip
         detector = ZScoreDetector(ZScoreParams(window=10, threshold=3.0))
-        watched = self.feedback.watch("z", "probe", detector)
+        watched = self.feedback.watch("z", "probe", None, detector)
         assert isinstance(watched, Watched)
         self.detector, self.watched = detector, watched
 
@@ -107,6 +132,10 @@ class Bench:
         self.feedback.committed(events)
         assert self.watched.observe(t + 13, 0.5) is not None  # it clears
         return events[0].seq
+
+    def telemetry(self) -> int:
+        draft = Draft("probe", "telemetry", "info", 25.0, 0.0, 1.8e9, True, {})
+        return self.outbox.append(draft).seq
 
     def close(self) -> None:
         self.feedback.close()
@@ -141,8 +170,9 @@ def test_verdicts_are_stored_and_move_nothing_unless_adjust(bench: Callable[...,
 
 def test_a_verdict_needs_an_alarm_the_device_keeps(bench: Callable[..., Bench]) -> None:
     device = bench(adjust=True)
-    with pytest.raises(CommandRefused, match="seq 99 is not an alarm this device keeps"):
-        device.feedback.label({"seq": 99, "verdict": "false_alarm"})
+    reading = device.telemetry()
+    with pytest.raises(CommandRefused, match=f"seq {reading} is not an alarm this device keeps"):
+        device.feedback.label({"seq": reading, "verdict": "false_alarm"})
     seq = device.alarm(0.0, 20.0)
     with pytest.raises(CommandRefused, match="is an alarm of z"):
         device.feedback.label({"seq": seq, "verdict": "true_alarm", "detector": "other"})
@@ -156,7 +186,10 @@ def test_a_verdict_needs_an_alarm_the_device_keeps(bench: Callable[..., Bench]) 
 
 def test_missed_lowers_the_threshold_and_reset_restores_it(bench: Callable[..., Bench]) -> None:
     device = bench(adjust=True, max_change=0.5)
-    answer = device.feedback.label({"seq": 5, "verdict": "missed", "note": "overheated"})
+    with pytest.raises(CommandRefused, match=r"seq 5 is beyond this outbox's newest \(0\)"):
+        device.feedback.label({"seq": 5, "verdict": "missed"})
+    seq = device.telemetry()
+    answer = device.feedback.label({"seq": seq, "verdict": "missed", "note": "overheated"})
     assert answer["threshold"] == {"side": "above", "old": 3.0, "new": 2.25}
     assert device.detector.threshold("above") == 2.25
     assert [h["state"] for h in device.health] == ["threshold_changed"]

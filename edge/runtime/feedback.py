@@ -31,7 +31,7 @@ import logging
 import math
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -97,6 +97,21 @@ def parse_label(args: Mapping[str, Any]) -> LabelRequest:
     return LabelRequest(seq, verdict, note, detector, side, stream)
 
 
+def parse_feedback(args: Mapping[str, Any], known: Collection[str]) -> tuple[str, str | None]:
+    """Check a ``feedback`` command's arguments: its action, and the detector it names (None:
+    every one); ``CommandRefused`` naming the first bad one."""
+    action, name = args.get("action"), args.get("detector")
+    unknown = sorted(set(args) - {"action", "detector"})
+    if unknown:
+        raise CommandRefused(f"unknown argument {unknown[0]!r}; expected action, detector")
+    if not isinstance(action, str) or action not in FEEDBACK_ACTIONS:
+        raise CommandRefused(f"action must be one of {', '.join(FEEDBACK_ACTIONS)}, got {action!r}")
+    if name is not None and (not isinstance(name, str) or name not in known):
+        names = ", ".join(sorted(known)) or "none"
+        raise CommandRefused(f"detector must name a tunable detector ({names}), got {name!r}")
+    return action, name
+
+
 def _seq(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
@@ -108,6 +123,7 @@ class Knob:
 
     id: str
     sensor: str
+    quantity: str | None
     detector: TunableDetector
     configured: dict[Side, float]
     ring: deque[tuple[float, float]]
@@ -162,6 +178,7 @@ class Feedback:
         post: Post,
         health: Health,
         wall: Callable[[], float],
+        last_seq: Callable[[], int],
     ) -> None:
         self.settings = settings
         self.rule = Rule(settings.step, settings.max_change, settings.margin)
@@ -169,6 +186,7 @@ class Feedback:
         self.post = post
         self.health = health
         self.wall = wall
+        self.last_seq = last_seq  # the outbox's newest seq: a verdict names one up to it
         self.store = FeedbackStore(state_dir)
         self.knobs: dict[str, Knob] = {}
 
@@ -177,7 +195,9 @@ class Feedback:
 
     # -- build (owner's thread) ----------------------------------------------------------------
 
-    def watch(self, detector_id: str, sensor: str, detector: Detector) -> Detector:
+    def watch(
+        self, detector_id: str, sensor: str, quantity: str | None, detector: Detector
+    ) -> Detector:
         """``detector`` wrapped to keep its readings, if it is tunable; else itself."""
         if not isinstance(detector, TunableDetector):
             return detector
@@ -187,7 +207,7 @@ class Feedback:
             if value is not None:
                 configured[side] = value
         ring: deque[tuple[float, float]] = deque(maxlen=self.settings.window)
-        knob = Knob(detector_id, sensor, detector, configured, ring)
+        knob = Knob(detector_id, sensor, quantity, detector, configured, ring)
         self.knobs[detector_id] = knob
         if self.settings.adjust:
             self._resume(knob)
@@ -232,7 +252,7 @@ class Feedback:
                 continue
             threshold = body.get("threshold")
             alarm = AlarmRecord(
-                body.get("stream", self.stream), event.seq, knob.id, event.sensor,
+                body.get("stream", self.stream), event.seq, knob.id, event.sensor, knob.quantity,
                 body.get("ts", ""), value if isinstance(value, int | float) else None,
                 point[0], point[1], threshold if isinstance(threshold, int | float) else None,
                 window,
@@ -252,6 +272,9 @@ class Feedback:
         stream = request.stream or self.stream
         if stream != self.stream:
             raise CommandRefused(f"stream {stream!r} is not this outbox's ({self.stream})")
+        newest = self.last_seq()
+        if request.seq > newest:
+            raise CommandRefused(f"seq {request.seq} is beyond this outbox's newest ({newest})")
         answer: dict[str, Any] = {"stream": stream, "seq": request.seq, "verdict": request.verdict}
         earlier = self.store.verdict(stream, request.seq)
         if earlier is not None:
@@ -261,13 +284,15 @@ class Feedback:
         alarm = self.store.alarm(stream, request.seq)
         knob, side, measure, window = self._subject(request, alarm)
         tuning, change = self._tune(knob, side, request.verdict, measure)
+        if alarm is not None:  # its detector may be gone from the config: the alarm says
+            detector, sensor, quantity = alarm.detector, alarm.sensor, alarm.quantity
+        else:  # missed: _subject found the knob
+            assert knob is not None
+            detector, sensor, quantity = knob.id, knob.sensor, knob.quantity
         record = VerdictRecord(
-            stream, request.seq, request.verdict, request.note, knob.id if knob else "",
-            alarm.sensor if alarm else (knob.sensor if knob else None), side, measure, window,
-            format_ts(self.wall()),
+            stream, request.seq, request.verdict, request.note, detector, sensor, quantity,
+            side, measure, window, format_ts(self.wall()),
         )  # fmt: skip
-        if knob is None and alarm is not None:  # its detector is gone from the config
-            record = VerdictRecord(**{**record.__dict__, "detector": alarm.detector})
         self.store.add_verdict(record, tuning)
         if knob is not None and tuning is not None and side is not None:
             knob.tuning[side] = tuning
@@ -336,17 +361,7 @@ class Feedback:
 
     def command(self, args: Mapping[str, Any]) -> Mapping[str, Any]:
         """``feedback``: ``{"action": "reset" | "status", "detector": id}`` (default all)."""
-        action, name = args.get("action"), args.get("detector")
-        unknown = sorted(set(args) - {"action", "detector"})
-        if unknown:
-            raise CommandRefused(f"unknown argument {unknown[0]!r}; expected action, detector")
-        if action not in FEEDBACK_ACTIONS:
-            raise CommandRefused(
-                f"action must be one of {', '.join(FEEDBACK_ACTIONS)}, got {action!r}"
-            )
-        if name is not None and name not in self.knobs:
-            known = ", ".join(sorted(self.knobs)) or "none"
-            raise CommandRefused(f"detector must name a tunable detector ({known}), got {name!r}")
+        action, name = parse_feedback(args, self.knobs)
         knobs = [self.knobs[name]] if name is not None else list(self.knobs.values())
         if action == "status":
             return {"adjust": self.settings.adjust, "detectors": {k.id: _status(k) for k in knobs}}

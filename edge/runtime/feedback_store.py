@@ -38,11 +38,11 @@ PRUNE_EVERY = 100  # alarms added between prunes
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alarms (
     stream TEXT NOT NULL, seq INTEGER NOT NULL, detector TEXT NOT NULL, sensor TEXT NOT NULL,
-    ts TEXT NOT NULL, value REAL, side TEXT NOT NULL, measure REAL NOT NULL,
+    quantity TEXT, ts TEXT NOT NULL, value REAL, side TEXT NOT NULL, measure REAL NOT NULL,
     threshold REAL, window TEXT NOT NULL, PRIMARY KEY (stream, seq));
 CREATE TABLE IF NOT EXISTS verdicts (
     stream TEXT NOT NULL, seq INTEGER NOT NULL, verdict TEXT NOT NULL, note TEXT,
-    detector TEXT NOT NULL, sensor TEXT, side TEXT, measure REAL, window TEXT,
+    detector TEXT NOT NULL, sensor TEXT, quantity TEXT, side TEXT, measure REAL, window TEXT,
     received TEXT NOT NULL, PRIMARY KEY (stream, seq));
 CREATE TABLE IF NOT EXISTS tuning (
     detector TEXT NOT NULL, side TEXT NOT NULL, configured REAL NOT NULL,
@@ -56,6 +56,7 @@ class AlarmRecord:
     seq: int
     detector: str
     sensor: str
+    quantity: str | None
     ts: str
     value: float | None
     side: str
@@ -72,6 +73,7 @@ class VerdictRecord:
     note: str | None
     detector: str
     sensor: str | None
+    quantity: str | None
     side: str | None
     measure: float | None
     window: Sequence[Sequence[float]] | None
@@ -124,9 +126,10 @@ class FeedbackStore:
     def add_alarm(self, alarm: AlarmRecord) -> None:
         with self._atomic() as db:
             db.execute(
-                "INSERT OR REPLACE INTO alarms VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (alarm.stream, alarm.seq, alarm.detector, alarm.sensor, alarm.ts, alarm.value,
-                 alarm.side, alarm.measure, alarm.threshold, json.dumps(alarm.window)),
+                "INSERT OR REPLACE INTO alarms VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (alarm.stream, alarm.seq, alarm.detector, alarm.sensor, alarm.quantity, alarm.ts,
+                 alarm.value, alarm.side, alarm.measure, alarm.threshold,
+                 json.dumps(alarm.window)),
             )  # fmt: skip
             self._added += 1
             if self._added % PRUNE_EVERY == 0:
@@ -163,9 +166,10 @@ class FeedbackStore:
         window = None if verdict.window is None else json.dumps(verdict.window)
         with self._atomic(durable=True) as db:
             db.execute(
-                "INSERT INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (verdict.stream, verdict.seq, verdict.verdict, verdict.note, verdict.detector,
-                 verdict.sensor, verdict.side, verdict.measure, window, verdict.received),
+                 verdict.sensor, verdict.quantity, verdict.side, verdict.measure, window,
+                 verdict.received),
             )  # fmt: skip
             if tuning is not None:
                 _put_tuning(db, tuning)
@@ -202,13 +206,25 @@ def _put_tuning(db: sqlite3.Connection, tuning: Tuning) -> None:
 
 
 def _alarm(row: Sequence[Any]) -> AlarmRecord:
-    stream, seq, detector, sensor, ts, value, side, measure, threshold, window = row
-    return AlarmRecord(stream, seq, detector, sensor, ts, value, side, measure, threshold,
-                       json.loads(window))  # fmt: skip
+    stream, seq, detector, sensor, quantity, ts, value, side, measure, threshold, window = row
+    return AlarmRecord(stream, seq, detector, sensor, quantity, ts, value, side, measure,
+                       threshold, json.loads(window))  # fmt: skip
 
 
 def _verdict(row: Sequence[Any]) -> VerdictRecord:
-    stream, seq, verdict, note, detector, sensor, side, measure, window, received = row
+    stream, seq, verdict, note, detector, sensor, quantity, side, measure, window, received = row
     window = None if window is None else json.loads(window)
-    return VerdictRecord(stream, seq, verdict, note, detector, sensor, side, measure, window,
-                         received)  # fmt: skip
+    return VerdictRecord(stream, seq, verdict, note, detector, sensor, quantity, side, measure,
+                         window, received)  # fmt: skip
+
+
+def read_verdicts(path: str | Path) -> list[VerdictRecord]:
+    """The verdicts of a feedback file (a copy from a device), read-only, oldest first.
+
+    Raises ``sqlite3.Error`` when it is no feedback file."""
+    db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT * FROM verdicts ORDER BY rowid").fetchall()
+    finally:
+        db.close()
+    return [_verdict(row) for row in rows]

@@ -199,6 +199,7 @@ class Runtime:
             post=self.scheduler.post,
             health=health,
             wall=self.clock.wall,
+            last_seq=lambda: self.outbox.last_seq,
         )
         self.delivery.listen(feedback.committed)
         return feedback
@@ -268,7 +269,7 @@ class Runtime:
                 raise ConfigError([f"{where}: {exc}"]) from exc
             self.detector_states.add(det.id, detector)  # resumes a persistent detector
             if self.feedback is not None:  # keeps its readings, may move its threshold
-                detector = self.feedback.watch(det.id, det.sensor, detector)
+                detector = self.feedback.watch(det.id, det.sensor, det.quantity, detector)
             if isinstance(detector, OnnxDetector):
                 self.models.add(det.id, detector)
                 self._onnx[det.id] = detector
