@@ -49,6 +49,11 @@ def register(commands: Any) -> None:
     rate.add_argument("--fpr", type=float, help="false positives per window (default 1e-3)")
     rate.add_argument("--false-alarms-per-day", type=float, help="calibrate to this instead")
     train.add_argument("--holdout", type=float, default=0.25, help="held-out share (0.25)")
+    train.add_argument(
+        "--labels", metavar="FEEDBACK.sqlite",
+        help="a device's feedback file: false alarms fitted as normal, true alarms and misses"
+        " scored (see docs/control.md#feedback)",
+    )  # fmt: skip
     train.add_argument("--name", help="model name (default: the file's)")
     train.add_argument("--version", default="1", help="model version (default 1)")
     train.add_argument(
@@ -138,6 +143,7 @@ def cmd_model_train(args: argparse.Namespace) -> int:
             name=args.name,
             version=args.version,
             components=components,
+            labels=args.labels,
         )
         print(report.summary())
         return EXIT_OK
