@@ -104,14 +104,14 @@ def test_bad_arguments_are_named(args: dict[str, Any], reason: str) -> None:
 class Bench:
     """A Feedback over a real outbox and feedback file, one zscore detector watched."""
 
-    def __init__(self, state: Path, settings: FeedbackConfig) -> None:
+    def __init__(self, state: Path, settings: FeedbackConfig, threshold: float = 3.0) -> None:
         self.outbox = Outbox.open(state, "fb-02")
         self.health: list[dict[str, Any]] = []
         self.feedback = Feedback(settings, state, stream=self.outbox.stream,
                                  post=lambda work: work(), health=self.on_health,
                                  wall=lambda: 1.8e9,
                                  last_seq=lambda: self.outbox.last_seq)  # fmt: skip
-        detector = ZScoreDetector(ZScoreParams(window=10, threshold=3.0))
+        detector = ZScoreDetector(ZScoreParams(window=10, threshold=threshold))
         watched = self.feedback.watch("z", "probe", None, detector)
         assert isinstance(watched, Watched)
         self.detector, self.watched = detector, watched
@@ -146,8 +146,9 @@ class Bench:
 def bench(tmp_path: Path) -> Iterator[Callable[..., Bench]]:
     made: list[Bench] = []
 
-    def make(**settings: Any) -> Bench:
-        made.append(Bench(tmp_path / "state", FeedbackConfig(enabled=True, **settings)))
+    def make(threshold: float = 3.0, **settings: Any) -> Bench:
+        config = FeedbackConfig(enabled=True, **settings)
+        made.append(Bench(tmp_path / "state", config, threshold))
         return made[-1]
 
     yield make
@@ -201,6 +202,27 @@ def test_missed_lowers_the_threshold_and_reset_restores_it(bench: Callable[..., 
     assert reset == {"reset": [{"detector": "z", "side": "above", "old": 2.25, "new": 3.0}]}
     assert device.detector.threshold("above") == 3.0
     assert device.health[-1] == {"state": "threshold_reset", **reset["reset"][0]}
+
+
+def test_a_moved_threshold_resumes_unless_the_config_changed_it(
+    bench: Callable[..., Bench],
+) -> None:
+    first = bench(adjust=True)
+    first.feedback.label({"seq": first.telemetry(), "verdict": "missed"})
+    moved = first.detector.threshold("above")
+    assert moved is not None and moved < 3.0
+    first.close()
+    again = bench(adjust=True)  # a restart: the moved threshold, said upstream
+    assert again.detector.threshold("above") == moved
+    assert again.health == [{"state": "threshold_restored", "detector": "z", "side": "above",
+                             "threshold": moved, "configured": 3.0}]  # fmt: skip
+    again.close()
+    off = bench(adjust=False)  # adjust off: the configured threshold runs
+    assert off.detector.threshold("above") == 3.0 and off.health == []
+    off.close()
+    changed = bench(threshold=3.5, adjust=True)  # the config moved it: start afresh
+    assert changed.detector.threshold("above") == 3.5 and changed.health == []
+    assert changed.feedback.store.tunings() == []
 
 
 def test_feedback_needs_commands() -> None:

@@ -216,14 +216,13 @@ class Feedback:
     def _resume(self, knob: Knob) -> None:
         """Thresholds moved before a restart, moved again (unless the config changed them)."""
         saved = [t for t in self.store.tunings() if t.detector == knob.id]
+        if any(knob.configured.get(_side(t.side)) != t.configured for t in saved):
+            log.info("detector %s: its configured threshold changed; feedback starts afresh",
+                     knob.id)  # fmt: skip
+            self.store.forget_tuning(knob.id)
+            return
         for tuning in saved:
-            side: Side = "below" if tuning.side == "below" else "above"
-            if knob.configured.get(side) != tuning.configured:
-                log.info("detector %s: configured %s threshold changed; feedback starts afresh",
-                         knob.id, side)  # fmt: skip
-                self.store.forget_tuning(knob.id)
-                knob.tuning.clear()
-                return
+            side = _side(tuning.side)
             try:
                 knob.detector.set_threshold(side, tuning.threshold)
             except ValueError as exc:
@@ -317,8 +316,7 @@ class Feedback:
                 )
             if request.detector is not None and request.detector != alarm.detector:
                 raise CommandRefused(f"seq {request.seq} is an alarm of {alarm.detector}")
-            side: Side = "below" if alarm.side == "below" else "above"
-            return self.knobs.get(alarm.detector), side, alarm.measure, alarm.window
+            return self.knobs.get(alarm.detector), _side(alarm.side), alarm.measure, alarm.window
         name = request.detector or (alarm.detector if alarm else None)
         if name is None and len(self.knobs) == 1:
             name = next(iter(self.knobs))
@@ -381,6 +379,10 @@ class Feedback:
         self.store.forget_tuning(knob.id)
         knob.tuning.clear()
         return done
+
+
+def _side(text: str) -> Side:
+    return "below" if text == "below" else "above"
 
 
 def _setter(detector: TunableDetector, side: Side, value: float) -> Callable[[], None]:
