@@ -171,7 +171,8 @@ def changes(messages: list[Received]) -> list[dict[str, Any]]:
 
 
 def alarms(events: list[Seen]) -> list[Seen]:
-    return [e for e in events if e.kind == "anomaly" and e.fields.get("state") == "active"]
+    found = [e for e in events if e.kind == "anomaly" and e.fields.get("state") == "active"]
+    return sorted(found, key=lambda e: e.fields["seq"])  # the order they were raised
 
 
 def health(events: list[Seen], state: str) -> list[dict[str, Any]]:

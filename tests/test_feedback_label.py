@@ -232,3 +232,11 @@ def test_feedback_needs_commands() -> None:
     assert parse(text + "[feedback]\nstep = 0.2\n", "x.toml").feedback.step == 0.2
     with pytest.raises(ConfigError, match=r"feedback\.step"):
         parse(text + "[feedback]\nstep = 2.0\n", "x.toml")
+
+
+def test_the_feedback_file_is_private(bench: Callable[..., Bench]) -> None:
+    device = bench()
+    device.feedback.label({"seq": device.alarm(0.0, 20.0), "verdict": "true_alarm"})
+    path = device.feedback.store.path
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert all(p.stat().st_mode & 0o077 == 0 for p in path.parent.glob("feedback.sqlite*"))

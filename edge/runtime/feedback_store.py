@@ -95,8 +95,8 @@ class FeedbackStore:
     def __init__(self, state_dir: str | Path) -> None:
         private_dir(state_dir)
         self.path = Path(state_dir) / NAME
+        private_file(self.path)  # 0600 before SQLite writes into it (its -wal takes the mode)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        private_file(self.path)
         self._lock = threading.Lock()
         self._added = 0
         self._db.execute("PRAGMA journal_mode = WAL")
