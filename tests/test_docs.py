@@ -18,6 +18,7 @@ import pytest
 
 from edge.cli import build_parser
 from edge.config.device import CommandsConfig, DeviceConfig, StorageConfig, UplinkConfig
+from edge.config.metrics import MetricsConfig
 from edge.config.sensing import ActionConfig, DetectorCommon, SensorCommon
 from models import DETECTOR_TYPES
 from sensors import SENSOR_TYPES
@@ -69,6 +70,7 @@ SECTIONS = [
     StorageConfig,
     UplinkConfig,
     CommandsConfig,
+    MetricsConfig,
     SensorCommon,
     DetectorCommon,
     ActionConfig,
@@ -111,6 +113,7 @@ def test_every_generated_block_has_one_home_in_docs() -> None:
         "storage": "docs/configuration.md",
         "uplink": "docs/configuration.md",
         "commands": "docs/configuration.md",
+        "metrics": "docs/configuration.md",
         "sensor-common": "docs/configuration.md",
         "detector-common": "docs/configuration.md",
         "actions": "docs/configuration.md",
