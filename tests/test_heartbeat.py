@@ -237,6 +237,7 @@ def test_a_retained_heartbeat_every_interval_with_figures_that_match_the_device(
         # The metrics, from the textfile and from the port: the same families and figures.
         metrics = runtime.metrics
         assert metrics is not None and metrics.textfile is not None
+        assert metrics.server is not None and metrics.server.host == "127.0.0.1"  # by default
         textfile = metrics.textfile
         writes = textfile.writes
         wait_until(lambda: textfile.writes > writes)
