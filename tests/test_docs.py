@@ -18,6 +18,7 @@ import pytest
 
 from edge.cli import build_parser
 from edge.config.device import CommandsConfig, DeviceConfig, StorageConfig, UplinkConfig
+from edge.config.homeassistant import HomeAssistantConfig
 from edge.config.metrics import MetricsConfig
 from edge.config.sensing import ActionConfig, DetectorCommon, SensorCommon
 from models import DETECTOR_TYPES
@@ -70,6 +71,7 @@ SECTIONS = [
     StorageConfig,
     UplinkConfig,
     CommandsConfig,
+    HomeAssistantConfig,
     MetricsConfig,
     SensorCommon,
     DetectorCommon,
@@ -113,6 +115,7 @@ def test_every_generated_block_has_one_home_in_docs() -> None:
         "storage": "docs/configuration.md",
         "uplink": "docs/configuration.md",
         "commands": "docs/configuration.md",
+        "homeassistant": "docs/configuration.md",
         "metrics": "docs/configuration.md",
         "sensor-common": "docs/configuration.md",
         "detector-common": "docs/configuration.md",

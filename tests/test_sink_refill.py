@@ -8,6 +8,7 @@ device published its first events while no sink was subscribed, so the broker dr
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from edge.cli import main
 from edge.clock import VirtualClock
 from edge.cloud.gaps import find_gaps, merge
 from edge.cloud.metrics import MetricsServer
-from edge.cloud.refill import MAX_BACKOFF, Ask, GapFiller, backoff, track
+from edge.cloud.refill import MAX_BACKOFF, Ask, GapFiller, backoff, coalesce, track
 from edge.cloud.sink import Sink
 from edge.cloud.store import open_store
 from edge.cloud.watch import StreamView, Watch
@@ -181,3 +182,18 @@ def test_backoff_doubles_up_to_its_cap(grace: float, attempts: int) -> None:
     assert backoff(attempts + 1, grace) >= backoff(attempts, grace)
     if grace * 2.0 ** (attempts + 1) <= MAX_BACKOFF:
         assert backoff(attempts + 1, grace) == 2 * backoff(attempts, grace)
+
+
+@given(missing=runs, bridge=st.integers(0, 50), span=st.integers(1, 400))
+def test_coalesce_groups_close_holes_into_requests_no_wider_than_allowed(
+    missing: list[tuple[int, int]], bridge: int, span: int
+) -> None:
+    asks = [Ask(a, b, noticed=0.0, due=0.0) for a, b in missing if b - a + 1 <= span]
+    groups = coalesce(asks, bridge=bridge, span=span)
+    assert [ask for group in groups for ask in group] == asks  # each ask once, in order
+    for group in groups:
+        assert group[-1].last - group[0].first + 1 <= span
+        assert all(b.first - a.last - 1 <= bridge for a, b in itertools.pairwise(group))
+    for before, after in itertools.pairwise(groups):  # a group ends only where it must
+        gap = after[0].first - before[-1].last - 1
+        assert gap > bridge or after[0].last - before[0].first + 1 > span

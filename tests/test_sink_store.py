@@ -27,7 +27,7 @@ from edge.cli import main
 from edge.cloud.sink import Sink
 from edge.cloud.store import Batch, open_store, status_row
 from edge.cloud.store import event_row as make_event_row
-from edge.errors import StoreError
+from edge.errors import StoreError, UsageError
 from tests.brokers import publish_many, split_url
 from tests.waiting import wait_until
 
@@ -310,18 +310,21 @@ def count(url: str) -> int:
     return int(query(url, "SELECT COUNT(*) FROM events")[0][0])
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_a_sink_killed_mid_stream_loses_nothing_with_its_session(
-    mosquitto: Mosquitto, db_url: str, sinks: list[SinkProcess]
+    mosquitto: Mosquitto, db_url: str, sinks: list[SinkProcess], protocol: str
 ) -> None:
+    # MQTT 5: clean start off and a session expiry; MQTT 3.1.1: clean session off.
+    session = ("--client-id", "sink-a", "--protocol", protocol)
     total = 2000
-    sinks.append(SinkProcess(mosquitto.url, db_url, "--client-id", "sink-a"))
+    sinks.append(SinkProcess(mosquitto.url, db_url, *session))
     publisher = Publisher(mosquitto.url, total, rate=1000)
     publisher.start()
     wait_until(lambda: count(db_url) >= 400)
     sinks[0].kill()
     at_kill = count(db_url)
     assert at_kill < total, "the stream was over before the kill: nothing was tested"
-    sinks.append(SinkProcess(mosquitto.url, db_url, "--client-id", "sink-a"))
+    sinks.append(SinkProcess(mosquitto.url, db_url, *session))
     publisher.finish()
     wait_until(lambda: count(db_url) >= total)
     stored_after = sinks[1].stop()
@@ -348,3 +351,13 @@ def test_shared_sinks_split_the_stream_and_one_killed_loses_nothing(
     by_a_again = sinks[2].stop()
     assert seqs(db_url) == list(range(1, total + 1))
     assert 0 < by_b < total and by_a_again > 0, (by_b, by_a_again)
+
+
+def test_a_shared_subscription_over_mqtt_3_1_1_is_refused_in_words(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["sink", "--broker", "mqtt://127.0.0.1:1", "--protocol", "3.1.1", "--share", "g"]
+    assert main([*argv, "--client-id", "sink-a"]) == 2
+    assert "shared subscriptions are an MQTT 5 feature" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="shared subscriptions are an MQTT 5 feature"):
+        Sink("mqtt://127.0.0.1:1", protocol="3.1.1", client_id="sink-a", share="g")

@@ -98,3 +98,22 @@ def test_a_locked_database_holds_the_network_thread_back_and_nothing_is_acked(
         lock.close()
         writer.close()
     assert acks.tokens == list(range(1, 31)) and _stored(path) == 30
+
+
+def test_a_pause_in_arrivals_ends_the_batch_before_its_time(tmp_path: Path) -> None:
+    """A broker with a small window (RabbitMQ lets 10 through unacknowledged by default)
+    sends nothing more until the batch is acknowledged: a pause of ``idle_ms`` ends it."""
+    path = tmp_path / "events.db"
+    acks = Acks(path)
+    writer = Writer(open_store(str(path)), acks, batch_rows=1000, batch_ms=60_000, idle_ms=10)
+    writer.start()
+    try:
+        for seq in range(1, 11):
+            writer.put(_pending(seq))
+        wait_until(lambda: len(acks.tokens) == 10, 10)  # not a minute: the pause ended it
+        for seq in range(11, 21):
+            writer.put(_pending(seq))
+        wait_until(lambda: len(acks.tokens) == 20, 10)
+    finally:
+        writer.close()
+    assert acks.tokens == list(range(1, 21)) and len(acks.calls) >= 2

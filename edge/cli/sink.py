@@ -40,7 +40,8 @@ def register(commands: Any) -> None:
     sink.add_argument(
         "--client-id",
         metavar="ID",
-        help="a persistent session under this id: what arrives while the sink is down waits",
+        help="a persistent session under this id (MQTT 5 or 3.1.1): what arrives while the"
+        " sink is down waits",
     )
     sink.add_argument(
         "--share",
@@ -246,8 +247,11 @@ def cmd_sink(args: argparse.Namespace) -> int:
     wrong = None if args.share is None else topic_level(args.share)
     if wrong:
         raise UsageError(f"--share: expected {wrong}, found {args.share!r}")
-    if args.protocol != "5" and (args.share or args.client_id):
-        raise UsageError("--share and --client-id need MQTT 5 (--protocol 5)")
+    if args.protocol != "5" and args.share:
+        raise UsageError(
+            "--share: shared subscriptions are an MQTT 5 feature, MQTT 3.1.1 has none"
+            " (--protocol 5)"
+        )
     wrong = None if args.db is None else db_problem(args.db)
     if wrong:
         raise UsageError(f"--db: expected {wrong}")

@@ -71,8 +71,10 @@ class Sink:
     """Subscribes to ``{prefix}/{device}/events/#`` and ``.../status``, keeps per-stream
     bookkeeping and, given a ``store``, stores what arrives.
 
-    ``client_id``: a persistent session (MQTT 5, clean start off, kept ``SESSION_EXPIRY``
-    seconds), so QoS 1 messages that arrive while the sink is down wait for it. ``share``: the
+    ``client_id``: a persistent session, so QoS 1 messages that arrive while the sink is down
+    wait for it: MQTT 5 with clean start off, kept ``SESSION_EXPIRY`` seconds; MQTT 3.1.1
+    with clean session off, kept as long as the broker keeps such sessions (Mosquitto: for
+    ever unless ``persistent_client_expiration``). ``share`` (MQTT 5 only): the
     events through ``$share/{share}/...`` (MQTT 5 shared subscription: the group's sinks
     split them); status stays a plain subscription, so every sink sees each device's statuses
     in the broker's order. ``track`` False skips the in-memory per-stream sets (a
@@ -83,7 +85,9 @@ class Sink:
 
     ``login`` gives the user name, password and TLS files (an ``[uplink]``'s, the broker
     aside). After an outage paho's thread connects again within 5 s and subscribes anew.
-    A refused login raises ``BrokerRefused`` from :meth:`start`, with the broker's reason.
+    A refused login raises ``BrokerRefused`` from :meth:`start`, with the broker's reason; a
+    broker that closes the connection without any CONNACK (what one that speaks only MQTT
+    3.1.1 does to an MQTT 5 CONNECT) raises ``UplinkError`` saying so.
     """
 
     def __init__(
@@ -108,8 +112,10 @@ class Sink:
             raise UplinkError(problem)
         if protocol not in ("3.1.1", "5"):
             raise UsageError(f"protocol: expected 3.1.1 or 5, found {protocol!r}")
-        if protocol != "5" and (client_id or share):
-            raise UsageError("a persistent session and a shared subscription need MQTT 5")
+        if protocol != "5" and share:
+            raise UsageError(
+                "share: shared subscriptions are an MQTT 5 feature; MQTT 3.1.1 has none"
+            )
         if share is not None and topic_level(share):
             raise UsageError(f"share: expected {topic_level(share)}, found {share!r}")
         # login: the user name, password and TLS files of an [uplink]; its broker is ignored
@@ -136,6 +142,8 @@ class Sink:
         self._subscribed = threading.Event()
         self.refused: str | None = None  # the broker's reason for refusing the login
         self._log_refusals = False  # start() raises the first; later ones are logged
+        self._answered = False  # a CONNACK came on the connection up now
+        self.unanswered: str | None = None  # the broker closed before any CONNACK
         self._sub_refused: str | None = None  # a subscription the broker refused
         # Acknowledgements go out only on the connection their message came in on: a packet
         # id from an earlier connection may name another message by now.
@@ -144,7 +152,12 @@ class Sink:
         # A subscriber publishes nothing: the window matters not.
         password = read_password(settings)
         client = paho_client(
-            settings, client_id or "", inflight=20, password=password, kind=BulkClient
+            settings,
+            client_id or "",
+            inflight=20,
+            password=password,
+            persistent=bool(client_id),
+            kind=BulkClient,
         )
         assert isinstance(client, BulkClient)
         self._client = client
@@ -197,10 +210,15 @@ class Sink:
             raise UplinkError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         self._client.loop_start()
         with self._cond:
-            self._cond.wait_for(lambda: self._subscribed.is_set() or self.refused, timeout)
+            self._cond.wait_for(
+                lambda: self._subscribed.is_set() or self.refused or self.unanswered, timeout
+            )
         if self.refused:
             self.close()
             raise BrokerRefused(self.refused)
+        if self.unanswered and not self._subscribed.is_set():
+            self.close()
+            raise UplinkError(self.unanswered)
         if not self._subscribed.is_set():
             self.close()
             raise UplinkError(f"no SUBACK from {self.host}:{self.port} within {timeout} s")
@@ -253,6 +271,7 @@ class Sink:
             return self._cond.wait_for(complete, timeout)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, p: Any) -> None:
+        self._answered = True
         if rc.is_failure:
             with self._cond:
                 self.refused = refused(self.broker, rc)
@@ -268,6 +287,19 @@ class Sink:
     ) -> None:
         with self._ack_lock:
             self._connection += 1
+        if not self._answered:  # closed with no CONNACK: the CONNECT itself was refused
+            words = f"{self.broker} closed the connection without answering CONNECT"
+            if self._v5:
+                words += (
+                    "; a broker that speaks only MQTT 3.1.1 does that to an MQTT 5 client"
+                    " (RabbitMQ before 3.13, say): try protocol 3.1.1"
+                )
+            with self._cond:
+                self.unanswered = words
+                self._cond.notify_all()
+            if self._log_refusals:
+                log.warning("%s", words)
+        self._answered = False
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, p: Any) -> None:
         failed = [str(code) for code in rcs if code.is_failure]
@@ -275,7 +307,7 @@ class Sink:
             self._sub_refused = ", ".join(failed)
             log.error("the broker refused the subscription to %s: %s", self.topics, failed)
         with self._cond:
-            self.refused = None
+            self.refused = self.unanswered = None
             self._subscribed.set()
             self._cond.notify_all()
 

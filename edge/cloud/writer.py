@@ -3,7 +3,9 @@ only after its row is committed.
 
 ``Writer(store, ack)`` runs one thread. ``put`` hands it a ``Pending`` (a row, or nothing
 to store, and the token that acknowledges the message); the thread gathers up to
-``batch_rows`` of them, or what arrived within ``batch_ms`` of the first, stores them in one
+``batch_rows`` of them, or what arrived within ``batch_ms`` of the first (and no more than
+``idle_ms`` apart: a broker that lets few messages through unacknowledged, as RabbitMQ does
+by default, sends nothing more until the batch is acknowledged), stores them in one
 transaction, then calls ``ack(tokens)`` once with the batch's tokens, in the order they were
 put. A batch that
 cannot be stored (the database down, locked, full) is retried with a growing delay and never
@@ -56,6 +58,7 @@ class Writer:
         *,
         batch_rows: int = 1000,
         batch_ms: float = 50.0,
+        idle_ms: float = 5.0,
         queue_size: int = 20_000,
         retry_max: float = 10.0,
     ) -> None:
@@ -64,6 +67,8 @@ class Writer:
         self.store = store
         self.batch_rows = batch_rows
         self.batch_ms = batch_ms
+        self.idle_ms = idle_ms
+        self._last_put = 0.0  # monotonic time of the latest put
         self.retry_max = retry_max
         self.stats = WriterStats()
         # Called on the writer's thread after each commit, with the batch, what it changed
@@ -95,6 +100,7 @@ class Writer:
                     return
                 self._ready.wait(0.5)
             self._waiting.append(pending)
+            self._last_put = time.monotonic()
             if len(self._waiting) in (1, self.batch_rows):  # the writer may be waiting
                 self._ready.notify_all()
 
@@ -124,14 +130,16 @@ class Writer:
                 self._ack([item.token for item in items])
 
     def _take(self) -> tuple[list[Pending], bool]:
-        """Up to ``batch_rows`` messages, waiting ``batch_ms`` after the first for more;
-        True once closing and nothing is left."""
+        """Up to ``batch_rows`` messages, waiting ``batch_ms`` after the first for more
+        while they keep coming (``idle_ms`` apart at most); True once closing and nothing
+        is left."""
         with self._ready:
             self._ready.wait_for(lambda: self._waiting or self._stopping)
             if self._waiting:
                 deadline = time.monotonic() + self.batch_ms / 1000
                 while len(self._waiting) < self.batch_rows and not self._stopping:
-                    left = deadline - time.monotonic()
+                    now = time.monotonic()
+                    left = min(deadline, self._last_put + self.idle_ms / 1000) - now
                     if left <= 0:
                         break
                     self._ready.wait(left)

@@ -17,6 +17,11 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from edge.config.command_key import read_key_env, read_key_file
+from edge.config.homeassistant import (
+    HomeAssistantConfig,
+    bridge_problem,
+    unsigned_broker_problem,
+)
 from edge.config.metrics import MetricsConfig
 from edge.config.secrets import hide_password, private_file_problem, read_secret_text
 from edge.config.sensing import (
@@ -26,6 +31,7 @@ from edge.config.sensing import (
     FilterConfig,
     SensorCommon,
     SensorConfig,
+    action_outputs,
     parse_actions,
     parse_detectors,
     parse_sensors,
@@ -444,6 +450,7 @@ class Config:
     detectors: tuple[DetectorConfig, ...]
     actions: tuple[ActionConfig, ...] = ()
     commands: CommandsConfig = CommandsConfig()
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def summary(self) -> str:
@@ -487,8 +494,17 @@ def _described(sensor: SensorConfig) -> str:
     return f"{sensor.id} ({sensor.type})"
 
 
-_SECTIONS = ("device", "storage", "uplink", "commands", "metrics", "sensors", "detectors",
-             "actions")  # fmt: skip
+_SECTIONS = (
+    "device",
+    "storage",
+    "uplink",
+    "commands",
+    "homeassistant",
+    "metrics",
+    "sensors",
+    "detectors",
+    "actions",
+)
 
 
 def load(path: str | Path, *, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Config:
@@ -533,6 +549,9 @@ def validate(data: dict[str, Any], source: str) -> Config:
     storage = build(StorageConfig, data.get("storage", {}), "storage", problems)
     uplink = build(UplinkConfig, data.get("uplink", {}), "uplink", problems)
     commands = build(CommandsConfig, data.get("commands", {}), "commands", problems)
+    homeassistant = build(
+        HomeAssistantConfig, data.get("homeassistant", {}), "homeassistant", problems
+    )
     metrics = build(MetricsConfig, data.get("metrics", {}), "metrics", problems)
     declared: set[str] = set()  # every sensor id given, valid sensor or not
     sensors = parse_sensors(data.get("sensors", []), problems, declared)
@@ -543,12 +562,15 @@ def validate(data: dict[str, Any], source: str) -> Config:
         if storage.full_output not in outputs:
             path = "storage.full_output"
             unknown_type(problems, path, storage.full_output, outputs, what="a gpio.output id")
+    if homeassistant is not None and homeassistant.enabled and uplink and commands:
+        _check_switches(homeassistant, uplink, commands, sensors, problems)
     if (
         problems
         or device is None
         or storage is None
         or uplink is None
         or commands is None
+        or homeassistant is None
         or metrics is None
     ):
         raise ConfigError(problems.items)
@@ -561,8 +583,30 @@ def validate(data: dict[str, Any], source: str) -> Config:
         tuple(detectors),
         actions,
         commands,
+        homeassistant,
         metrics,
     )
+
+
+def _check_switches(
+    settings: HomeAssistantConfig,
+    uplink: UplinkConfig,
+    commands: CommandsConfig,
+    sensors: Mapping[str, SensorConfig],
+    problems: Problems,
+) -> None:
+    """Home Assistant's way to the outputs must be one that works, and an unsigned one only
+    over a broker whose ACL can keep it to Home Assistant."""
+    path = "homeassistant.switches"
+    if settings.switches == "bridge":
+        problem = bridge_problem(commands.enabled, action_outputs(sensors))
+        if problem:
+            problems.add(path, problem)
+    elif settings.switches == "unsigned":
+        for url in uplink.brokers:
+            problem = unsigned_broker_problem(url, uplink.username)
+            if problem:
+                problems.add(path, problem)
 
 
 __all__ = [
@@ -573,6 +617,7 @@ __all__ = [
     "DetectorConfig",
     "DeviceConfig",
     "FilterConfig",
+    "HomeAssistantConfig",
     "MetricsConfig",
     "SensorCommon",
     "SensorConfig",

@@ -1,4 +1,5 @@
-"""What the runtime answers to: the ``ping``, ``status``, ``model`` and ``replay`` commands.
+"""What the runtime answers to: the ``ping``, ``status``, ``model``, ``replay`` and ``output``
+commands.
 
 ``replay`` publishes a seq range of the outbox once more, for a consumer that found a gap::
 
@@ -47,6 +48,25 @@ MAX_REPLAY = 100_000  # events one command may ask for: a gap, not the whole his
 
 def ping(args: Mapping[str, Any]) -> Mapping[str, Any]:
     return {"pong": True, **({"echo": args["echo"]} if "echo" in args else {})}
+
+
+def output_handler(outputs: Mapping[str, Any], post: Post) -> Handler:
+    """``output``: switch a ``gpio.output`` or an MCU's output (``<sensor>.<output>``) on or
+    off, on the sampling thread, as an action would (what Home Assistant's switches send
+    through ``edge homeassistant bridge``)."""
+
+    def output(args: Mapping[str, Any]) -> Mapping[str, Any]:
+        name, on = args.get("output"), args.get("on")
+        target = outputs.get(name) if isinstance(name, str) else None
+        if target is None:
+            known = ", ".join(sorted(outputs)) or "none"
+            raise CommandRefused(f"output must name an output ({known}), got {name!r}")
+        if not isinstance(on, bool):
+            raise CommandRefused(f"on must be true or false, got {on!r}")
+        on_sampler(post, lambda: target.set(on))
+        return {"output": name, "on": on}
+
+    return output
 
 
 def status_handler(

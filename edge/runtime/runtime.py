@@ -44,7 +44,8 @@ from sensors import SENSOR_TYPES, Hardware, Value
 from sensors.base import PushedSensor
 from sensors.mcu import McuSensor
 
-if TYPE_CHECKING:  # imported when [commands] is enabled: most devices never load them
+if TYPE_CHECKING:  # imported when [commands] or [homeassistant] is enabled: most never are
+    from edge.runtime.homeassistant import HomeAssistant
     from edge.uplink.commands import Commands, Handler, Request
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,8 @@ class Runtime:
     ``edgeline-recorder``, ``edgeline-link`` and ``edgeline-sender``, the command worker,
     the model watcher, the detector-state writer, ``edgeline-status``, and with their
     settings ``edgeline-heartbeat``, ``edgeline-metrics`` (the textfile) and
-    prometheus-client's HTTP server. Edge sensors (``gpio.edge``) report
+    prometheus-client's HTTP server; Home Assistant discovery, when enabled, runs on the
+    link and recorder threads. Edge sensors (``gpio.edge``) report
     on gpiozero's threads, pushed sensors (``serial.mcu``) on their link's, and are handled
     on the sampling thread. ``start``, ``close``,
     ``crash``, ``drain`` and ``status`` are called from the owner's thread (``edge run``'s
@@ -100,6 +102,7 @@ class Runtime:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.commands = self._commands()  # None unless [commands] enabled
+        self.homeassistant: HomeAssistant | None = None
         self.status_file: StatusFile | None = None
         if storage.status_interval > 0:
             path = Path(storage.state_dir) / STATUS_NAME
@@ -130,6 +133,7 @@ class Runtime:
             self._build_sensors()
             if self.commands is not None:
                 self.commands.handlers.update(self._command_handlers())
+            self.homeassistant = self._homeassistant()  # None unless [homeassistant] enabled
             if config.metrics.enabled:  # the port is listening from here on
                 self.metrics = MetricsOutputs(config.metrics, config.source, self.metric_families)
         except BaseException:
@@ -201,6 +205,31 @@ class Runtime:
             died=self._command_worker_died,
         )
 
+    def _homeassistant(self) -> HomeAssistant | None:
+        """Home Assistant discovery, on the uplink's connection, when the config asks."""
+        if not self.config.homeassistant.enabled:
+            return None
+        from edge.runtime.homeassistant import HomeAssistant
+
+        units: dict[str, dict[str | None, str]] = {}
+        for sensor_id, runner in self.sensors.items():
+            if list(runner.channels) == [None]:  # a single value, in its device's unit
+                units[sensor_id] = {None: runner.unit}
+            else:  # the quantities its telemetry events name, with their units
+                declared = runner.declared_units
+                units[sensor_id] = {q: declared.get(q, "") for q in runner.channels if q}
+        homeassistant = HomeAssistant(
+            self.config,
+            units,
+            self.actions.outputs,
+            post=self.scheduler.post,
+            clock=self.clock,
+            version=__version__,
+        )
+        self.uplink.carry(homeassistant)
+        self.delivery.listen(homeassistant.committed)
+        return homeassistant
+
     def _command_worker_died(self, reason: str) -> None:
         """The command worker ended and was replaced (its thread): say so upstream."""
         stamp = self.stamp()
@@ -210,7 +239,12 @@ class Runtime:
         self.recorder.submit(draft)
 
     def _command_handlers(self) -> dict[str, Handler]:
-        from edge.runtime.command_handlers import model_handler, replay_handler, status_handler
+        from edge.runtime.command_handlers import (
+            model_handler,
+            output_handler,
+            replay_handler,
+            status_handler,
+        )
 
         return {
             "status": status_handler(
@@ -218,6 +252,7 @@ class Runtime:
             ),
             "model": model_handler(self._onnx, self.scheduler.post),
             "replay": replay_handler(self.outbox, self.config.uplink),
+            "output": output_handler(self.actions.outputs, self.scheduler.post),
         }
 
     def _build_sensors(self) -> None:
@@ -339,6 +374,8 @@ class Runtime:
             self.detector_states.close()  # sampling has stopped: save what they learnt
             self._close_sensors()
             self.delivery.close(timeout)  # stored, offline published, deletions committed
+            if self.homeassistant is not None:  # removals the broker has, forgotten
+                self.homeassistant.close()
             if self.status_file is not None:  # the final counts, and "stopped"
                 self.status_file.close()
         finally:
