@@ -513,8 +513,8 @@ class Uplink:
         carries all of it. QoS 1, not stored: a lost one is superseded by the next.
 
         Safe from any thread (paho queues the packet, the link thread writes it); published
-        outside the lock, as ``reply`` does, since paho's thread takes the lock in its
-        callbacks while holding its own. False when offline or failing back."""
+        outside the lock, as ``publish_retained`` does, since paho's thread takes the lock in
+        its callbacks while holding its own. False when offline or failing back."""
         with self._lock:
             session = self._session
             if session is None or not session.online or self._closing:
@@ -524,11 +524,7 @@ class Uplink:
         )
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             return False
-        with self._lock:  # its PUBACK is no event's: a control message
-            if info.mid in session.early:
-                session.early.discard(info.mid)
-            else:
-                session.control.add(info.mid)
+        self._control(session, info.mid)
         return True
 
     # -- paho callbacks (run on the link thread) ----------------------------------------
