@@ -24,6 +24,7 @@ from edge.outbox.eviction import outbox_alarm
 from edge.outbox.limits import OutboxLimits
 from edge.outbox.store import Outbox
 from edge.runtime.actions import Actions
+from edge.runtime.config_files import config_version
 from edge.runtime.delivery import Delivery
 from edge.runtime.detector_state import DetectorStates
 from edge.runtime.health import Health, Window, filesystem_bytes, health_json
@@ -108,7 +109,7 @@ class Runtime:
             path = Path(storage.state_dir) / STATUS_NAME
             self.status_file = StatusFile(path, self.status_report, storage.status_interval)
         self._started = ""
-        self._config_sha256 = _file_sha256(config.source) if self.status_file else None
+        self._config_sha256 = _file_sha256(config.source)  # the birth and status say it
         self.metrics: MetricsOutputs | None = None
         try:
             self.delivery = self._delivery()
@@ -154,6 +155,8 @@ class Runtime:
                 "outbox": self.outbox.describe(),
                 "version": __version__,
                 "sensors": [s.id for s in config.sensors],
+                "config_sha256": self._config_sha256,
+                "config_version": config_version(self._config_sha256),
                 # How often to expect a heartbeat: a consumer judges the status's age by it.
                 **({"heartbeat_s": config.uplink.heartbeat} if config.uplink.heartbeat else {}),
             },
@@ -495,6 +498,7 @@ class Runtime:
             "pid": os.getpid(),
             "config": self.config.source,
             "config_sha256": self._config_sha256,
+            "config_version": config_version(self._config_sha256),
             "started": self._started,
             "time": format_ts(self.clock.wall()),
             "synced": self.clock.synced(),

@@ -43,6 +43,7 @@ from edge.events import PRIORITY_CRITICAL, Event, format_ts
 from edge.outbox.eviction import evicted_seqs
 from edge.outbox.store import Outbox
 from edge.uplink.client import paho_client, read_password
+from edge.uplink.expiry import expiry
 from edge.uplink.failover import Failover
 from edge.uplink.pacing import Backoff, RateLimit
 from edge.uplink.refusal import refused
@@ -773,7 +774,8 @@ class Uplink:
 
     def _publish(self, session: _Session, event: Event) -> bool:
         topic = event.topic(self.settings.topic_prefix, self.device)
-        info = session.client.publish(topic, event.payload, qos=self.settings.qos)
+        props = expiry(event, self.settings)
+        info = session.client.publish(topic, event.payload, qos=self.settings.qos, properties=props)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             # Connection gone: the event stays in the outbox and goes again after reconnect.
             return False
