@@ -253,7 +253,7 @@ class Runtime:
             "status": status_handler(
                 self.outbox, self.sensors, self.commands.counters if self.commands else None
             ),
-            "model": model_handler(self._onnx, self.scheduler.post),
+            "model": model_handler(self._onnx, self.scheduler.post, self.config.storage.state_dir),
             "replay": replay_handler(self.outbox, self.config.uplink),
             "output": output_handler(self.actions.outputs, self.scheduler.post),
         }
