@@ -20,6 +20,7 @@ from edge.cli import build_parser
 from edge.config.device import CommandsConfig, DeviceConfig, StorageConfig, UplinkConfig
 from edge.config.feedback import FeedbackConfig
 from edge.config.homeassistant import HomeAssistantConfig
+from edge.config.metrics import MetricsConfig
 from edge.config.sensing import ActionConfig, DetectorCommon, SensorCommon
 from models import DETECTOR_TYPES
 from sensors import SENSOR_TYPES
@@ -72,6 +73,7 @@ SECTIONS = [
     UplinkConfig,
     CommandsConfig,
     HomeAssistantConfig,
+    MetricsConfig,
     FeedbackConfig,
     SensorCommon,
     DetectorCommon,
@@ -116,6 +118,7 @@ def test_every_generated_block_has_one_home_in_docs() -> None:
         "uplink": "docs/configuration.md",
         "commands": "docs/configuration.md",
         "homeassistant": "docs/configuration.md",
+        "metrics": "docs/configuration.md",
         "feedback": "docs/configuration.md",
         "sensor-common": "docs/configuration.md",
         "detector-common": "docs/configuration.md",

@@ -132,6 +132,37 @@ def test_each_event_is_stored_once_and_the_devices_table_follows_birth_and_will(
     assert query(db_url, "SELECT state FROM devices") == [("offline",)]
 
 
+def test_heartbeats_keep_the_device_online_and_its_last_seen_moving(db_url: str) -> None:
+    """A heartbeat is the birth again with ``health``: the devices row follows it (state
+    still online, the birth's version and stream, the heartbeat as its status), last_seen
+    moves with it though no event came, and each one is a row of statuses; the will still
+    ends it."""
+    birth = {"state": "online", "device": "dev-1", "ts": "2026-01-01T00:00:00.000Z",
+             "stream": "s1", "version": "1.2.3", "sensors": ["temp"],
+             "heartbeat_s": 60.0}  # fmt: skip
+    beats = [{**birth, "ts": f"2026-01-01T00:0{k}:00.000Z", "health": {"outbox_pending": k}}
+             for k in (1, 2, 3)]  # fmt: skip
+    will = {"state": "offline", "device": "dev-1", "ts": "2026-01-01T00:00:00.000Z"}
+    now = "2026-01-01T00:03:00.500Z"
+    store = open_store(db_url)
+    try:
+        event_only = Batch(events=[make_event_row(json.loads(event(1)), now)])
+        store.write(event_only)  # its ts: 2026-01-01T00:00:01
+        store.write(Batch(statuses=[status_row("dev-1", b, now) for b in (birth, *beats)]))
+        devices = query(db_url, "SELECT state, version, stream, status_ts, last_seen, status"
+                        " FROM devices")  # fmt: skip
+        assert devices[0][:5] == ("online", "1.2.3", "s1", beats[-1]["ts"], beats[-1]["ts"])
+        assert json.loads(devices[0][5]) == beats[-1]
+        assert len(query(db_url, "SELECT * FROM statuses WHERE state = 'online'")) == 4
+        assert store.write(Batch(statuses=[status_row("dev-1", beats[-1], now)])).statuses == 0
+        store.write(Batch(statuses=[status_row("dev-1", will, now)]))
+    finally:
+        store.close()
+    assert query(db_url, "SELECT state, version, last_seen FROM devices") == [
+        ("offline", "1.2.3", beats[-1]["ts"])
+    ]
+
+
 def test_the_schema_is_versioned_and_a_newer_one_is_refused(db_url: str) -> None:
     open_store(db_url).close()
     store = open_store(db_url)  # opening again migrates nothing

@@ -23,6 +23,7 @@ from edge.config.homeassistant import (
     bridge_problem,
     unsigned_broker_problem,
 )
+from edge.config.metrics import MetricsConfig
 from edge.config.secrets import hide_password, private_file_problem, read_secret_text
 from edge.config.sensing import (
     ActionConfig,
@@ -86,6 +87,22 @@ def cap_bytes(value: int) -> str | None:
     return None
 
 
+MIN_CARD = 64 * 1024 * 1024  # below this, a size is surely gigabytes written as bytes
+MAX_HEARTBEAT = 86_400.0
+
+
+def card_size(value: int) -> str | None:
+    if value < MIN_CARD:
+        return f"the card's size in bytes, at least {MIN_CARD} (a 32 GB card: 32_000_000_000)"
+    return None
+
+
+def heartbeat_period(value: float) -> str | None:
+    if value != 0 and not 1 <= value <= MAX_HEARTBEAT:
+        return f"0 (no heartbeat) or a number of seconds from 1 to {MAX_HEARTBEAT:g}"
+    return None
+
+
 @dataclass(frozen=True)
 class DeviceConfig:
     id: str = field(
@@ -139,6 +156,23 @@ class StorageConfig:
             "min": 0.0,
             "max": 3600,
             "doc": "seconds between rewrites of <state_dir>/status.json (`edge status`); 0: none",
+        },
+    )
+    card_bytes: int | None = field(
+        default=None,
+        metadata={
+            "check": card_size,
+            "expects": f"an integer >= {MIN_CARD}",
+            "doc": "size of the SD card (or flash) holding state_dir, for the card life"
+            " estimate; unset: the size of state_dir's filesystem",
+        },
+    )
+    card_tbw_per_gb: float = field(
+        default=0.1,
+        metadata={
+            "min": 0.001,
+            "max": 1000.0,
+            "doc": "the card's endurance: terabytes it takes written per gigabyte of its size",
         },
     )
     ttl_warning: float | None = field(
@@ -228,6 +262,15 @@ class UplinkConfig:
             "min": 1.0,
             "max": 86_400,
             "doc": "seconds between tries to go back to the first broker while on a fallback",
+        },
+    )
+    heartbeat: float = field(
+        default=60.0,
+        metadata={
+            "check": heartbeat_period,
+            "expects": f"0 or a number from 1 to {MAX_HEARTBEAT:g}",
+            "doc": "seconds between retained `online` statuses with the device's health"
+            " figures; 0: the birth only",
         },
     )
 
@@ -409,6 +452,7 @@ class Config:
     actions: tuple[ActionConfig, ...] = ()
     commands: CommandsConfig = CommandsConfig()
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
 
     def summary(self) -> str:
@@ -421,8 +465,21 @@ class Config:
             f"{self.storage.state_dir} (durability {self.storage.durability}, commit window "
             f"{self.storage.commit_window_ms} ms) and sent to {_brokers(self.uplink)} under "
             f"'{self.uplink.topic_prefix}/{self.device.id}/' at QoS {self.uplink.qos} with "
-            f"{self.uplink.inflight} in flight."
+            f"{self.uplink.inflight} in flight.{_watched(self)}"
         )
+
+
+def _watched(config: Config) -> str:
+    """How the device reports on itself, as the summary says it: heartbeat and metrics."""
+    heartbeat = config.uplink.heartbeat
+    parts = [f"a heartbeat status every {heartbeat:g} s" if heartbeat else "no heartbeat"]
+    metrics = config.metrics
+    if metrics.textfile is not None:
+        parts.append(f"metrics in {metrics.textfile} every {metrics.every:g} s")
+    if metrics.port is not None:
+        host = f"[{metrics.listen}]" if ":" in metrics.listen else metrics.listen
+        parts.append(f"metrics at http://{host}:{metrics.port}/metrics")
+    return f" Health: {'; '.join(parts)}."
 
 
 def _brokers(uplink: UplinkConfig) -> str:
@@ -445,6 +502,7 @@ _SECTIONS = (
     "uplink",
     "commands",
     "homeassistant",
+    "metrics",
     "feedback",
     "sensors",
     "detectors",
@@ -497,6 +555,7 @@ def validate(data: dict[str, Any], source: str) -> Config:
     homeassistant = build(
         HomeAssistantConfig, data.get("homeassistant", {}), "homeassistant", problems
     )
+    metrics = build(MetricsConfig, data.get("metrics", {}), "metrics", problems)
     feedback = build(FeedbackConfig, data.get("feedback", {}), "feedback", problems)
     if feedback is not None and feedback.enabled and commands and not commands.enabled:
         problems.add("feedback.enabled", "verdicts come as commands: enable [commands] too")
@@ -518,6 +577,7 @@ def validate(data: dict[str, Any], source: str) -> Config:
         or uplink is None
         or commands is None
         or homeassistant is None
+        or metrics is None
         or feedback is None
     ):
         raise ConfigError(problems.items)
@@ -531,6 +591,7 @@ def validate(data: dict[str, Any], source: str) -> Config:
         actions,
         commands,
         homeassistant,
+        metrics,
         feedback,
     )
 
@@ -566,6 +627,7 @@ __all__ = [
     "FeedbackConfig",
     "FilterConfig",
     "HomeAssistantConfig",
+    "MetricsConfig",
     "SensorCommon",
     "SensorConfig",
     "StorageConfig",

@@ -27,6 +27,9 @@ from edge.runtime.actions import Actions
 from edge.runtime.config_files import config_version
 from edge.runtime.delivery import Delivery
 from edge.runtime.detector_state import DetectorStates
+from edge.runtime.health import Health, Window, filesystem_bytes, health_json
+from edge.runtime.heartbeat import Heartbeat
+from edge.runtime.metrics import Family, MetricsOutputs, families
 from edge.runtime.model_watch import ModelWatch
 from edge.runtime.pushed import PushedReadings
 from edge.runtime.recorder import RUNTIME_SENSOR
@@ -57,8 +60,10 @@ class Runtime:
     Threads it starts: ``edgeline-sampler`` (the scheduler: every poll, filter, detector
     and action, and whatever other threads post to it), the delivery loop's
     ``edgeline-recorder``, ``edgeline-link`` and ``edgeline-sender``, the command worker,
-    the model watcher and the detector-state writer; Home Assistant discovery, when
-    enabled, runs on the link and recorder threads. Edge sensors (``gpio.edge``) report
+    the model watcher, the detector-state writer, ``edgeline-status``, and with their
+    settings ``edgeline-heartbeat``, ``edgeline-metrics`` (the textfile) and
+    prometheus-client's HTTP server; Home Assistant discovery, when enabled, runs on the
+    link and recorder threads. Edge sensors (``gpio.edge``) report
     on gpiozero's threads, pushed sensors (``serial.mcu``) on their link's, and are handled
     on the sampling thread. ``start``, ``close``,
     ``crash``, ``drain`` and ``status`` are called from the owner's thread (``edge run``'s
@@ -106,15 +111,35 @@ class Runtime:
             self.status_file = StatusFile(path, self.status_report, storage.status_interval)
         self._started = ""
         self._config_sha256 = _file_sha256(config.source)  # the birth and status say it
+        self.metrics: MetricsOutputs | None = None
         self.feedback: Feedback | None = None
         try:
             self.delivery = self._delivery()
             self.recorder, self.uplink = self.delivery.recorder, self.delivery.uplink
             self.feedback = self._feedback()  # None unless [feedback] enabled
+            # The figures the heartbeat, status.json and the metrics share (edge.runtime.health).
+            self.health = Health(
+                clock=clock,
+                scheduler=self.scheduler,
+                sensors=self.sensors,
+                outbox=self.outbox,
+                queued=lambda: self.recorder.queued,
+                link=lambda: self.uplink.stats,
+                card_bytes=storage.card_bytes or filesystem_bytes(storage.state_dir),
+                card_tbw_per_gb=storage.card_tbw_per_gb,
+            )
+            self._status_window = Window()  # status.json's rates: since its last rewrite
+            self.heartbeat: Heartbeat | None = None
+            if config.uplink.heartbeat > 0:
+                self.heartbeat = Heartbeat(
+                    config.uplink.heartbeat, self.health, self.uplink.publish_status, self.scheduler
+                )
             self._build_sensors()
             if self.commands is not None:
                 self.commands.handlers.update(self._command_handlers())
             self.homeassistant = self._homeassistant()  # None unless [homeassistant] enabled
+            if config.metrics.enabled:  # the port is listening from here on
+                self.metrics = MetricsOutputs(config.metrics, config.source, self.metric_families)
         except BaseException:
             self._close_sensors()
             self._close_feedback()
@@ -136,11 +161,17 @@ class Runtime:
                 "sensors": [s.id for s in config.sensors],
                 "config_sha256": self._config_sha256,
                 "config_version": config_version(self._config_sha256),
+                # How often to expect a heartbeat: a consumer judges the status's age by it.
+                **({"heartbeat_s": config.uplink.heartbeat} if config.uplink.heartbeat else {}),
             },
             commands=self.commands,
         )
         delivery.listen(self._stored)
         return delivery
+
+    def metric_families(self) -> list[Family]:
+        """The metrics now (any thread but the sampling one: edge.runtime.health)."""
+        return families(self.health.figures(), device=self.device, version=__version__)
 
     def _commands(self) -> Commands | None:
         settings = self.config.commands
@@ -253,7 +284,7 @@ class Runtime:
             "status": status_handler(
                 self.outbox, self.sensors, self.commands.counters if self.commands else None
             ),
-            "model": model_handler(self._onnx, self.scheduler.post),
+            "model": model_handler(self._onnx, self.scheduler.post, self.config.storage.state_dir),
             "replay": replay_handler(self.outbox, self.config.uplink),
             "output": output_handler(self.actions.outputs, self.scheduler.post),
             **(self.feedback.handlers() if self.feedback is not None else {}),
@@ -312,6 +343,9 @@ class Runtime:
                 device: Any = sensor.device
                 device.start(self._edge_handler(sensor))
         self.detector_states.start(self.scheduler)
+        self.health.start()
+        if self.heartbeat is not None:  # before the loop runs: its queue is the loop's then
+            self.heartbeat.start()
         interval = self.notifier.watchdog_interval if self.notifier is not None else None
         if self.notifier is not None and interval is not None:
             # On the sampling thread, as a task like any sensor's: a stuck loop stops
@@ -321,6 +355,8 @@ class Runtime:
         self.sample(until)
         if self.status_file is not None:  # sampling has started: the file says running
             self.status_file.start()
+        if self.metrics is not None:
+            self.metrics.start()
 
     def sample(self, until: float | None = None) -> None:
         """(Re)start the sampling thread, until ``stop()`` or the clock reaches ``until``."""
@@ -370,6 +406,8 @@ class Runtime:
             if self.commands is not None:
                 self.commands.close(timeout)
             self.sampling_done(timeout)
+            if self.heartbeat is not None:  # none after the offline status below
+                self.heartbeat.close()
             self.detector_states.close()  # sampling has stopped: save what they learnt
             self._close_sensors()
             self.delivery.close(timeout)  # stored, offline published, deletions committed
@@ -378,6 +416,8 @@ class Runtime:
             if self.status_file is not None:  # the final counts, and "stopped"
                 self.status_file.close()
         finally:
+            if self.metrics is not None:  # the textfile's final counts; the port closed
+                self.metrics.close()
             self.recorder.close()  # idempotent: stopped even when closing failed early
             self._close_feedback()
             self.outbox.close()
@@ -397,8 +437,12 @@ class Runtime:
         if self.commands is not None:
             self.commands.close(1.0)
         self.sampling_done(5.0)
+        if self.heartbeat is not None:
+            self.heartbeat.close()
         if self.status_file is not None:
             self.status_file.close(final=False)  # a power cut leaves the last "running"
+        if self.metrics is not None:  # a restart on the same config binds the port again
+            self.metrics.close(final=False)
         self.detector_states.abort()
         self.delivery.abort()
         self._close_sensors()  # the hardware outlives the process: free its pins
@@ -477,10 +521,11 @@ class Runtime:
         self.watcher.committed(events)
 
     def status_report(self) -> dict[str, Any]:
-        """What ``<state_dir>/status.json`` says (any thread: counters and the outbox's
-        stats, which take its lock, never the sampling thread's time)."""
-        stats = self.outbox.stats()
-        link = self.uplink.stats
+        """What ``<state_dir>/status.json`` says (the status file's thread: counters and
+        the outbox's stats, which take its lock, never the sampling thread's time); one
+        reading of :class:`~edge.runtime.health.Health`, as the heartbeat and the metrics."""
+        figures = self.health.figures()
+        stats, link = figures.outbox, figures.link
         return {
             "device": self.device,
             "version": __version__,
@@ -493,16 +538,16 @@ class Runtime:
             "started": self._started,
             "time": format_ts(self.clock.wall()),
             "synced": self.clock.synced(),
-            "readings": sum(s.readings for s in self.sensors.values()),
-            "jitter_p99_ms": round(self.scheduler.jitter().p99 * 1000, 3),
+            "readings": figures.readings,
+            "jitter_p99_ms": round(figures.lateness_p99_s * 1000, 3),
             "sensors": {
                 sensor_id: {
-                    "state": "degraded" if runner.degraded else "ok",
-                    "readings": runner.readings,
-                    "faults": runner.faults,
-                    **runner.hardware_status(),
+                    "state": "degraded" if counts.degraded else "ok",
+                    "readings": counts.readings,
+                    "faults": counts.faults,
+                    **self.sensors[sensor_id].hardware_status(),
                 }
-                for sensor_id, runner in self.sensors.items()
+                for sensor_id, counts in figures.sensors.items()
             },
             "models": {
                 detector_id: {"name": d.model_name, "version": d.model_version}
@@ -521,6 +566,8 @@ class Runtime:
                 "acked": link.acked,
                 "last_error": link.last_error,
             },
+            # The heartbeat's own block (rates over this file's interval, not the heartbeat's).
+            "health": health_json(figures, self._status_window.rates(figures)),
         }
 
     def status(self) -> dict[str, Any]:

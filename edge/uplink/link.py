@@ -501,11 +501,32 @@ class Uplink:
         props.MaximumPacketSize = self.commands.max_size + PACKET_HEADROOM
         return props
 
-    def _status(self, state: str) -> str:
+    def _status(self, state: str, extra: Mapping[str, Any] | None = None) -> str:
         body = {"state": state, "device": self.device, "ts": format_ts(self.clock.wall())}
         if state == "online":
             body.update(self.birth)
+            body.update(extra or {})
         return json.dumps(body, separators=(",", ":"))
+
+    def publish_status(self, extra: Mapping[str, Any]) -> bool:
+        """Publish the retained ``online`` status again, the birth's fields and ``extra``
+        (the heartbeat's ``health``): it replaces the birth as the retained status, so it
+        carries all of it. QoS 1, not stored: a lost one is superseded by the next.
+
+        Safe from any thread (paho queues the packet, the link thread writes it); published
+        outside the lock, as ``publish_retained`` does, since paho's thread takes the lock in
+        its callbacks while holding its own. False when offline or failing back."""
+        with self._lock:
+            session = self._session
+            if session is None or not session.online or self._closing:
+                return False
+        info = session.client.publish(
+            self.status_topic, self._status("online", extra), qos=1, retain=True
+        )
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return False
+        self._control(session, info.mid)
+        return True
 
     # -- paho callbacks (run on the link thread) ----------------------------------------
 
