@@ -327,7 +327,8 @@ def test_several_devices_share_one_broker_with_their_own_ids_and_streams(
     assert len({f["stream"] for f in figures}) == 3
     assert all(f["missing"] == 0 and f["got"] == f["seq"] > 0 for f in figures)
     states = sorted(p.name for p in (tmp_path / "fleet").iterdir())
-    assert states == ["sim-01-001", "sim-01-002", "sim-01-003"]
+    assert states == ["keys", "sim-01-001", "sim-01-002", "sim-01-003"]  # and a key each
+    assert f"command keys: {tmp_path / 'fleet' / 'keys'}/<device>.key" in result.stdout
 
 
 BASE = """

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
+import resource
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +174,40 @@ def test_a_broker_restart_mid_drain_loses_nothing(tmp_path: Path, mqtt_subscribe
     finally:
         link.close()
         broker.stop()
+
+
+@contextlib.contextmanager
+def files_open(count: int) -> Iterator[None]:
+    """``count`` more files open: the next socket's descriptor comes after them."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = count + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            pytest.skip(f"the open-files limit ({hard}) is below {wanted}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_link_works_on_a_socket_numbered_past_what_select_takes(
+    link: Link, mosquitto: Mosquitto, mqtt_subscriber: Any
+) -> None:
+    # select() refuses descriptors from 1024 up; a fleet of simulated devices in one
+    # process (three files per outbox) opens that many. The subscriber's own paho loop
+    # uses select(): it connects first, on a low descriptor.
+    subscriber = mqtt_subscriber(mosquitto.url, "edgeline/u-01/events/#")
+    with files_open(1100):
+        link.store(50)
+        link.uplink.start()
+        assert seqs(subscriber.wait_for_count(50, timeout=30)) == list(range(1, 51))
+        wait_until(lambda: link.uplink.stats.acked == 50)
+        assert link.uplink.stats.connects == 1, link.uplink.stats
+        link.uplink.close()  # offline and DISCONNECT, written on that socket too
 
 
 def test_events_wait_while_the_broker_is_unreachable(tmp_path: Path) -> None:

@@ -39,6 +39,11 @@ def register(commands: Any) -> None:
         "--devices", type=int, default=1, metavar="N", help="simulate N devices on one broker"
     )
     sim.add_argument(
+        "--per-device", action="store_true",
+        help="with more than 10 devices, still print each device's lines and summary (by"
+        " default: the fleet's live line and totals, and the devices that lack events)",
+    )  # fmt: skip
+    sim.add_argument(
         "--drain-timeout", type=float, default=10.0, metavar="S",
         help="at the end, wait this long for the outbox to drain upstream (default 10)",
     )  # fmt: skip
@@ -77,6 +82,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         plot=args.plot,
         grace=args.grace,
         quiet=args.quiet,
+        per_device=args.per_device,
         login=login_keys(args),
         resend=args.resend,
     )

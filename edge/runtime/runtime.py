@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,8 @@ if TYPE_CHECKING:  # imported when [commands], [homeassistant] or [feedback] is 
     from edge.uplink.commands import Commands, Handler, Request
 
 log = logging.getLogger(__name__)
+
+DRAIN_POLL = 0.05  # real seconds between checks of the outbox while draining
 
 
 class Runtime:
@@ -378,22 +381,21 @@ class Runtime:
         """Wait (real time) until every stored event has been acknowledged by the broker.
 
         A clock the scheduler drives stands still once sampling ends; here it moves at
-        real speed, so the uplink's backoff and keepalive still run out.
+        real speed, so the uplink's backoff and keepalive still run out. Checked at least
+        once, so a ``timeout`` already spent still says whether the outbox is empty.
         """
-        deadline = threading.Event()
-        timer = threading.Timer(timeout, deadline.set)
-        timer.start()
-        try:
-            while not deadline.is_set():
-                self.recorder.flush(timeout=1.0)
-                if not self.outbox.has_pending() and not self.recorder.queued:
-                    return True
-                deadline.wait(0.05)
-                if self.scheduler.drive_clock and isinstance(self.clock, VirtualClock):
-                    self.clock.advance(0.05)
-            return False
-        finally:
-            timer.cancel()
+        deadline = time.monotonic() + timeout
+        while True:
+            self.recorder.flush(timeout=1.0)
+            if not self.outbox.has_pending() and not self.recorder.queued:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            pause = min(DRAIN_POLL, left)
+            time.sleep(pause)  # the poll interval of a bounded wait
+            if self.scheduler.drive_clock and isinstance(self.clock, VirtualClock):
+                self.clock.advance(pause)
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop sampling, commit what is pending, publish ``offline``, close. Idempotent."""

@@ -20,39 +20,73 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-class Console(Watcher):
-    """Prints one line per reading, stored event and upstream arrival, from any thread.
+class Printer:
+    """Prints lines in the order they were handed over, on its own thread
+    (``edgeline-console``): a slow terminal or pipe must not slow the sampling loops. One
+    printer serves every device of a run. ``print`` from any thread; ``flush`` and
+    ``close`` (idempotent) from the owner's."""
 
-    Lines go through a queue to a printer thread: a slow terminal or pipe must not slow
-    the sampling loop, which calls ``reading``.
-    """
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        self.out = out
+        self._lines: queue.SimpleQueue[str | threading.Event | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._print_lines, name="edgeline-console")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def print(self, line: str) -> None:
+        self._lines.put(line)
+
+    def flush(self) -> None:
+        """Wait until every line handed over so far is printed."""
+        if self._thread.is_alive():
+            printed = threading.Event()
+            self._lines.put(printed)
+            printed.wait()
+
+    def close(self) -> None:
+        """Print what is queued, then stop."""
+        if self._thread.is_alive():
+            self._lines.put(None)
+            self._thread.join()
+
+    def _print_lines(self) -> None:
+        while (line := self._lines.get()) is not None:
+            if isinstance(line, threading.Event):
+                line.set()
+            else:
+                print(line, file=self.out, flush=True)
+
+
+class Console(Watcher):
+    """Prints one line per reading, stored event and upstream arrival, from any thread,
+    through a :class:`Printer` (its own, or one shared with other devices' consoles)."""
 
     def __init__(
-        self, t0: float, *, quiet: bool = False, out: TextIO = sys.stdout, prefix: str = ""
+        self,
+        t0: float,
+        *,
+        quiet: bool = False,
+        out: TextIO = sys.stdout,
+        prefix: str = "",
+        printer: Printer | None = None,
     ) -> None:
         self.t0 = t0
         self.prefix = prefix
         self.quiet = quiet
-        self.out = out
         self.events: Counter[tuple[str, str]] = Counter()
         self.readings = 0
-        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self._printer = threading.Thread(target=self._print_lines, name="edgeline-console")
-        self._printer.daemon = True
-        self._printer.start()
+        self._own = printer is None
+        self.printer = printer if printer is not None else Printer(out)
 
     def _print(self, line: str) -> None:
-        self._lines.put(self.prefix + line)
-
-    def _print_lines(self) -> None:
-        while (line := self._lines.get()) is not None:
-            print(line, file=self.out, flush=True)
+        self.printer.print(self.prefix + line)
 
     def close(self) -> None:
-        """Print what is queued, then stop the printer. Idempotent."""
-        if self._printer.is_alive():
-            self._lines.put(None)
-            self._printer.join()
+        """Print what is queued (and stop the printer if it is this console's own)."""
+        if self._own:
+            self.printer.close()
+        else:
+            self.printer.flush()
 
     def reading(self, sensor: str, value: Value, unit: str, t: float) -> None:
         self.readings += 1

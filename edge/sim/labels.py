@@ -197,3 +197,34 @@ def score(
         caught=tuple(caught),
         missed=tuple(missed),
     )
+
+
+def pooled(scores: Sequence[Score]) -> Score:
+    """Several runs of one scenario scored as one (a fleet's devices): counts added up,
+    precision, recall and F1 from the sums, false alarms per hour per device, delays over
+    every label caught."""
+    if not scores:
+        raise ValueError("no scores to pool")
+    tp = sum(s.true_positives for s in scores)
+    fn = sum(s.false_negatives for s in scores)
+    fp = sum(s.false_positives for s in scores)
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    delays = [(s.mean_delay, s.true_positives) for s in scores if s.mean_delay is not None]
+    longest = [s.max_delay for s in scores if s.max_delay is not None]
+    return Score(
+        labels=sum(s.labels for s in scores),
+        detections=sum(s.detections for s in scores),
+        true_positives=tp,
+        false_negatives=fn,
+        false_positives=fp,
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        false_alarms_per_hour=sum(s.false_alarms_per_hour for s in scores) / len(scores),
+        mean_delay=sum(d * n for d, n in delays) / tp if delays and tp else None,
+        max_delay=max(longest) if longest else None,
+        caught=tuple(label for s in scores for label in s.caught),
+        missed=tuple(label for s in scores for label in s.missed),
+    )

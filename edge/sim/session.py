@@ -5,8 +5,10 @@ state directory and broker filled in, runs it on one or more devices with a cons
 recording when asked, or when the scenario's labels are to be scored), watches what arrives
 upstream through a :class:`~edge.cloud.sink.Sink`, and prints a summary per device: what
 was read and stored, what arrived (distinct, duplicates, missing), jitter, power cuts, and
-how the detections scored against the labels. It returns the runs. The ``edge simulate``
-command only turns its arguments into :class:`Options`.
+how the detections scored against the labels. Beyond :data:`EACH_UP_TO` devices (unless
+``per_device``) it speaks for the fleet instead: a live line for all devices, totals, and
+a summary line only for the devices that lack something. It returns the runs. The
+``edge simulate`` command only turns its arguments into :class:`Options`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import math
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +28,19 @@ from edge.cloud.sink import Sink
 from edge.config.device import broker_problem
 from edge.errors import BrokerRefused, UplinkError, UsageError
 from edge.runtime.watcher import Watcher, Watchers
-from edge.sim.console import Console
-from edge.sim.labels import score
-from edge.sim.recording import Recording, read_recording, sensor_infos
+from edge.sim.console import Console, Printer
+from edge.sim.labels import Score, pooled, score
+from edge.sim.recording import Recording, RecordingData, read_recording, sensor_infos
 from edge.sim.scenario import Scenario, labels, load_scenario
 from edge.sim.simulator import DeviceRun, Simulator
+from edge.sim.totals import Totals, live_line
 
 NOT_DRAINED = "; outbox not drained before the timeout (events stay stored)"
 LIVE_EVERY = 2.0  # real seconds between live status lines in real-time runs
+EACH_UP_TO = 10  # devices that each get their own lines; beyond, the fleet's lines
+SHOWN = 10  # devices that lack something, shown by name in a fleet's summary
+QUIET = 5.0  # seconds without an arrival after which what is missing upstream is missing
+EMBEDDED_UP_TO = 100  # devices the embedded broker serves without a word about --broker
 
 Say = Callable[[str], None]
 
@@ -58,6 +66,7 @@ class Options:
     plot: str | None = None
     grace: float = 60.0
     quiet: bool = False
+    per_device: bool = False  # every device's own lines, however many devices
     resend: bool = True  # send again from the outbox what the broker acknowledged and lost
     # [uplink] login and TLS keys for --broker (the devices' and the subscriber's login)
     login: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -164,19 +173,29 @@ class Session:
             options.duration if options.duration is not None else scenario.settings.duration
         )
         self.truth = labels(scenario)
+        self.each = options.devices <= EACH_UP_TO or options.per_device  # a device's own lines
         self.consoles: dict[str, Console] = {}
         self.recordings: dict[str, Recording] = {}
+        self.printer: Printer | None = None
+        self._last_arrival = 0.0  # time.monotonic() of the latest event upstream
 
     def run(self) -> list[DeviceRun]:
         scratch = tempfile.mkdtemp(prefix="edgeline-rec-")  # when only a plot or a score is asked
+        self.printer = Printer()  # every device's console lines, in one order
         try:
             return self._run(Path(scratch))
         finally:
+            self.printer.close()
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _run(self, scratch: Path) -> list[DeviceRun]:
         options, config = self.options, self.scenario.config
         self.say(self._banner())
+        if self.embedded and options.devices > EMBEDDED_UP_TO:
+            self.say(
+                f"the embedded broker runs in this process, in Python, and slows {options.devices}"
+                " devices down: for more than 100, give Mosquitto as --broker"
+            )
         sink = Sink(
             config.uplink.url,  # the preferred broker: a fallback's arrivals are not watched
             prefix=config.uplink.topic_prefix,
@@ -213,15 +232,32 @@ class Session:
                 live.join()
             for recording in self.recordings.values():
                 recording.close()
-        for run in runs:
-            device = run.scenario.config.device.id
-            wait = 5.0 if run.drained else 0.5
-            sink.wait_for(device, run.stream, run.last_seq, wait, first=run.first_seq)
+        self._wait_upstream(runs, sink)
         recovered = {run.stream: self._recover(run, sink) for run in runs}
         sink.close()
-        for run in runs:
-            self._summary(run, sink, recovered[run.stream])
+        if self.each:
+            for run in runs:
+                self._summary(run, sink, recovered[run.stream])
+        else:
+            self._fleet_summary(runs, sink, recovered)
+        if simulator.keys is not None and options.state_dir:
+            self.say(f"command keys: {simulator.keys}/<device>.key")
         return runs
+
+    def _wait_upstream(self, runs: list[DeviceRun], sink: Sink) -> None:
+        """Wait until what each device stored has arrived, for as long as events keep
+        arriving: a subscriber far behind a big fleet is slow, not lost. Once nothing has
+        arrived for :data:`QUIET` seconds (half a second for a device whose outbox did not
+        drain), what is missing is missing."""
+        self._last_arrival = max(self._last_arrival, time.monotonic())
+        for run in runs:
+            device, quiet = run.scenario.config.device.id, QUIET if run.drained else 0.5
+            while True:
+                left = max(0.0, self._last_arrival + quiet - time.monotonic())
+                if sink.wait_for(device, run.stream, run.last_seq, left, first=run.first_seq):
+                    break
+                if time.monotonic() - self._last_arrival >= quiet:
+                    break
 
     def _recover(self, run: DeviceRun, sink: Sink) -> int:
         """Send again, from the outbox, what the broker acknowledged but the subscriber never
@@ -277,7 +313,9 @@ class Session:
         options = self.options
         device = scenario.config.device.id
         prefix = f"{device} " if options.devices > 1 else ""
-        console = self.consoles[device] = Console(t0, quiet=options.quiet, prefix=prefix)
+        quiet = options.quiet or not self.each  # a fleet's lines are the fleet's
+        console = Console(t0, quiet=quiet, prefix=prefix, printer=self.printer)
+        self.consoles[device] = console
         if not (options.record or options.plot or self.truth):
             return console
         path = per_device(options.record, device, options.devices) or scratch / f"{device}.jsonl"
@@ -299,6 +337,7 @@ class Session:
             recording.describe(sensor_infos(run.runtime.sensors))
 
     def _upstream(self, topic: str, body: dict[str, Any], duplicate: bool) -> None:
+        self._last_arrival = time.monotonic()  # the subscriber's thread; read by the waits
         console = self.consoles.get(str(body.get("device")))
         if console is not None:
             console.upstream(topic, body, duplicate)
@@ -309,9 +348,15 @@ class Session:
             console.status(topic, body)
 
     def _live(self, simulator: Simulator) -> None:
-        """A status line every few seconds: readings/s, events, outbox depth, link state."""
+        """A status line every few seconds: readings/s, events, outbox depth, link state
+        (each device's, or the fleet's)."""
         last: dict[str, int] = {}
         while not simulator.finished.wait(LIVE_EVERY):
+            if not self.each:
+                runs = list(simulator.runs)
+                devices = self.options.devices
+                self.say(live_line(runs, self.consoles, devices, LIVE_EVERY, last))
+                continue
             for run in list(simulator.runs):
                 device = run.scenario.config.device.id
                 status = run.runtime.status()
@@ -325,19 +370,28 @@ class Session:
                 )
 
     def _summary(self, run: DeviceRun, sink: Sink, recovered: int = 0) -> None:
-        from edge.sim.plot import plot  # matplotlib: only when a plot is asked
-
         options = self.options
         device = run.scenario.config.device.id
         named = f" {device}" if options.devices > 1 else ""
+        self.consoles[device].close()  # every line printed before the summary
+        self.say(self._summary_line(run, sink, recovered))
+        data = self._recorded(run)
+        if data is None:
+            return
+        if self.truth:
+            self.say(f"labels{named}: {self._score(data).summary()}")
+        self._files(run, data)
+
+    def _summary_line(self, run: DeviceRun, sink: Sink, recovered: int) -> str:
+        device = run.scenario.config.device.id
+        named = f" {device}" if self.options.devices > 1 else ""
         console = self.consoles[device]
-        console.close()  # every line printed before the summary
         received = sink.received(device, run.stream)
         kinds = ", ".join(f"{n} {k}/{sev}" for (k, sev), n in sorted(console.events.items()))
         missing = len(received.missing(run.last_seq, first=run.first_seq))
         crashes = f"; {run.crashes} power cut(s)" if run.crashes else ""
         again = f" ({recovered} sent again from the outbox)" if recovered else ""
-        self.say(
+        return (
             f"summary{named}: {console.readings} readings; "
             f"{sum(console.events.values())} events stored ({kinds or 'none'}); stream "
             f"{run.stream} at seq {run.last_seq}; upstream received {len(received.seqs)} "
@@ -345,19 +399,59 @@ class Session:
             f"jitter p99 {run.jitter_p99 * 1000:.2f} ms over {run.polls} polls{crashes}"
             f"{'' if run.drained else NOT_DRAINED}"
         )
-        kept = self.recordings.get(device)
-        if kept is None:
-            return
-        data = read_recording(kept.path)
-        if self.truth:
-            found = score(self.truth, data.events, grace=options.grace, duration=self.duration)
-            self.say(f"labels{named}: {found.summary()}")
-        target = per_device(options.plot, device, options.devices)
+
+    def _fleet_summary(self, runs: list[DeviceRun], sink: Sink, recovered: dict[str, int]) -> None:
+        """Totals for the fleet, then a summary line for each device that lacks something
+        (events missing upstream, an outbox not drained), the first :data:`SHOWN` of them."""
+        if self.printer is not None:
+            self.printer.flush()  # every line printed before the summary
+        totals = Totals()
+        for run in runs:
+            device = run.scenario.config.device.id
+            received = sink.received(device, run.stream)
+            totals.add(run, self.consoles[device], received, recovered[run.stream])
+        self.say(totals.line())
+        lacking = totals.lacking
+        for run in lacking[:SHOWN]:
+            self.say(self._summary_line(run, sink, recovered[run.stream]))
+        if len(lacking) > SHOWN:
+            more = len(lacking) - SHOWN
+            self.say(f"and {more} more devices lacking events (--per-device lists every device)")
+        scores, recorded = [], 0
+        for run in runs:  # one recording read at a time
+            data = self._recorded(run)
+            if data is None:
+                continue
+            recorded += 1
+            if self.truth:
+                scores.append(self._score(data))
+            self._files(run, data, say=False)
+        if scores:
+            self.say(f"labels ({len(scores)} devices): {pooled(scores).summary()}")
+        for kind, path in (("plots", self.options.plot), ("recordings", self.options.record)):
+            if path:  # one file per device, named as the first one is
+                self.say(f"{kind}: {recorded} files, {per_device(path, '<device>', 2)}")
+
+    def _recorded(self, run: DeviceRun) -> RecordingData | None:
+        """What the device's recording holds, when it has one (asked, or for the labels)."""
+        kept = self.recordings.get(run.scenario.config.device.id)
+        return None if kept is None else read_recording(kept.path)
+
+    def _score(self, data: RecordingData) -> Score:
+        return score(self.truth, data.events, grace=self.options.grace, duration=self.duration)
+
+    def _files(self, run: DeviceRun, data: RecordingData, *, say: bool = True) -> None:
+        """The device's plot (drawn now) and recording, when asked; ``say`` where they are."""
+        from edge.sim.plot import plot  # matplotlib: only when a plot is asked
+
+        device = run.scenario.config.device.id
+        target = per_device(self.options.plot, device, self.options.devices)
         if target is not None:
             plot(data, target)
-            self.say(f"plot: {target}")
-        if options.record:
-            self.say(f"recording: {kept.path}")
+            if say:
+                self.say(f"plot: {target}")
+        if self.options.record and say:
+            self.say(f"recording: {self.recordings[device].path}")
 
 
 def per_device(path: str | None, device: str, count: int) -> Path | None:

@@ -1,14 +1,16 @@
 """The uplink: sends the outbox to an MQTT broker, QoS 1, within an in-flight window.
 
-paho-mqtt's threads and callbacks are bridged here and nowhere else; no paho type leaves
-this module. Each connection gets a fresh paho client, so nothing paho queued for a dead
-connection is ever re-sent behind our back: after every (re)connect, sending resumes from
-the outbox, whose rows leave only when the broker's PUBACK arrives. Two threads: the link
-thread connects (to the broker :mod:`~edge.uplink.failover` says, when ``broker`` lists
-several), runs paho's network loop and backs off with jitter between attempts; the
-sender thread claims events from the outbox while the window has room. Only the link thread
-touches the socket: publish() from other threads queues the packet and wakes its loop
-(two writers on one TLS connection corrupt it).
+paho-mqtt's threads and callbacks are bridged here (its network loop in
+:mod:`~edge.uplink.network`); no paho type leaves this module. Each connection gets a fresh
+paho client, so nothing paho queued for a dead connection is ever re-sent behind our back:
+after every (re)connect, sending resumes from the outbox, whose rows leave only when the
+broker's PUBACK arrives. Two threads: the link thread connects (to the broker
+:mod:`~edge.uplink.failover` says, when ``broker`` lists several), does the connection's
+I/O on a selector (:mod:`~edge.uplink.network`, not paho's ``select()``-bound ``loop()``)
+and backs off with jitter between attempts; the sender thread claims events from the
+outbox while the window has room. Only the link thread touches the socket: publish() from
+other threads queues the packet and wakes its loop (two writers on one TLS connection
+corrupt it).
 
 The uplink talks to the rest of the runtime through the delivery loop only
 (:class:`Acknowledgements`): it is told what was stored (``stored``), it says what the
@@ -45,6 +47,7 @@ from edge.outbox.store import Outbox
 from edge.uplink.client import paho_client, read_password
 from edge.uplink.expiry import expiry
 from edge.uplink.failover import Failover
+from edge.uplink.network import NetworkLoop
 from edge.uplink.pacing import Backoff, RateLimit
 from edge.uplink.refusal import refused
 
@@ -65,10 +68,6 @@ class UplinkStats:
     acked: int = 0
     rejected: int = 0
     last_error: str = ""
-
-
-def _write_on_link_thread(client: mqtt.Client, userdata: Any, sock: Any) -> None:
-    """paho's write hook: nothing to do, the link thread's loop() writes queued packets."""
 
 
 PACKET_HEADROOM = 4096  # bytes of topic and properties allowed beside a command's payload
@@ -322,11 +321,18 @@ class Uplink:
     # -- link thread -------------------------------------------------------------------
 
     def _link(self) -> None:
+        network = NetworkLoop()  # this thread's: it alone does the connections' I/O
+        try:
+            self._connect_until_stopped(network)
+        finally:
+            network.close()
+
+    def _connect_until_stopped(self, network: NetworkLoop) -> None:
         failover = self.failover
         while not self._stop.is_set() and not self._closing:
             session: _Session | None = None
             try:
-                session = self._connection(failover.current)
+                session = self._connection(failover.current, network)
             except Exception as exc:  # e.g. unreadable TLS files at a reconnect
                 log.exception("uplink connection failed")
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
@@ -352,9 +358,9 @@ class Uplink:
                 else:
                     log.warning("%s, at once", reason)
 
-    def _connection(self, target: UplinkConfig) -> _Session:
+    def _connection(self, target: UplinkConfig, network: NetworkLoop) -> _Session:
         """One connection to ``target``'s broker, from connect to loss (or close)."""
-        session = _Session(target.url, self._client(target))
+        session = _Session(target.url, self._client(target, network))
         self.stats.state = "connecting"
         self._refused = False
         self.stats.broker = target.url
@@ -372,7 +378,7 @@ class Uplink:
             self._session = session
         try:
             while not session.lost and not self._stop.is_set():  # close() disconnects
-                rc = session.client.loop(timeout=1.0)
+                rc = network.run_once(session.client, timeout=1.0)
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     session.lost = True
                     if not self._closing and not self._refused:  # else: the reason given
@@ -396,7 +402,8 @@ class Uplink:
                             sock.close()
                 else:
                     session.client.disconnect()
-                    session.client.loop(timeout=0.1)
+                    network.run_once(session.client, timeout=0.1)
+            network.forget()
         if session.connected and not session.refused:
             self.backoff.reset()
         return session
@@ -469,7 +476,7 @@ class Uplink:
         log.warning("%s; retrying in %.1f s", reason, delay)
         self.clock.wait(self._stop, self.clock.monotonic() + delay)
 
-    def _client(self, target: UplinkConfig) -> mqtt.Client:
+    def _client(self, target: UplinkConfig, network: NetworkLoop) -> mqtt.Client:
         """A fresh paho client for one connection to ``target``'s broker: paho binds a
         client to its host (``reconnect()`` goes back to the last one), TLS is set once per
         client, and a new client re-sends nothing paho queued for a dead connection."""
@@ -486,9 +493,9 @@ class Uplink:
         client.on_publish = self._on_publish
         if self.commands is not None or self.companion is not None:
             client.on_message = self._on_message
-        # With a socket-write hook set, publish() on another thread only queues the packet
-        # and wakes the link thread's loop(), which does all the writing.
-        client.on_socket_register_write = _write_on_link_thread
+        # publish() on another thread only queues the packet and wakes the link thread's
+        # loop, which does all the writing.
+        network.attach(client)
         client.suppress_exceptions = True  # a callback bug is logged, not a dead link thread
         return client
 
