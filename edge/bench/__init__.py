@@ -50,7 +50,7 @@ class Sizes:
     link_readings: int = 200_000
     link_blocks: int = 4_000  # of 250 samples: a million
     ingest_devices: int = 1_000
-    ingest_seconds: float = 120.0  # simulated, per device: ~64,000 events from 1,000 devices
+    ingest_seconds: float = 600.0  # simulated, per device: ~315,000 events from 1,000 devices
 
 
 SMOKE = Sizes(

@@ -306,7 +306,8 @@ def _ingest(figures: dict[str, Any]) -> list[Row]:
     return [
         (f"9. cloud ingest: {i['devices']:,} simulated devices, {i['sinks']} sinks --share,"
          " PostgreSQL", f"{_fmt(i['ingest_per_s'])} events/s ({i['stored']:,} of"
-                        f" {i['events']:,} stored)"),
+                        f" {i['events']:,} stored; {_fmt(i['ingest_wall_per_s'])}/s counting"
+                        " the sinks' start-up)"),
         ("   sink CPU per event; broker; PostgreSQL",
          f"{i['sink_cpu_us']:.1f} us; {i['broker_cpu_us']:.1f} us; {i['postgres_cpu_us']:.1f} us"),
         ("   same rows, bare INSERT loop (commit per 1,000); the sink's batched statement alone",
