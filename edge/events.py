@@ -116,13 +116,16 @@ class Draft:
 
 @dataclass(frozen=True)
 class Event:
-    """A stored event: numbered, with the payload exactly as it goes on the wire."""
+    """A stored event: numbered, with the payload exactly as it goes on the wire.
+    ``expires_in``: seconds of its priority's TTL left when it was read from the outbox
+    (None: no TTL, or its age cannot be known), sent as MQTT 5 message expiry."""
 
     seq: int
     priority: int
     sensor: str
     kind: str
     payload: str
+    expires_in: float | None = None
 
     def body(self) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(self.payload)

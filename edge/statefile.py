@@ -53,16 +53,22 @@ def private_file(path: str | Path) -> None:
         os.close(fd)
 
 
-def write_atomically(path: str | Path, data: bytes, *, durable: bool = True) -> None:
+def write_atomically(
+    path: str | Path, data: bytes, *, durable: bool = True, mode: int = FILE_MODE
+) -> None:
     """Replace ``path`` with ``data``: a ``0600`` temporary file in the same directory,
     fsynced, renamed over it, and the directory fsynced so that the rename survives a
     power cut. ``durable=False`` skips both fsyncs: readers still see the old file or the
     new one, never a mix, but a power cut may leave the old one (for a file rewritten every
-    few seconds, where syncing would only wear the flash)."""
+    few seconds, where syncing would only wear the flash). ``mode``: for a file meant for
+    others to read (node_exporter's textfile), set on the temporary file before the rename,
+    so the file never appears with other permissions."""
     target = Path(path)
     fd, scratch = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:  # mkstemp: O_EXCL, mode 0600
+            if mode != FILE_MODE:
+                os.fchmod(handle.fileno(), mode)
             handle.write(data)
             handle.flush()
             if durable:

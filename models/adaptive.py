@@ -51,10 +51,11 @@ from typing import Any, Literal
 
 from models.adaptive_rarity import Rarity, RollingQuantiles
 from models.adaptive_season import DailyProfile
-from models.alarm import Alarm, Limits
+from models.alarm import Alarm, Limits, Side
 from models.detection import Detection
 from models.errors import ParamsError
 from models.params import check_fields
+from models.tuning import number
 
 STATE_VERSION = 3
 JUMP_SCALES = (2, 8, 32)  # readings in the local medians a jump is measured from
@@ -218,6 +219,23 @@ class AdaptiveDetector:
         }
         severity = self.params.severity if change.state == "active" else "info"
         return Detection(kind="anomaly", severity=severity, value=value, fields=fields)
+
+    # -- feedback (models.tuning): one knob, ``above``, on the score in (0, 1) ---------------
+
+    def threshold(self, side: Side) -> float | None:
+        return self._alarm.limits.above if side == "above" else None
+
+    def set_threshold(self, side: Side, value: float) -> None:
+        hysteresis = self.params.hysteresis
+        if side != "above":
+            raise ValueError("an adaptive detector's threshold is its above knob (the score)")
+        if not (math.isfinite(value) and hysteresis < value < 1):
+            raise ValueError(f"threshold must be in ({hysteresis}, 1), got {value}")
+        self._alarm.limits = Limits(value, None, hysteresis)
+
+    def alarm_point(self, fields: Mapping[str, object], value: float) -> tuple[Side, float] | None:
+        score = number(fields.get("score"))
+        return None if score is None else ("above", score)
 
     def update(self, value: float, t: float | None = None) -> float:
         """Take one reading and return its anomaly score (0.0 for a non-finite one).

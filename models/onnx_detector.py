@@ -270,6 +270,17 @@ class OnnxDetector:
         return self._active.version
 
     @property
+    def model_sha256(self) -> str:
+        """The running model file's sha256: what tells two builds of one version apart."""
+        return self._active.model.sha256
+
+    @property
+    def candidate_sha256(self) -> str | None:
+        """The shadow model file's sha256, ``None`` without one."""
+        candidate = self._candidate
+        return None if candidate is None else candidate.model.sha256
+
+    @property
     def state(self) -> AlarmState:
         """``normal``, ``pending`` (above threshold, waiting for ``min_duration``) or ``active``."""
         return self._alarm.state

@@ -11,13 +11,15 @@ types from the fields of the params classes.
 """
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from models.alarm import Alarm, AlarmState, Change, Limits
+from models.alarm import Alarm, AlarmState, Change, Limits, Side
 from models.detection import Detection
 from models.errors import ParamsError
 from models.params import check_fields
+from models.tuning import check_band, number, retuned, side_of
 
 # -- rate of change ------------------------------------------------------------------------
 
@@ -117,6 +119,25 @@ class RateDetector:
         payload = {**_alarm_fields(change), "rate": rate, "per": self.params.per}
         severity = self.params.severity if change.state == "active" else "info"
         return Detection(kind="threshold", severity=severity, value=value, fields=payload)
+
+    # -- feedback (models.tuning): ``rise`` is the above knob, ``-fall`` the below one -------
+
+    def threshold(self, side: Side) -> float | None:
+        limits = self._alarm.limits
+        return limits.above if side == "above" else limits.below
+
+    def set_threshold(self, side: Side, value: float) -> None:
+        if self.threshold(side) is None:
+            raise ValueError(f"this rate detector has no {side} limit")
+        if (value <= 0) if side == "above" else (value >= 0):
+            raise ValueError(f"a rate limit must keep its sign, got {value}")
+        limits = retuned(self._alarm.limits, side, value)
+        check_band(limits)
+        self._alarm.limits = limits
+
+    def alarm_point(self, fields: Mapping[str, object], value: float) -> tuple[Side, float] | None:
+        side, measure = side_of(fields), number(fields.get("rate"))
+        return None if side is None or measure is None else (side, measure)
 
 
 class _RollingFit:
@@ -300,13 +321,30 @@ class ZScoreDetector:
             return None
         payload = {
             **_alarm_fields(change),
-            "threshold": self.params.threshold,
+            "threshold": self._alarm.limits.above,  # feedback may have moved it
             "score": score,
             "baseline": mean,
             "std": std,
         }
         severity = self.params.severity if change.state == "active" else "info"
         return Detection(kind="anomaly", severity=severity, value=value, fields=payload)
+
+    # -- feedback (models.tuning): one knob, ``above``; |z| is the measure --------------------
+
+    def threshold(self, side: Side) -> float | None:
+        return self._alarm.limits.above if side == "above" else None
+
+    def set_threshold(self, side: Side, value: float) -> None:
+        hysteresis = self.params.hysteresis
+        if side != "above":
+            raise ValueError("a zscore detector's threshold is its above knob (|z|)")
+        if not (math.isfinite(value) and value > hysteresis):
+            raise ValueError(f"threshold must be above hysteresis ({hysteresis}), got {value}")
+        self._alarm.limits = Limits(value, -value, hysteresis)
+
+    def alarm_point(self, fields: Mapping[str, object], value: float) -> tuple[Side, float] | None:
+        score = number(fields.get("score"))
+        return None if score is None else ("above", abs(score))
 
 
 class _RollingMoments:

@@ -9,13 +9,15 @@ value is back inside the limit by ``hysteresis``. NaN readings are ignored.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from models.alarm import Alarm, AlarmState, Limits
+from models.alarm import Alarm, AlarmState, Limits, Side
 from models.detection import Detection
 from models.errors import ParamsError
 from models.params import check_fields
+from models.tuning import check_band, number, retuned, side_of
 
 ThresholdState = AlarmState
 
@@ -83,3 +85,20 @@ class ThresholdDetector:
             "duration": change.duration,
         }
         return Detection(kind="threshold", severity=severity, value=value, fields=payload)
+
+    # -- feedback (models.tuning): each configured limit is a knob ---------------------------
+
+    def threshold(self, side: Side) -> float | None:
+        limits = self._alarm.limits
+        return limits.above if side == "above" else limits.below
+
+    def set_threshold(self, side: Side, value: float) -> None:
+        if self.threshold(side) is None:
+            raise ValueError(f"this threshold detector has no {side} limit")
+        limits = retuned(self._alarm.limits, side, value)
+        check_band(limits)
+        self._alarm.limits = limits
+
+    def alarm_point(self, fields: Mapping[str, object], value: float) -> tuple[Side, float] | None:
+        side, measure = side_of(fields), number(value)
+        return None if side is None or measure is None else (side, measure)

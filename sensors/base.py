@@ -6,7 +6,7 @@ validator reads real types from ``dataclasses.fields`` of the params classes.
 """
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -133,6 +133,9 @@ class SensorType:
     # The hardware names its quantities at run time when the params name none (an MCU's
     # channels, from its HELLO): a detector may then watch any quantity name.
     open_quantities: Callable[[Any], bool] | None = None
+    # Quantities read as vectors (an accelerometer's x, y, z), not single numbers: params ->
+    # their names. Consumers that take numbers only (Home Assistant) leave them out.
+    vectors: Callable[[Any], Collection[str]] | None = None
 
     def units_of(self, params: Any) -> Mapping[str, str]:
         """The quantities a sensor with these params reads ({} for a single value)."""
@@ -143,6 +146,10 @@ class SensorType:
         if self.ranges is None:
             return self.limits
         return {**self.limits, **self.ranges(params)}
+
+    def vectors_of(self, params: Any) -> frozenset[str]:
+        """The quantities read as vectors."""
+        return frozenset(self.vectors(params)) if self.vectors is not None else frozenset()
 
     def quantities_open(self, params: Any) -> bool:
         """Whether the quantities are named by the hardware, at run time."""

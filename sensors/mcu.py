@@ -420,4 +420,5 @@ SENSOR_TYPE = SensorType(
     quantities=_quantities,
     ranges=_ranges,
     open_quantities=lambda params: not params.channels,
+    vectors=lambda params: {c.quantity for c in params.channels if c.axis is not None},
 )

@@ -391,4 +391,5 @@ SENSOR_TYPE = SensorType(
     units={"accel": "g", "gyro": "deg/s", "temperature": "degC"},
     limits={"temperature": (-40.0, 85.0)},
     check=_check,
+    vectors=lambda params: ("accel", "gyro"),
 )

@@ -131,10 +131,24 @@ def test_mcu_link(smoke: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
+def test_cloud_ingest(smoke: dict[str, Any]) -> None:
+    ingest = smoke["figures"]["ingest"]
+    assert "skipped" not in ingest, ingest.get("skipped")  # the dev setup has PostgreSQL
+    fleet = ingest["fleet"]
+    assert fleet["devices"] == 3 and fleet["drained"] == 3 and fleet["events"] > 3
+    assert ingest["stored"] == ingest["events"] == fleet["events"]  # every event, once
+    for key in ("ingest_per_s", "bare_insert_per_s", "bulk_insert_per_s", "ratio_to_bare",
+                "ratio_to_bulk"):  # fmt: skip
+        assert positive(ingest[key]), key
+    # start-up is subtracted: on a few dozen events the difference may be noise either way
+    assert math.isfinite(ingest["sink_cpu_us"])
+
+
+@pytest.mark.slow
 def test_every_budget_gets_a_verdict(smoke: dict[str, Any]) -> None:
     names = [b["budget"] for b in smoke["budgets"]]
     for expected in ("durable throughput", "backlog drain", "steady RSS", "flash wear",
-                     "MCU link READING frames", "MCU link samples"):  # fmt: skip
+                     "MCU link READING frames", "MCU link samples", "cloud ingest"):  # fmt: skip
         assert any(name.startswith(expected) for name in names), expected
     measured = [b for b in smoke["budgets"] if b["met"] is not None]
     assert len(measured) >= 12

@@ -18,6 +18,9 @@ import pytest
 
 from edge.cli import build_parser
 from edge.config.device import CommandsConfig, DeviceConfig, StorageConfig, UplinkConfig
+from edge.config.feedback import FeedbackConfig
+from edge.config.homeassistant import HomeAssistantConfig
+from edge.config.metrics import MetricsConfig
 from edge.config.sensing import ActionConfig, DetectorCommon, SensorCommon
 from models import DETECTOR_TYPES
 from sensors import SENSOR_TYPES
@@ -69,6 +72,9 @@ SECTIONS = [
     StorageConfig,
     UplinkConfig,
     CommandsConfig,
+    HomeAssistantConfig,
+    MetricsConfig,
+    FeedbackConfig,
     SensorCommon,
     DetectorCommon,
     ActionConfig,
@@ -111,6 +117,9 @@ def test_every_generated_block_has_one_home_in_docs() -> None:
         "storage": "docs/configuration.md",
         "uplink": "docs/configuration.md",
         "commands": "docs/configuration.md",
+        "homeassistant": "docs/configuration.md",
+        "metrics": "docs/configuration.md",
+        "feedback": "docs/configuration.md",
         "sensor-common": "docs/configuration.md",
         "detector-common": "docs/configuration.md",
         "actions": "docs/configuration.md",

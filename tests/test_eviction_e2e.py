@@ -168,3 +168,82 @@ def test_the_full_alarm_switches_the_configured_output(tmp_path: Path) -> None:
         assert all(e.priority == 0 for e in rig.runtime.outbox if e.sensor == "pump")
     finally:
         rig.runtime.close()
+
+
+IN_DOUBT = """
+[device]
+id = "cap-03"
+
+[storage]
+state_dir = "{state_dir}"
+commit_window_ms = 20
+max_events = 100
+
+[uplink]
+broker = "{broker}"
+backoff_min = 0.1
+backoff_max = 0.5
+
+[[sensors]]
+id = "temp"
+type = "i2c.tmp102"
+interval = 0.05
+telemetry = true
+
+[simulation]
+duration = 120.0
+"""
+
+
+def test_an_event_in_flight_when_the_link_dies_is_not_evicted(
+    tmp_path: Path, mosquitto: Mosquitto, mqtt_subscriber: Any
+) -> None:
+    """The broker may have what was in flight when the connection died (its PUBACK lost on
+    the way): such an event stays until a later PUBACK settles it, so no eviction report
+    names an event the broker received."""
+    from edge.sim.linkproxy import LinkProxy
+    from tests.brokers import split_url
+    from tests.waiting import wait_until
+
+    subscriber = mqtt_subscriber(mosquitto.url, "edgeline/cap-03/events/#")
+
+    def received() -> dict[int, dict[str, Any]]:
+        bodies = (json.loads(m.payload) for m in subscriber.messages)
+        return {body["seq"]: body for body in bodies}
+
+    with LinkProxy(*split_url(mosquitto.url)) as proxy:
+        rig = CappedRig(tmp_path / "state", proxy.url, IN_DOUBT)
+        try:
+            rig.run_until(1.0)
+            assert rig.runtime.drain(timeout=20.0)
+            # Each byte now takes 2 s through the link: the broker gets the next events,
+            # and their PUBACKs are still on their way back when the link dies.
+            proxy.delay(2.0)
+            rig.run_until(1.5)
+            assert rig.runtime.recorder.flush(timeout=10.0)
+            newest = rig.runtime.outbox.last_seq
+            wait_until(lambda: newest in received())
+            proxy.cut()
+            unsettled = {e.seq for e in rig.runtime.outbox.claim(-1)}
+            in_doubt = unsettled & set(received())
+            assert in_doubt, "every PUBACK came back before the cut: the test proves nothing"
+
+            rig.run_until(30.0)  # ~570 events while cut; the cap holds 100
+            assert rig.runtime.recorder.flush(timeout=10.0)
+            assert rig.runtime.outbox.stats().evicted > 0
+            proxy.delay(0.0)
+            proxy.restore()
+            assert rig.runtime.drain(timeout=30.0)
+            last_seq = rig.runtime.outbox.last_seq
+            wait_until(lambda: newest in received() and last_seq in received())
+        finally:
+            rig.runtime.close()
+
+    bodies = received()
+    gone: set[int] = set()
+    for body in bodies.values():
+        if body["sensor"] == "outbox" and body.get("state") == "evicted":
+            for first, last in body["ranges"]:
+                gone.update(range(first, last + 1))
+    assert not gone & in_doubt, f"reported evicted, yet the broker had them: {gone & in_doubt}"
+    assert set(bodies) == set(range(1, last_seq + 1)) - gone

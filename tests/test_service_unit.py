@@ -47,6 +47,9 @@ def test_the_unit_runs_the_release_as_a_notify_service_with_a_watchdog() -> None
     assert int(unit["WatchdogSec"][0]) >= 10  # the loop pings at half of it
     assert unit["User"] == ["edgeline"] and unit["StateDirectory"] == ["edgeline"]
     assert unit["ConfigurationDirectory"] == ["edgeline"]
+    # A remote config is written beside edge.toml: the one path /etc's read-only view opens.
+    assert unit["ReadWritePaths"] == ["/etc/edgeline"]
+    assert unit["ConfigurationDirectoryMode"] == ["0770"]
     for hardening in ("NoNewPrivileges", "ProtectHome", "PrivateTmp"):
         assert unit[hardening] == ["yes"], hardening
     assert unit["ProtectSystem"] == ["strict"] and unit["DevicePolicy"] == ["closed"]

@@ -8,6 +8,7 @@ device published its first events while no sink was subscribed, so the broker dr
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,12 @@ from edge.bench.mosquitto import Mosquitto
 from edge.cli import main
 from edge.clock import VirtualClock
 from edge.cloud.gaps import find_gaps, merge
-from edge.cloud.refill import MAX_BACKOFF, Ask, GapFiller, backoff, track
+from edge.cloud.metrics import MetricsServer
+from edge.cloud.refill import MAX_BACKOFF, Ask, GapFiller, backoff, coalesce, track
 from edge.cloud.sink import Sink
 from edge.cloud.store import open_store
+from edge.cloud.watch import StreamView, Watch
+from edge.cloud.writer import WriterStats
 from edge.runtime.runtime import Runtime
 from edge.sim.hardware import SimulatedHardware
 from edge.sim.scenario import parse_scenario
@@ -30,6 +34,7 @@ from tests.brokers import publish
 from tests.test_commands_mqtt import DEVICE, KEY_HEX
 from tests.test_replay_command import SCENARIO
 from tests.test_sink_store import event, query
+from tests.test_sink_watch import scrape
 from tests.waiting import wait_until
 
 
@@ -104,6 +109,22 @@ def test_the_sink_asks_a_gap_back_and_records_what_the_device_no_longer_holds(
         assert filler.stats.refused == 0
     store.close()
 
+    # /metrics says what the filler did, as Prometheus reads it
+    counted = open_store(db_url)
+    view = StreamView(counted)
+    view.load()
+    with MetricsServer(Watch(WriterStats(), lambda: 0, view), port=0, filler=filler.stats) as at:
+        values, types = scrape(at.port)
+    counted.close()
+    done = filler.stats
+    assert done.asked >= 1 and done.answered >= 1
+    assert values["edgeline_sink_replay_requests_total"] == done.asked
+    assert values["edgeline_sink_replay_answered_total"] == done.answered
+    assert values["edgeline_sink_replay_unanswered_total"] == done.unanswered
+    assert values["edgeline_sink_lost_events_total"] == 2
+    assert values["edgeline_sink_devices_without_key"] == 1
+    assert types["edgeline_sink_lost_events"] == "counter"
+
     # each seq once, the lost range apart from missing and evicted
     assert query(db_url, f"SELECT COUNT(*), COUNT(DISTINCT seq) FROM events"
                          f" WHERE device = '{DEVICE}'") == [(last - 2, last - 2)]  # fmt: skip
@@ -161,3 +182,18 @@ def test_backoff_doubles_up_to_its_cap(grace: float, attempts: int) -> None:
     assert backoff(attempts + 1, grace) >= backoff(attempts, grace)
     if grace * 2.0 ** (attempts + 1) <= MAX_BACKOFF:
         assert backoff(attempts + 1, grace) == 2 * backoff(attempts, grace)
+
+
+@given(missing=runs, bridge=st.integers(0, 50), span=st.integers(1, 400))
+def test_coalesce_groups_close_holes_into_requests_no_wider_than_allowed(
+    missing: list[tuple[int, int]], bridge: int, span: int
+) -> None:
+    asks = [Ask(a, b, noticed=0.0, due=0.0) for a, b in missing if b - a + 1 <= span]
+    groups = coalesce(asks, bridge=bridge, span=span)
+    assert [ask for group in groups for ask in group] == asks  # each ask once, in order
+    for group in groups:
+        assert group[-1].last - group[0].first + 1 <= span
+        assert all(b.first - a.last - 1 <= bridge for a, b in itertools.pairwise(group))
+    for before, after in itertools.pairwise(groups):  # a group ends only where it must
+        gap = after[0].first - before[-1].last - 1
+        assert gap > bridge or after[0].last - before[0].first + 1 > span

@@ -27,7 +27,7 @@ from edge.cli import main
 from edge.cloud.sink import Sink
 from edge.cloud.store import Batch, open_store, status_row
 from edge.cloud.store import event_row as make_event_row
-from edge.errors import StoreError
+from edge.errors import StoreError, UsageError
 from tests.brokers import publish_many, split_url
 from tests.waiting import wait_until
 
@@ -130,6 +130,37 @@ def test_each_event_is_stored_once_and_the_devices_table_follows_birth_and_will(
         store.close()
     assert len(query(db_url, "SELECT * FROM statuses")) == 2
     assert query(db_url, "SELECT state FROM devices") == [("offline",)]
+
+
+def test_heartbeats_keep_the_device_online_and_its_last_seen_moving(db_url: str) -> None:
+    """A heartbeat is the birth again with ``health``: the devices row follows it (state
+    still online, the birth's version and stream, the heartbeat as its status), last_seen
+    moves with it though no event came, and each one is a row of statuses; the will still
+    ends it."""
+    birth = {"state": "online", "device": "dev-1", "ts": "2026-01-01T00:00:00.000Z",
+             "stream": "s1", "version": "1.2.3", "sensors": ["temp"],
+             "heartbeat_s": 60.0}  # fmt: skip
+    beats = [{**birth, "ts": f"2026-01-01T00:0{k}:00.000Z", "health": {"outbox_pending": k}}
+             for k in (1, 2, 3)]  # fmt: skip
+    will = {"state": "offline", "device": "dev-1", "ts": "2026-01-01T00:00:00.000Z"}
+    now = "2026-01-01T00:03:00.500Z"
+    store = open_store(db_url)
+    try:
+        event_only = Batch(events=[make_event_row(json.loads(event(1)), now)])
+        store.write(event_only)  # its ts: 2026-01-01T00:00:01
+        store.write(Batch(statuses=[status_row("dev-1", b, now) for b in (birth, *beats)]))
+        devices = query(db_url, "SELECT state, version, stream, status_ts, last_seen, status"
+                        " FROM devices")  # fmt: skip
+        assert devices[0][:5] == ("online", "1.2.3", "s1", beats[-1]["ts"], beats[-1]["ts"])
+        assert json.loads(devices[0][5]) == beats[-1]
+        assert len(query(db_url, "SELECT * FROM statuses WHERE state = 'online'")) == 4
+        assert store.write(Batch(statuses=[status_row("dev-1", beats[-1], now)])).statuses == 0
+        store.write(Batch(statuses=[status_row("dev-1", will, now)]))
+    finally:
+        store.close()
+    assert query(db_url, "SELECT state, version, last_seen FROM devices") == [
+        ("offline", "1.2.3", beats[-1]["ts"])
+    ]
 
 
 def test_the_schema_is_versioned_and_a_newer_one_is_refused(db_url: str) -> None:
@@ -279,18 +310,21 @@ def count(url: str) -> int:
     return int(query(url, "SELECT COUNT(*) FROM events")[0][0])
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_a_sink_killed_mid_stream_loses_nothing_with_its_session(
-    mosquitto: Mosquitto, db_url: str, sinks: list[SinkProcess]
+    mosquitto: Mosquitto, db_url: str, sinks: list[SinkProcess], protocol: str
 ) -> None:
+    # MQTT 5: clean start off and a session expiry; MQTT 3.1.1: clean session off.
+    session = ("--client-id", "sink-a", "--protocol", protocol)
     total = 2000
-    sinks.append(SinkProcess(mosquitto.url, db_url, "--client-id", "sink-a"))
+    sinks.append(SinkProcess(mosquitto.url, db_url, *session))
     publisher = Publisher(mosquitto.url, total, rate=1000)
     publisher.start()
     wait_until(lambda: count(db_url) >= 400)
     sinks[0].kill()
     at_kill = count(db_url)
     assert at_kill < total, "the stream was over before the kill: nothing was tested"
-    sinks.append(SinkProcess(mosquitto.url, db_url, "--client-id", "sink-a"))
+    sinks.append(SinkProcess(mosquitto.url, db_url, *session))
     publisher.finish()
     wait_until(lambda: count(db_url) >= total)
     stored_after = sinks[1].stop()
@@ -317,3 +351,13 @@ def test_shared_sinks_split_the_stream_and_one_killed_loses_nothing(
     by_a_again = sinks[2].stop()
     assert seqs(db_url) == list(range(1, total + 1))
     assert 0 < by_b < total and by_a_again > 0, (by_b, by_a_again)
+
+
+def test_a_shared_subscription_over_mqtt_3_1_1_is_refused_in_words(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["sink", "--broker", "mqtt://127.0.0.1:1", "--protocol", "3.1.1", "--share", "g"]
+    assert main([*argv, "--client-id", "sink-a"]) == 2
+    assert "shared subscriptions are an MQTT 5 feature" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="shared subscriptions are an MQTT 5 feature"):
+        Sink("mqtt://127.0.0.1:1", protocol="3.1.1", client_id="sink-a", share="g")

@@ -172,9 +172,12 @@ def evictions(arrivals: list[Arrival]) -> tuple[set[int], int]:
 
 
 def _is_birth(arrival: Arrival) -> bool:
+    """A live ``online`` status that is not a heartbeat (which carries ``health``): the
+    device connected."""
     if not arrival.topic.endswith("/status") or arrival.retain:
         return False
-    return (arrival.body() or {}).get("state") == "online"
+    body = arrival.body() or {}
+    return body.get("state") == "online" and "health" not in body
 
 
 def edge_connections(arrivals: list[Arrival]) -> int:

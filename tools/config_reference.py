@@ -25,6 +25,9 @@ if __package__ in (None, ""):  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edge.config.device import CommandsConfig, DeviceConfig, StorageConfig, UplinkConfig
+from edge.config.feedback import FeedbackConfig
+from edge.config.homeassistant import HomeAssistantConfig
+from edge.config.metrics import MetricsConfig
 from edge.config.sensing import ActionConfig, DetectorCommon, SensorCommon
 from edge.config.validation import field_docs
 from models import DETECTOR_TYPES
@@ -126,6 +129,9 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "storage": section(StorageConfig),
     "uplink": section(UplinkConfig),
     "commands": section(CommandsConfig),
+    "homeassistant": section(HomeAssistantConfig),
+    "metrics": section(MetricsConfig),
+    "feedback": section(FeedbackConfig),
     "sensor-common": section(SensorCommon),
     "detector-common": section(DetectorCommon),
     "actions": section(ActionConfig),

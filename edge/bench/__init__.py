@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-FIGURES = ("throughput", "latency", "drain", "steady", "wear", "models", "growth", "link")
+FIGURES = (
+    "throughput", "latency", "drain", "steady", "wear", "models", "growth", "link", "ingest",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class Sizes:
     depth_seconds: float = 3.0
     link_readings: int = 200_000
     link_blocks: int = 4_000  # of 250 samples: a million
+    ingest_devices: int = 1_000
+    ingest_seconds: float = 600.0  # simulated, per device: ~315,000 events from 1,000 devices
 
 
 SMOKE = Sizes(
@@ -69,6 +73,8 @@ SMOKE = Sizes(
     depth_seconds=0.3,
     link_readings=2_000,
     link_blocks=20,
+    ingest_devices=3,
+    ingest_seconds=20.0,
 )
 
 
@@ -99,7 +105,7 @@ def run(
     started = time.monotonic()
     try:
         with Mosquitto(workdir / "mosquitto", log=False) as broker:
-            steps = _steps(broker.url, workdir, sizes)
+            steps = _steps(broker.url, broker.pid, workdir, sizes)
             for name in FIGURES:
                 if name not in only:
                     continue
@@ -122,8 +128,10 @@ def run(
     }
 
 
-def _steps(url: str, workdir: Path, s: Sizes) -> dict[str, Callable[[], Any]]:
-    from edge.bench import detectors, drain, growth, latency, link, steady, throughput, wear
+def _steps(
+    url: str, broker_pid: int | None, workdir: Path, s: Sizes
+) -> dict[str, Callable[[], Any]]:
+    from edge.bench import detectors, drain, growth, ingest, latency, link, steady, throughput, wear
 
     def steady_figures() -> Any:
         try:
@@ -162,6 +170,9 @@ def _steps(url: str, workdir: Path, s: Sizes) -> dict[str, Callable[[], Any]]:
             depth_seconds=s.depth_seconds,
         ),
         "link": lambda: link.run(workdir, readings=s.link_readings, blocks=s.link_blocks),
+        "ingest": lambda: ingest.run(
+            url, broker_pid, workdir, devices=s.ingest_devices, duration=s.ingest_seconds
+        ),
     }
 
 

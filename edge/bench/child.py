@@ -172,11 +172,35 @@ def case_imports(options: dict[str, Any]) -> dict[str, Any]:
     return growth
 
 
+def case_fleet(options: dict[str, Any]) -> dict[str, Any]:
+    """``devices`` simulated devices (the default scenario, virtual clocks) publish for
+    ``duration`` simulated seconds and drain their outboxes; what they published."""
+    from edge.sim.scenario import load_scenario
+    from edge.sim.simulator import Simulator
+
+    overrides = {"storage": {"state_dir": options["state_dir"]},
+                 "uplink": {"broker": options["broker"]}}  # fmt: skip
+    scenario = load_scenario(None, overrides=overrides)
+    meter = measure.CpuMeter()
+    runs = Simulator(
+        scenario, speed=None, duration=float(options["duration"]), devices=int(options["devices"])
+    ).run(drain_timeout=600.0)
+    return {
+        "devices": len(runs),
+        "events": sum(run.last_seq - run.first_seq + 1 for run in runs),
+        "drained": sum(run.drained for run in runs),
+        "seconds": time.monotonic() - meter.wall0,
+        "cpu_seconds": meter.cpu_seconds(),
+        "peak_rss_mb": measure.proc_status_mb("VmHWM"),
+    }
+
+
 CASES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "load": case_load,
     "latency": case_latency,
     "drain": case_drain,
     "imports": case_imports,
+    "fleet": case_fleet,
 }
 
 

@@ -53,6 +53,31 @@ def proc_io() -> dict[str, int]:
         return {}
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) another process has used so far; 0.0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its children (a PostgreSQL server and its backends)."""
+    total = process_cpu(pid)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == pid:
+                total += process_cpu(int(entry))
+    return total
+
+
 class CpuMeter:
     """CPU time of this process (every thread) over a wall interval."""
 

@@ -86,6 +86,11 @@ def verdicts(figures: dict[str, Any]) -> list[Verdict]:
         samples = _get(figures, "link", where, "samples_per_s")
         add(_at_least(f"MCU link samples in SAMPLES blocks, {key}", samples, 200_000, "/s",
                       ",.0f"))  # fmt: skip
+    sinks = _get(figures, "ingest", "sinks")
+    add(_at_least(f"cloud ingest into PostgreSQL, {sinks or 2} sinks",
+                  _get(figures, "ingest", "ingest_per_s"), 20_000, "/s", ",.0f"))  # fmt: skip
+    add(_at_least("cloud ingest / bare INSERT loop (commit per 1,000)",
+                  _get(figures, "ingest", "ratio_to_bare"), 0.5, "x", ".2f"))  # fmt: skip
     return found
 
 
@@ -129,7 +134,7 @@ def rows(figures: dict[str, Any]) -> list[Row]:
     """(what, measured) for every figure in the run, in the issue's order."""
     out: list[Row] = []
     sections: list[Callable[[dict[str, Any]], list[Row]]] = [
-        _throughput, _latency, _drain, _steady, _wear, _models, _growth, _link,
+        _throughput, _latency, _drain, _steady, _wear, _models, _growth, _link, _ingest,
     ]  # fmt: skip
     for section in sections:
         out.extend(section(figures))
@@ -289,6 +294,29 @@ def _link(figures: dict[str, Any]) -> list[Row]:
     else:
         out.append(("   through a real pty into McuLink", f"not available: {p['reason']}"))
     return out
+
+
+def _ingest(figures: dict[str, Any]) -> list[Row]:
+    i = figures.get("ingest")
+    if not i:
+        return []
+    if "skipped" in i:
+        return [("9. cloud ingest into PostgreSQL", f"skipped: {i['skipped']}")]
+    fleet = i["fleet"]
+    return [
+        (f"9. cloud ingest: {i['devices']:,} simulated devices, {i['sinks']} sinks --share,"
+         " PostgreSQL", f"{_fmt(i['ingest_per_s'])} events/s ({i['stored']:,} of"
+                        f" {i['events']:,} stored; {_fmt(i['ingest_wall_per_s'])}/s counting"
+                        " the sinks' start-up)"),
+        ("   sink CPU per event; broker; PostgreSQL",
+         f"{i['sink_cpu_us']:.1f} us; {i['broker_cpu_us']:.1f} us; {i['postgres_cpu_us']:.1f} us"),
+        ("   same rows, bare INSERT loop (commit per 1,000); the sink's batched statement alone",
+         f"{_fmt(i['bare_insert_per_s'])} rows/s ({_fmt(i['ratio_to_bare'], '.2f')}x);"
+         f" {_fmt(i['bulk_insert_per_s'])} rows/s ({_fmt(i['ratio_to_bulk'], '.2f')}x)"),
+        ("   the fleet publishing (one process, virtual clocks)",
+         f"{fleet['events'] / fleet['seconds']:,.0f} events/s, {fleet['cpu_seconds']:.0f} s CPU,"
+         f" peak RSS {fleet['peak_rss_mb']:.0f} MB"),
+    ]  # fmt: skip
 
 
 def table(figures: dict[str, Any], verdict_list: list[Verdict]) -> str:

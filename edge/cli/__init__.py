@@ -24,6 +24,7 @@ from edge.cli import (
     deploy,
     detect,
     flash,
+    homeassistant,
     install,
     model,
     outbox,
@@ -47,6 +48,7 @@ COMMANDS = (
     detect,
     sink,
     command,
+    homeassistant,
     bench,
     bundle,
     install,
@@ -80,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    default_level = "info" if args.command == "run" else "warning"
+    # The services say what they do; the one-shot commands only what went wrong.
+    default_level = "info" if args.command in ("run", "homeassistant") else "warning"
     logging.basicConfig(
         level=(args.log_level or default_level).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

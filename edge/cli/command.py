@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 from edge.cli.common import EXIT_FAILURE, EXIT_OK, UsageError, add_login_options, broker_login
@@ -37,6 +38,11 @@ def register(commands: Any) -> None:
     command.add_argument(
         "--prefix", default="edgeline", metavar="P", help="topic prefix (default edgeline)"
     )
+    command.add_argument(
+        "--file", metavar="FILE",
+        help="config only: the TOML config to send (validated, applied and confirmed by the"
+        " device, or rolled back); waits --timeout plus the health timeout for the answer",
+    )  # fmt: skip
     add_login_options(command, "the operator's broker user name")
     command.add_argument("--json", action="store_true", help="print the whole reply as JSON")
     command.set_defaults(handler=cmd_command)
@@ -91,6 +97,33 @@ def problems(args: argparse.Namespace) -> list[str]:
     return found
 
 
+def config_sends(
+    args: argparse.Namespace, given: dict[str, Any], found: list[str]
+) -> list[dict[str, Any]]:
+    """The ``config`` commands that send ``--file`` (one, or one per chunk); problems with
+    the file or the other arguments go to ``found``."""
+    from edge.runtime.config_upload import config_commands
+
+    if args.name != "config":
+        found.append(f"--file: only the config command sends a file, not {args.name!r}")
+        return []
+    if set(given) - {"timeout"}:
+        found.append("--arg: with --file, only timeout may be given")
+        return []
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        found.append(f"--file: cannot read {args.file}: {reason or exc}")
+        return []
+    timeout = given.get("timeout")
+    number = isinstance(timeout, int | float) and not isinstance(timeout, bool)
+    if timeout is not None and not (number and 1 <= timeout <= 600):
+        found.append(f"--arg timeout: expected seconds from 1 to 600, got {timeout!r}")
+        return []
+    return config_commands(text, timeout)
+
+
 def cmd_command(args: argparse.Namespace) -> int:
     from edge.config.command_key import CommandKeyError, read_key_file
     from edge.errors import ConfigError
@@ -106,15 +139,25 @@ def cmd_command(args: argparse.Namespace) -> int:
         key = read_key_file(args.key_file)
     except CommandKeyError as exc:
         found.append(f"--key-file: {exc}")
+    sends = [command_args]
+    if args.file is not None:
+        sends = config_sends(args, command_args, found)
     settings = broker_login(args, args.broker, found)
     if found or settings is None:
         raise ConfigError(found)
-    reply = send_command(
-        args.broker, args.device, key, args.name, command_args,
-        prefix=args.prefix, timeout=args.timeout, username=settings.username,
-        password=settings.password(), ca_file=settings.ca_file,
-        cert_file=settings.cert_file, key_file=settings.key_file,
-    )  # fmt: skip
+    reply: dict[str, Any] = {}
+    for index, sent in enumerate(sends):
+        last = index == len(sends) - 1
+        # The last config command answers once the config is confirmed or rolled back.
+        wait = args.timeout + (float(sent.get("timeout", 30)) if last and args.file else 0)
+        reply = send_command(
+            args.broker, args.device, key, args.name, sent,
+            prefix=args.prefix, timeout=wait, username=settings.username,
+            password=settings.password(), ca_file=settings.ca_file,
+            cert_file=settings.cert_file, key_file=settings.key_file,
+        )  # fmt: skip
+        if reply.get("ok") is not True:
+            break
     ok = reply.get("ok") is True
     if args.json:
         print(json.dumps(reply))

@@ -49,6 +49,11 @@ def register(commands: Any) -> None:
     rate.add_argument("--fpr", type=float, help="false positives per window (default 1e-3)")
     rate.add_argument("--false-alarms-per-day", type=float, help="calibrate to this instead")
     train.add_argument("--holdout", type=float, default=0.25, help="held-out share (0.25)")
+    train.add_argument(
+        "--labels", metavar="FEEDBACK.sqlite",
+        help="a device's feedback file: false alarms fitted as normal, true alarms and misses"
+        " scored (see docs/control.md#feedback)",
+    )  # fmt: skip
     train.add_argument("--name", help="model name (default: the file's)")
     train.add_argument("--version", default="1", help="model version (default 1)")
     train.add_argument(
@@ -84,6 +89,62 @@ def register(commands: Any) -> None:
     show.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     show.add_argument("--json", action="store_true", help="one JSON object")
     show.set_defaults(handler=cmd_model_info)
+    register_rollout(model_verbs)
+
+
+def register_rollout(model_verbs: Any) -> None:
+    from edge.cli.common import add_login_options
+
+    roll = model_verbs.add_parser(
+        "rollout",
+        help="send a model to a fleet: a canary set in shadow first, then the rest",
+        description="Send a model file to every device of a fleet with signed model put"
+        " commands: first to the --canary devices, where it runs in shadow until their trials"
+        " agree with the running model (then it is promoted), then to all the others."
+        " Stops at the first refusal, silence or disagreement, drops the shadows of that"
+        " wave and reports per device; exit 1 when stopped.",
+    )
+    roll.add_argument("--broker", required=True, metavar="URL", help="mqtt://host:port")
+    roll.add_argument(
+        "--fleet", required=True, metavar="CSV",
+        help="the devices, in order: a CSV with an id column (as edge flash --fleet reads)",
+    )  # fmt: skip
+    roll.add_argument(
+        "--keys", required=True, metavar="DIR",
+        help="the command keys, DIR/<id>.key (what edge flash --fleet writes in keys/)",
+    )  # fmt: skip
+    roll.add_argument("--detector", required=True, metavar="ID", help="the onnx detector's id")
+    roll.add_argument("--model", required=True, metavar="FILE.onnx", help="the new model file")
+    roll.add_argument(
+        "--canary", type=int, default=2, metavar="N",
+        help="devices tried first, the fleet file's first N (default 2)",
+    )  # fmt: skip
+    roll.add_argument(
+        "--promote-after", type=float, default=600.0, metavar="S",
+        help="longest a wave's shadows are watched for --min-readings windows (default 600)",
+    )  # fmt: skip
+    roll.add_argument(
+        "--min-agreement", type=float, default=0.95, metavar="F",
+        help="fraction of windows each shadow must agree on with the running model (0.95)",
+    )  # fmt: skip
+    roll.add_argument(
+        "--min-readings", type=int, default=20, metavar="N",
+        help="shadow windows each device must score before it is judged (default 20)",
+    )  # fmt: skip
+    roll.add_argument(
+        "--poll", type=float, default=1.0, metavar="S",
+        help="seconds between two rounds of status polls (default 1)",
+    )  # fmt: skip
+    roll.add_argument(
+        "--timeout", type=float, default=10.0, metavar="S",
+        help="seconds to wait for each reply (default 10)",
+    )  # fmt: skip
+    roll.add_argument(
+        "--prefix", default="edgeline", metavar="P", help="topic prefix (default edgeline)"
+    )
+    add_login_options(roll, "the operator's broker user name")
+    roll.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    roll.set_defaults(handler=cmd_model_rollout)
 
 
 def _model_errors(run: Callable[[], int]) -> int:
@@ -138,6 +199,7 @@ def cmd_model_train(args: argparse.Namespace) -> int:
             name=args.name,
             version=args.version,
             components=components,
+            labels=args.labels,
         )
         print(report.summary())
         return EXIT_OK
@@ -186,3 +248,59 @@ def cmd_model_info(args: argparse.Namespace) -> int:
         return EXIT_OK if found.weights.ok else EXIT_FAILURE
 
     return _model_errors(run)
+
+
+def cmd_model_rollout(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edge.cli.common import broker_login
+    from edge.config.command_key import CommandKeyError, read_key_file
+    from edge.deploy.fleet import read_fleet
+    from edge.errors import ConfigError, UsageError
+    from edge.modeltools.rollout import Plan, command_sender, problems, rollout
+
+    found: list[str] = []
+    devices: list[str] = []
+    try:
+        devices = [device.id for device in read_fleet(Path(args.fleet))]
+    except UsageError as exc:
+        found.append(str(exc))
+    keys: dict[str, bytes] = {}
+    for device in devices:
+        try:
+            keys[device] = read_key_file(str(Path(args.keys) / f"{device}.key"))
+        except CommandKeyError as exc:
+            found.append(f"--keys: {device}: {exc}")
+    model = b"-"  # an unreadable file is reported as such, not as an empty one
+    try:
+        model = Path(args.model).read_bytes()
+    except OSError as exc:
+        found.append(f"--model: cannot read {args.model}: {exc.strerror or exc}")
+    settings_of: dict[str, Any] = {
+        "canary": args.canary, "promote_after": args.promote_after,
+        "min_agreement": args.min_agreement, "min_readings": args.min_readings,
+        "poll": args.poll,
+    }  # fmt: skip
+    found += problems(model=model, **settings_of)
+    if not 0 < args.timeout <= 3600:
+        found.append(f"--timeout: expected seconds from 0 to 3600, got {args.timeout:g}")
+    settings = broker_login(args, args.broker, found)
+    if found or settings is None:
+        raise ConfigError(found)
+    plan = Plan(args.detector, model, **settings_of)
+    send = command_sender(
+        args.broker, keys, timeout=args.timeout, prefix=args.prefix,
+        username=settings.username, password=settings.password(), ca_file=settings.ca_file,
+        cert_file=settings.cert_file, key_file=settings.key_file,
+    )  # fmt: skip
+    say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+    report = rollout(devices, plan, send, progress=say)
+    if args.json:
+        print(json.dumps(report.as_json()))
+    else:
+        for outcome in report.devices:
+            print(
+                f"{outcome.device}: {outcome.state}"
+                + (f" ({outcome.reason})" if outcome.reason else "")
+            )
+    return EXIT_OK if report.ok else EXIT_FAILURE

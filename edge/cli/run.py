@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from edge.cli.common import EXIT_OK, stop_on_signals
 
 if TYPE_CHECKING:
+    from edge.config.device import Config
     from edge.runtime.runtime import Runtime
 
 STATUS_EVERY = 60  # seconds between status lines in the log of `edge run`
@@ -38,6 +39,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge.config.device import load
     from edge.errors import HardwareMissing
     from edge.runtime.hardware import RealHardware
+    from edge.runtime.reconfigure import Reconfigurer
     from edge.runtime.runtime import Runtime
     from edge.runtime.systemd import Notifier
     from sensors.errors import NoPinFactory, NoSerialLibrary, SensorError
@@ -47,14 +49,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop = stop_on_signals()
     notifier = Notifier()  # systemd's Type=notify; a no-op elsewhere
     with RealHardware(clock) as hardware:
+
+        def build(config: Config) -> Runtime:  # the first runtime, and one per remote config
+            return Runtime(config, hardware=hardware.hardware, clock=clock, notifier=notifier)
+
         with warnings.catch_warnings(record=True) as fallbacks:
             # gpiozero warns for each pin library it could not load before the one it uses:
             # detail for --log-level debug, not four warnings at every start.
             warnings.simplefilter("always", PinFactoryFallback)
             try:
-                runtime = Runtime(
-                    config, hardware=hardware.hardware, clock=clock, notifier=notifier
-                )
+                runtime = build(config)
             except HardwareMissing as exc:  # no I2C bus: the message says how to enable it
                 raise HardwareMissing(
                     f"{exc}, or try `edge simulate --config {args.config}` on a machine"
@@ -78,22 +82,30 @@ def cmd_run(args: argparse.Namespace) -> int:
             finally:
                 for fallback in fallbacks:
                     log.debug("gpiozero: %s", fallback.message)
+        # The service owns the runtime: a remote config (the `config` command) replaces it.
+        service = Reconfigurer(args.config, build)
         try:
-            runtime.start()
+            service.start(runtime)
             log.info("running: %s", config.summary())
             rate = Rate(runtime)
             notifier.ready(rate.line())
             beats = 0
-            while not stop.wait(1.0) and not runtime.sampling_done(0):
+
+            def tick(running: Runtime) -> None:
+                nonlocal beats
                 beats += 1
+                rate.runtime = running
                 if beats % NOTIFY_EVERY == 0:
                     notifier.status(rate.line())
                 if beats % STATUS_EVERY == 0:  # readings, seq, backlog, link, jitter
-                    log.info("status: %s", json.dumps(runtime.status()))
+                    log.info("status: %s", json.dumps(running.status()))
+
+            service.serve(stop, tick)
         finally:
             notifier.stopping()
-            runtime.close()
+            service.close()
             notifier.close()
+        runtime = service.runtime or runtime
     log.info("stopped cleanly: %s", json.dumps(runtime.status()))
     return EXIT_OK
 

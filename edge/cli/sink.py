@@ -1,5 +1,6 @@
 """``edge sink``: the reference consumer, printing or storing what devices publish;
-``edge sink gaps``: what its database is missing."""
+``edge sink gaps``: what its database is missing; ``edge sink label``: operators' verdicts
+on alarms, sent to many devices."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def register(commands: Any) -> None:
     sink.add_argument(
         "--client-id",
         metavar="ID",
-        help="a persistent session under this id: what arrives while the sink is down waits",
+        help="a persistent session under this id (MQTT 5 or 3.1.1): what arrives while the"
+        " sink is down waits",
     )
     sink.add_argument(
         "--share",
@@ -55,7 +57,7 @@ def register(commands: Any) -> None:
     _watch_options(sink)
     _fill_options(sink)
     sink.set_defaults(handler=cmd_sink)
-    below = sink.add_subparsers(dest="sink_command", metavar="{gaps,forward,dead-letters}")
+    below = sink.add_subparsers(dest="sink_command", metavar="{gaps,forward,dead-letters,label}")
     gaps = below.add_parser(
         "gaps",
         help="print the seqs a sink's database is missing, per device and stream",
@@ -86,6 +88,25 @@ def register(commands: Any) -> None:
     dead.add_argument("--config", metavar="SINK.toml", help="the [[forward]] targets (--retry)")
     dead.add_argument("--json", action="store_true", help="one JSON object per dead letter")
     dead.set_defaults(handler=cmd_dead_letters)
+    label = below.add_parser(
+        "label",
+        help="send operators' verdicts on alarms to many devices (signed label commands)",
+        description="Read a CSV file of verdicts (header: device,seq,verdict[,note,detector,"
+        "side,stream]) and send each row to its device as a label command signed with"
+        " DIR/<device>.key, one at a time; print one line per row.",
+    )
+    label.add_argument("--broker", required=True, metavar="URL", help="mqtt://host:port")
+    label.add_argument("--file", required=True, metavar="CSV", help="the verdicts, one a row")
+    label.add_argument(
+        "--keys", required=True, metavar="DIR",
+        help="the command keys, DIR/<device>.key (as edge flash --fleet writes keys/)",
+    )  # fmt: skip
+    label.add_argument("--prefix", default="edgeline", help="topic prefix (default edgeline)")
+    label.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for each answer (default 10)"
+    )
+    add_login_options(label, "the operator's broker user name")
+    label.set_defaults(handler=cmd_label)
 
 
 def _forward_options(parser: argparse.ArgumentParser) -> None:
@@ -246,8 +267,11 @@ def cmd_sink(args: argparse.Namespace) -> int:
     wrong = None if args.share is None else topic_level(args.share)
     if wrong:
         raise UsageError(f"--share: expected {wrong}, found {args.share!r}")
-    if args.protocol != "5" and (args.share or args.client_id):
-        raise UsageError("--share and --client-id need MQTT 5 (--protocol 5)")
+    if args.protocol != "5" and args.share:
+        raise UsageError(
+            "--share: shared subscriptions are an MQTT 5 feature, MQTT 3.1.1 has none"
+            " (--protocol 5)"
+        )
     wrong = None if args.db is None else db_problem(args.db)
     if wrong:
         raise UsageError(f"--db: expected {wrong}")
@@ -290,7 +314,12 @@ def cmd_sink(args: argparse.Namespace) -> int:
             from edge.cloud.metrics import MetricsServer
 
             metrics = closing.enter_context(
-                MetricsServer(watch, args.metrics_host, args.metrics_port)
+                MetricsServer(
+                    watch,
+                    args.metrics_host,
+                    args.metrics_port,
+                    filler=filler.stats if filler is not None else None,
+                )
             )
             print(f"edge sink: metrics at http://{metrics.host}:{metrics.port}/metrics",
                   file=sys.stderr, flush=True)  # fmt: skip
@@ -434,3 +463,36 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return EXIT_OK
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edge.cloud.labels import read_rows, send_rows
+    from edge.errors import ConfigError
+    from edge.uplink.operator import send_command
+
+    rows, found = read_rows(args.file)
+    if not Path(args.keys).is_dir():
+        found.append(f"--keys: expected a directory of <device>.key files, found {args.keys!r}")
+    settings = broker_login(args, args.broker, found)
+    if found or settings is None:
+        raise ConfigError(found)
+
+    def send(device: str, key: bytes, sent: Any) -> Any:
+        return send_command(
+            args.broker, device, key, "label", sent, prefix=args.prefix, timeout=args.timeout,
+            username=settings.username, password=settings.password(),
+            ca_file=settings.ca_file, cert_file=settings.cert_file, key_file=settings.key_file,
+        )  # fmt: skip
+
+    failed = 0
+    for outcome in send_rows(rows, Path(args.keys), send):
+        row = outcome.row
+        where = f"{args.file}:{row.line} {row.device} seq {row.args['seq']}"
+        if outcome.ok:
+            print(f"{where}: {outcome.answer}")
+        else:
+            failed += 1
+            print(f"{where}: refused: {outcome.answer}", file=sys.stderr)
+    return EXIT_FAILURE if failed else EXIT_OK

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from edge.cloud.refill import FillStats
 from edge.cloud.watch import Watch
 from edge.errors import UsageError
 
@@ -49,12 +50,47 @@ class SinkCollector(Collector):
             yield GaugeMetricFamily(name, text, value=value)
 
 
-class MetricsServer:
-    """``/metrics`` for one sink on ``host:port``; a context manager, ``close`` idempotent."""
+class FillerCollector(Collector):
+    """What ``--fill-gaps`` did (``FillStats``), read at each scrape."""
 
-    def __init__(self, watch: Watch, host: str = "127.0.0.1", port: int = 9464) -> None:
+    def __init__(self, stats: FillStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats
+        counters = [
+            ("edgeline_sink_replay_requests", "gaps asked back with a signed replay", s.asked),
+            ("edgeline_sink_replay_answered", "replay requests a device carried out", s.answered),
+            ("edgeline_sink_replay_refused", "replay requests a device refused", s.refused),
+            ("edgeline_sink_replay_unanswered", "replay requests with no reply in time",
+             s.unanswered),
+            ("edgeline_sink_lost_events", "seqs a device no longer holds, recorded lost", s.lost),
+        ]  # fmt: skip
+        for name, text, value in counters:
+            yield CounterMetricFamily(name, text, value=value)
+        yield GaugeMetricFamily(
+            "edgeline_sink_devices_without_key",
+            "devices with gaps that cannot be asked back: no key file",
+            value=len(s.no_key),
+        )
+
+
+class MetricsServer:
+    """``/metrics`` for one sink on ``host:port``; a context manager, ``close`` idempotent.
+    ``filler``: the gap filler's figures too, when the sink asks gaps back."""
+
+    def __init__(
+        self,
+        watch: Watch,
+        host: str = "127.0.0.1",
+        port: int = 9464,
+        *,
+        filler: FillStats | None = None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(SinkCollector(watch))
+        if filler is not None:
+            self.registry.register(FillerCollector(filler))
         latency = Histogram(
             "edgeline_sink_commit_seconds",
             "seconds a batch's transaction took to commit",

@@ -40,6 +40,14 @@ class PostgresStore(SqlStore):
         " unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[])"
         " ON CONFLICT (device, ts, state) DO NOTHING"
     )
+    # A fleet's batch names hundreds of devices: their last_seen in one statement, too.
+    SEEN = (
+        "INSERT INTO devices (device, last_seen, received_at) SELECT * FROM"
+        " unnest(%b::text[], %b::text[], %b::text[]) ON CONFLICT (device) DO UPDATE SET"
+        " received_at = excluded.received_at, last_seen = CASE WHEN devices.last_seen IS NULL"
+        " OR excluded.last_seen > devices.last_seen"
+        " THEN excluded.last_seen ELSE devices.last_seen END"
+    )
 
     def __init__(self, url: str) -> None:
         try:
@@ -98,9 +106,11 @@ class PostgresStore(SqlStore):
                         _columns([s.values() for s in batch.statuses], 5),
                     )
                     new_statuses = max(cur.rowcount, 0)
-                for sql, rows in self._statements(batch):
-                    if rows:
-                        cur.executemany(sql, rows)
+                status_rows, seen_rows = self._devices(batch)
+                if status_rows:  # few: a device's statuses in the order they came
+                    cur.executemany(self._sql_status(), status_rows)
+                if seen_rows:
+                    cur.execute(self.SEEN, _columns(seen_rows, 3))
         except self._errors as exc:
             raise StoreError(f"cannot store into {hide_password(self.url)}: {exc}") from exc
         return Written(new_events, len(batch.events) - new_events, new_statuses)

@@ -5,7 +5,8 @@ Every ``every`` seconds a ``GapFiller`` reads the missing seq ranges of each (de
 seen missing for ``grace`` seconds is asked back with the signed ``replay`` downlink command
 (``{"from_seq", "to_seq", "stream"}``), signed with the device's command key from
 ``keys/<device>.key`` (the layout ``edge flash --fleet`` writes); a device without a key file
-is skipped and counted. The device publishes the range once more and the sink's own ingest
+is skipped and counted. Holes close together go in one request (``coalesce``). The device
+publishes the range once more and the sink's own ingest
 stores it, exactly once as always. What the device answers as ``missing`` (its outbox no
 longer holds it) goes into the ``lost`` table. A range is asked at most ``max_asks`` times,
 ``grace * 2**n`` seconds (at most ``MAX_BACKOFF``) after its n-th ask.
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 
 MAX_RANGE = 100_000  # seqs one request asks for: the device's own limit (MAX_REPLAY)
 MAX_BACKOFF = 3600.0  # seconds between two asks of a range, at most
+# Holes this close together go in one request: after a shared sink's outage or a broker
+# restart a stream has many one-seq holes, and one request per hole would be a flood. The
+# device publishes the events between them again too; the sink stores those once, as ever.
+BRIDGE = 1000
 LOST_REASON = "not held"  # what the device's replay answer said of a range
 
 
@@ -73,6 +78,24 @@ def track(asks: list[Ask], missing: Ranges, now: float, grace: float) -> list[As
         for start in range(first, last + 1, MAX_RANGE)
     ]
     return sorted(kept + new, key=lambda ask: ask.first)
+
+
+def coalesce(asks: list[Ask], bridge: int = BRIDGE, span: int = MAX_RANGE) -> list[list[Ask]]:
+    """Sorted ``asks`` in groups of one request each: the next ask joins a group while at
+    most ``bridge`` seqs lie between it and the group, and the group spans at most
+    ``span`` seqs."""
+    groups: list[list[Ask]] = []
+    for ask in asks:
+        group = groups[-1] if groups else None
+        if (
+            group is not None
+            and ask.first - group[-1].last - 1 <= bridge
+            and ask.last - group[0].first + 1 <= span
+        ):
+            group.append(ask)
+        else:
+            groups.append([ask])
+    return groups
 
 
 @dataclass
@@ -161,10 +184,10 @@ class GapFiller:
             if not due or self._stop.is_set():
                 continue
             command_key = self._key(gaps.device)
-            for ask in due if command_key is not None else []:
+            for group in coalesce(due) if command_key is not None else []:
                 if self._stop.is_set():
                     return
-                self._ask(gaps.device, gaps.stream, ask, command_key, now)  # type: ignore[arg-type]
+                self._ask(gaps.device, gaps.stream, group, command_key, now)  # type: ignore[arg-type]
         for key in set(self.asks) - seen:
             del self.asks[key]
 
@@ -180,15 +203,18 @@ class GapFiller:
             log.warning("edge sink: cannot ask %s for its gaps: %s", device, exc)
             return None
 
-    def _ask(self, device: str, stream: str, ask: Ask, key: bytes, now: float) -> None:
+    def _ask(self, device: str, stream: str, group: list[Ask], key: bytes, now: float) -> None:
+        """One replay request for a group of asks (see ``coalesce``)."""
         from edge.uplink.client import read_password
         from edge.uplink.operator import send_command
 
-        ask.attempts += 1
-        ask.due = now + backoff(ask.attempts, self.grace)
+        for ask in group:
+            ask.attempts += 1
+            ask.due = now + backoff(ask.attempts, self.grace)
         self.stats.asked += 1
         login = self.login or UplinkConfig(broker=self.broker)
-        args = {"from_seq": ask.first, "to_seq": ask.last, "stream": stream}
+        first, last = group[0].first, group[-1].last
+        args = {"from_seq": first, "to_seq": last, "stream": stream}
         try:
             reply = send_command(
                 self.broker, device, key, "replay", args, prefix=self.prefix,
@@ -198,16 +224,17 @@ class GapFiller:
             )  # fmt: skip
         except UplinkError as exc:
             self.stats.unanswered += 1
-            log.warning("edge sink: asking %s for %s-%s: %s", device, ask.first, ask.last, exc)
+            log.warning("edge sink: asking %s for %s-%s: %s", device, first, last, exc)
             return
         result = reply.get("result")
         if not reply.get("ok") or not isinstance(result, dict):
             self.stats.refused += 1
-            log.warning("edge sink: %s refused replay %s-%s: %s", device, ask.first, ask.last,
+            log.warning("edge sink: %s refused replay %s-%s: %s", device, first, last,
                         reply.get("error"))  # fmt: skip
             return
         self.stats.answered += 1
-        gone = intersect(_ranges(result.get("missing")), [(ask.first, ask.last)])
+        # Lost: what the device no longer holds of the holes (not of the stored seqs between)
+        gone = intersect(_ranges(result.get("missing")), [(a.first, a.last) for a in group])
         if gone:
             assert self._store is not None
             self._store.record_lost(device, stream, gone, LOST_REASON, format_ts(self.wall()))

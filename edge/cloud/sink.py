@@ -25,6 +25,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge.cloud.bulk import BulkClient
 from edge.cloud.store import Store, event_row, status_row, storable
 from edge.cloud.writer import Pending, Writer
 from edge.config.device import UplinkConfig, broker_problem
@@ -70,8 +71,10 @@ class Sink:
     """Subscribes to ``{prefix}/{device}/events/#`` and ``.../status``, keeps per-stream
     bookkeeping and, given a ``store``, stores what arrives.
 
-    ``client_id``: a persistent session (MQTT 5, clean start off, kept ``SESSION_EXPIRY``
-    seconds), so QoS 1 messages that arrive while the sink is down wait for it. ``share``: the
+    ``client_id``: a persistent session, so QoS 1 messages that arrive while the sink is down
+    wait for it: MQTT 5 with clean start off, kept ``SESSION_EXPIRY`` seconds; MQTT 3.1.1
+    with clean session off, kept as long as the broker keeps such sessions (Mosquitto: for
+    ever unless ``persistent_client_expiration``). ``share`` (MQTT 5 only): the
     events through ``$share/{share}/...`` (MQTT 5 shared subscription: the group's sinks
     split them); status stays a plain subscription, so every sink sees each device's statuses
     in the broker's order. ``track`` False skips the in-memory per-stream sets (a
@@ -82,7 +85,9 @@ class Sink:
 
     ``login`` gives the user name, password and TLS files (an ``[uplink]``'s, the broker
     aside). After an outage paho's thread connects again within 5 s and subscribes anew.
-    A refused login raises ``BrokerRefused`` from :meth:`start`, with the broker's reason.
+    A refused login raises ``BrokerRefused`` from :meth:`start`, with the broker's reason; a
+    broker that closes the connection without any CONNACK (what one that speaks only MQTT
+    3.1.1 does to an MQTT 5 CONNECT) raises ``UplinkError`` saying so.
     """
 
     def __init__(
@@ -107,8 +112,10 @@ class Sink:
             raise UplinkError(problem)
         if protocol not in ("3.1.1", "5"):
             raise UsageError(f"protocol: expected 3.1.1 or 5, found {protocol!r}")
-        if protocol != "5" and (client_id or share):
-            raise UsageError("a persistent session and a shared subscription need MQTT 5")
+        if protocol != "5" and share:
+            raise UsageError(
+                "share: shared subscriptions are an MQTT 5 feature; MQTT 3.1.1 has none"
+            )
         if share is not None and topic_level(share):
             raise UsageError(f"share: expected {topic_level(share)}, found {share!r}")
         # login: the user name, password and TLS files of an [uplink]; its broker is ignored
@@ -135,6 +142,8 @@ class Sink:
         self._subscribed = threading.Event()
         self.refused: str | None = None  # the broker's reason for refusing the login
         self._log_refusals = False  # start() raises the first; later ones are logged
+        self._answered = False  # a CONNACK came on the connection up now
+        self.unanswered: str | None = None  # the broker closed before any CONNACK
         self._sub_refused: str | None = None  # a subscription the broker refused
         # Acknowledgements go out only on the connection their message came in on: a packet
         # id from an earlier connection may name another message by now.
@@ -142,13 +151,24 @@ class Sink:
         self._connection = 0
         # A subscriber publishes nothing: the window matters not.
         password = read_password(settings)
-        self._client = paho_client(settings, client_id or "", inflight=20, password=password)
+        client = paho_client(
+            settings,
+            client_id or "",
+            inflight=20,
+            password=password,
+            persistent=bool(client_id),
+            kind=BulkClient,
+        )
+        assert isinstance(client, BulkClient)
+        self._client = client
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
+        self._client.on_message = self._on_message  # what paho reads itself (QoS 2, ...)
+        self._client.on_arrival = self._arrived
         self.writer: Writer | None = None
         self._receive_maximum: int | None = None
+        self._stamp = (-1, "")  # (millisecond, its text): received_at
         if store is not None:
             self.writer = Writer(store, self._ack, batch_rows=batch_rows, batch_ms=batch_ms)
             self._client.manual_ack_set(True)
@@ -190,10 +210,15 @@ class Sink:
             raise UplinkError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         self._client.loop_start()
         with self._cond:
-            self._cond.wait_for(lambda: self._subscribed.is_set() or self.refused, timeout)
+            self._cond.wait_for(
+                lambda: self._subscribed.is_set() or self.refused or self.unanswered, timeout
+            )
         if self.refused:
             self.close()
             raise BrokerRefused(self.refused)
+        if self.unanswered and not self._subscribed.is_set():
+            self.close()
+            raise UplinkError(self.unanswered)
         if not self._subscribed.is_set():
             self.close()
             raise UplinkError(f"no SUBACK from {self.host}:{self.port} within {timeout} s")
@@ -246,6 +271,7 @@ class Sink:
             return self._cond.wait_for(complete, timeout)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, p: Any) -> None:
+        self._answered = True
         if rc.is_failure:
             with self._cond:
                 self.refused = refused(self.broker, rc)
@@ -261,6 +287,19 @@ class Sink:
     ) -> None:
         with self._ack_lock:
             self._connection += 1
+        if not self._answered:  # closed with no CONNACK: the CONNECT itself was refused
+            words = f"{self.broker} closed the connection without answering CONNECT"
+            if self._v5:
+                words += (
+                    "; a broker that speaks only MQTT 3.1.1 does that to an MQTT 5 client"
+                    " (RabbitMQ before 3.13, say): try protocol 3.1.1"
+                )
+            with self._cond:
+                self.unanswered = words
+                self._cond.notify_all()
+            if self._log_refusals:
+                log.warning("%s", words)
+        self._answered = False
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, p: Any) -> None:
         failed = [str(code) for code in rcs if code.is_failure]
@@ -268,69 +307,82 @@ class Sink:
             self._sub_refused = ", ".join(failed)
             log.error("the broker refused the subscription to %s: %s", self.topics, failed)
         with self._cond:
-            self.refused = None
+            self.refused = self.unanswered = None
             self._subscribed.set()
             self._cond.notify_all()
 
-    def _ack(self, token: tuple[int, int, int]) -> None:
-        """The writer's thread: acknowledge a committed message (QoS 1 or 2), if it came
-        in on the connection still up. Otherwise the broker sends it again on the next
-        connection of a persistent session, and it is stored (as a duplicate) and acked."""
-        connection, mid, qos = token
-        if qos == 0:
-            return
+    def _ack(self, tokens: list[tuple[int, int, int]]) -> None:
+        """The writer's thread: acknowledge committed messages (QoS 1 or 2) that came in on
+        the connection still up. The others the broker sends again on the next connection
+        of a persistent session, and they are stored (as duplicates) and acknowledged."""
+        client = self._client
         with self._ack_lock:
-            if connection == self._connection:
-                self._client.ack(mid, qos)
+            current = self._connection
+            mids = [mid for connection, mid, qos in tokens if qos == 1 and connection == current]
+            client.ack_many(mids)
+            for connection, mid, qos in tokens:
+                if qos == 2 and connection == current:
+                    client.ack(mid, qos)
 
-    def _hand_over(self, msg: mqtt.MQTTMessage, row: Any) -> None:
+    def _hand_over(self, mid: int, qos: int, row: Any) -> None:
         """With a store: queue the row (None: nothing to store) for the writer."""
         if self.writer is not None:
-            token = (self._connection, msg.mid, msg.qos)
-            self.writer.put(Pending(row, token))
+            self.writer.put(Pending(row, (self._connection, mid, qos)))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._arrived(msg.topic, msg.payload, msg.mid, msg.qos)
+
+    def _arrived(self, topic: str, payload: bytes | bytearray, mid: int, qos: int) -> None:
         # Runs on paho's network thread: an exception here would end it, and the sink with
         # it, so a payload that cannot be read (too deeply nested for json, say) is counted
         # as malformed and the sink goes on.
         # With a store, every message goes to the writer, even one with nothing to store:
         # acknowledgements then keep the order the messages came in.
-        body = _body(msg.payload)
+        body = _body(payload)
         if body is None:
             self.malformed += 1
-            self._hand_over(msg, None)
+            self._hand_over(mid, qos, None)
             return
         storing = self.writer is not None
-        received_at = format_ts(time.time()) if storing else ""
-        if msg.topic.endswith("/status"):
-            name = msg.topic[len(self.prefix) + 1 : -len("/status")]
+        received_at = self._received_at() if storing else ""
+        if topic.endswith("/status"):
+            name = topic[len(self.prefix) + 1 : -len("/status")]
             status = _row(lambda: status_row(name, body, received_at)) if storing else True
             if status is None or not _key(name):
                 self.malformed += 1
-                self._hand_over(msg, None)
+                self._hand_over(mid, qos, None)
                 return
-            self._hand_over(msg, status)
+            self._hand_over(mid, qos, status)
             if self.on_status:
-                self._tell(self.on_status, msg.topic, body)
+                self._tell(self.on_status, topic, body)
             return
         device, stream, seq = body.get("device"), body.get("stream"), body.get("seq")
         if not _key(device) or not _key(stream) or not _integer(seq) or abs(seq) > MAX_SEQ:
             self.malformed += 1
-            self._hand_over(msg, None)
+            self._hand_over(mid, qos, None)
             return
-        row = _row(lambda: event_row(body, received_at)) if storing else True
+        text = payload.decode("ascii") if storing and payload.isascii() else None
+        row = _row(lambda: event_row(body, received_at, text)) if storing else True
         if row is None:
             self.malformed += 1
-            self._hand_over(msg, None)
+            self._hand_over(mid, qos, None)
             return
-        self._hand_over(msg, row)
+        self._hand_over(mid, qos, row)
         duplicate = False
         if self.track:
             with self._cond:
                 duplicate = self.streams.setdefault((device, stream), StreamState()).add(seq)
                 self._cond.notify_all()
         if self.on_event:
-            self._tell(self.on_event, msg.topic, body, duplicate)
+            self._tell(self.on_event, topic, body, duplicate)
+
+    def _received_at(self) -> str:
+        """Now, as stored: the text made once per millisecond, not once per message."""
+        now = time.time()
+        millisecond = int(now * 1000)
+        if millisecond != self._stamp[0]:
+            self._stamp = (millisecond, format_ts(now))
+        return self._stamp[1]
 
     def _tell(self, callback: Callable[..., None], *args: Any) -> None:
         """Call a consumer's callback; one that cannot handle a payload loses that one only."""

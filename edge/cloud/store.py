@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from edge.errors import StoreError
 
@@ -28,9 +29,9 @@ from edge.errors import StoreError
 # rows
 
 
-@dataclass(frozen=True)
-class EventRow:
-    """One event as the events table holds it (``payload``: the JSON text)."""
+class EventRow(NamedTuple):
+    """One event as the events table holds it (``payload``: the JSON text). A named
+    tuple: the sink makes one per message."""
 
     device: str
     stream: str
@@ -44,8 +45,7 @@ class EventRow:
     received_at: str
 
     def values(self) -> tuple[Any, ...]:
-        return (self.device, self.stream, self.seq, self.ts, self.sensor, self.kind,
-                self.severity, self.value, self.payload, self.received_at)  # fmt: skip
+        return self
 
 
 @dataclass(frozen=True)
@@ -322,6 +322,13 @@ class SqlStore:
     def _statements(self, batch: Batch) -> list[tuple[str, list[tuple[Any, ...]]]]:
         """The statements a batch runs, each with its rows (in order: events, statuses,
         then each device's status and last_seen)."""
+        status_rows, seen_rows = self._devices(batch)
+        return [(self._sql_status(), status_rows), (self._sql_seen(), seen_rows)]
+
+    @staticmethod
+    def _devices(batch: Batch) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """The devices table's rows of a batch: each status in turn, then one last_seen per
+        device (sorted: concurrent sinks lock rows in one order)."""
         seen: dict[str, tuple[str | None, str]] = {}
         for event in batch.events:
             _see(seen, event.device, event.ts, event.received_at)
@@ -329,10 +336,7 @@ class SqlStore:
         for status in batch.statuses:
             _see(seen, status.device, status.ts or None, status.received_at)
             status_rows.append(status.device_values())
-        return [
-            (self._sql_status(), status_rows),
-            (self._sql_seen(), [(device, ts, at) for device, (ts, at) in sorted(seen.items())]),
-        ]
+        return status_rows, [(device, ts, at) for device, (ts, at) in sorted(seen.items())]
 
 
 def _see(seen: dict[str, tuple[str | None, str]], device: str, ts: str | None, at: str) -> None:
@@ -483,8 +487,9 @@ def open_store(url: str) -> Store:
     return SqliteStore(path, url)
 
 
-def event_row(body: dict[str, Any], received_at: str) -> EventRow:
-    """The events table's row for a payload whose device, stream and seq were checked."""
+def event_row(body: dict[str, Any], received_at: str, payload: str | None = None) -> EventRow:
+    """The events table's row for a payload whose device, stream and seq were checked;
+    ``payload``: its JSON text as it came, when that is ASCII (else written anew)."""
     return EventRow(
         device=body["device"],
         stream=body["stream"],
@@ -494,7 +499,7 @@ def event_row(body: dict[str, Any], received_at: str) -> EventRow:
         kind=_text(body.get("kind")),
         severity=_text(body.get("severity")),
         value=None if "value" not in body else _json(body["value"]),
-        payload=_json(body),
+        payload=_json(body) if payload is None else payload,
         received_at=received_at,
     )
 
@@ -525,10 +530,15 @@ def _text(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         return _json(value)
+    if value.isascii() and "\x00" not in value:  # nearly always: nothing to replace
+        return value
     clean = value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
     return clean
 
 
 def _json(value: Any) -> str:
     """JSON text that both databases store: ASCII only (escapes for the rest, NUL included)."""
+    kind = type(value)
+    if (kind is float and math.isfinite(value)) or kind is int:  # a reading: as json writes it
+        return repr(value)
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True)

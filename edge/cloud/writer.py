@@ -3,8 +3,11 @@ only after its row is committed.
 
 ``Writer(store, ack)`` runs one thread. ``put`` hands it a ``Pending`` (a row, or nothing
 to store, and the token that acknowledges the message); the thread gathers up to
-``batch_rows`` of them, or what arrived within ``batch_ms`` of the first, stores them in one
-transaction, then calls ``ack(token)`` for each, in the order they were put. A batch that
+``batch_rows`` of them, or what arrived within ``batch_ms`` of the first (and no more than
+``idle_ms`` apart: a broker that lets few messages through unacknowledged, as RabbitMQ does
+by default, sends nothing more until the batch is acknowledged), stores them in one
+transaction, then calls ``ack(tokens)`` once with the batch's tokens, in the order they were
+put. A batch that
 cannot be stored (the database down, locked, full) is retried with a growing delay and never
 acknowledged meanwhile: the broker keeps those messages for the session, and the bounded
 queue stops the network thread until there is room.
@@ -16,12 +19,11 @@ The store is used only by the writer's thread once it has started.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from edge.cloud.store import Batch, EventRow, StatusRow, Store, Written
 from edge.errors import StoreError
@@ -29,8 +31,7 @@ from edge.errors import StoreError
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Pending:
+class Pending(NamedTuple):
     """A message waiting for its commit: ``row`` None for one with nothing to store (it is
     acknowledged in its turn, so acknowledgements keep the order messages came in)."""
 
@@ -47,19 +48,17 @@ class WriterStats:
     retries: int = 0  # failed attempts to store a batch
 
 
-_STOP = object()
-
-
 class Writer:
     """Stores ``Pending`` rows in batches on its own thread, acknowledging after commit."""
 
     def __init__(
         self,
         store: Store,
-        ack: Callable[[Any], None],
+        ack: Callable[[list[Any]], None],
         *,
         batch_rows: int = 1000,
         batch_ms: float = 50.0,
+        idle_ms: float = 5.0,
         queue_size: int = 20_000,
         retry_max: float = 10.0,
     ) -> None:
@@ -68,6 +67,8 @@ class Writer:
         self.store = store
         self.batch_rows = batch_rows
         self.batch_ms = batch_ms
+        self.idle_ms = idle_ms
+        self._last_put = 0.0  # monotonic time of the latest put
         self.retry_max = retry_max
         self.stats = WriterStats()
         # Called on the writer's thread after each commit, with the batch, what it changed
@@ -75,7 +76,12 @@ class Writer:
         self.on_commit: Callable[[Batch, Written, float], None] | None = None
         self.committed = threading.Condition()  # notified after each commit (tests, waits)
         self._ack = ack
-        self._queue: queue.Queue[Any] = queue.Queue(queue_size)
+        # The hand-over: a list the network thread appends to and the writer takes from,
+        # under one condition (a queue.Queue costs a lock round per message each side).
+        self.queue_size = queue_size
+        self._ready = threading.Condition()
+        self._waiting: list[Pending] = []
+        self._stopping = False  # close() asked: store what is waiting, then stop
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="edge-sink-writer", daemon=True)
         self._started = False
@@ -88,21 +94,28 @@ class Writer:
 
     def put(self, pending: Pending) -> None:
         """Queue a message; blocks while the queue is full (the database is behind)."""
-        while not self._closing.is_set():
-            try:
-                self._queue.put(pending, timeout=0.5)
-                return
-            except queue.Full:
-                continue
+        with self._ready:
+            while len(self._waiting) >= self.queue_size:
+                if self._closing.is_set():
+                    return
+                self._ready.wait(0.5)
+            self._waiting.append(pending)
+            self._last_put = time.monotonic()
+            if len(self._waiting) in (1, self.batch_rows):  # the writer may be waiting
+                self._ready.notify_all()
 
     def close(self, timeout: float = 30.0) -> None:
         """Store and acknowledge what was put so far, then stop. Idempotent. A batch the
         database still refuses at ``timeout`` stays unacknowledged (the broker keeps it)."""
         if not self._started or self._closing.is_set():
             return
-        self._queue.put(_STOP)
+        with self._ready:
+            self._stopping = True
+            self._ready.notify_all()
         self._thread.join(timeout)
         self._closing.set()
+        with self._ready:
+            self._ready.notify_all()
         self._thread.join(1.0)
 
     # -- the writer's thread ---------------------------------------------------------------
@@ -113,24 +126,27 @@ class Writer:
             items, stopping = self._take()
             if items and not self._store(items):
                 return  # closed while the database refused: nothing more is acknowledged
-            for item in items:
-                self._ack(item.token)
+            if items:
+                self._ack([item.token for item in items])
 
     def _take(self) -> tuple[list[Pending], bool]:
-        first = self._queue.get()
-        if first is _STOP:
-            return [], True
-        items = [first]
-        deadline = time.monotonic() + self.batch_ms / 1000
-        while len(items) < self.batch_rows:
-            try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if item is _STOP:
-                return items, True
-            items.append(item)
-        return items, False
+        """Up to ``batch_rows`` messages, waiting ``batch_ms`` after the first for more
+        while they keep coming (``idle_ms`` apart at most); True once closing and nothing
+        is left."""
+        with self._ready:
+            self._ready.wait_for(lambda: self._waiting or self._stopping)
+            if self._waiting:
+                deadline = time.monotonic() + self.batch_ms / 1000
+                while len(self._waiting) < self.batch_rows and not self._stopping:
+                    now = time.monotonic()
+                    left = min(deadline, self._last_put + self.idle_ms / 1000) - now
+                    if left <= 0:
+                        break
+                    self._ready.wait(left)
+            items = self._waiting[: self.batch_rows]
+            del self._waiting[: self.batch_rows]
+            self._ready.notify_all()  # room for the network thread
+            return items, self._stopping and not self._waiting
 
     def _store(self, items: list[Pending]) -> bool:
         batch = Batch()

@@ -1,7 +1,8 @@
 """The one TOML config file, validated once into typed, immutable objects.
 
 :mod:`~edge.config.device` holds the file's sections (``[device]``, ``[storage]``,
-``[uplink]``, ``[commands]``) and :func:`~edge.config.device.load`;
+``[uplink]``, ``[commands]``; ``[metrics]`` from :mod:`~edge.config.metrics`) and
+:func:`~edge.config.device.load`;
 :mod:`~edge.config.sensing` the sensing pipeline's tables (sensors and their filters,
 detectors, actions), checked against the ``sensors`` and ``models`` registries;
 :mod:`~edge.config.validation` the small coercing validators behind both, with the path,
@@ -20,11 +21,13 @@ from edge.config.device import (
     load,
     parse,
 )
+from edge.config.metrics import MetricsConfig
 
 __all__ = [
     "CommandsConfig",
     "Config",
     "DeviceConfig",
+    "MetricsConfig",
     "StorageConfig",
     "UplinkConfig",
     "load",

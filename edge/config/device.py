@@ -17,6 +17,13 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from edge.config.command_key import read_key_env, read_key_file
+from edge.config.feedback import FeedbackConfig
+from edge.config.homeassistant import (
+    HomeAssistantConfig,
+    bridge_problem,
+    unsigned_broker_problem,
+)
+from edge.config.metrics import MetricsConfig
 from edge.config.secrets import hide_password, private_file_problem, read_secret_text
 from edge.config.sensing import (
     ActionConfig,
@@ -25,6 +32,7 @@ from edge.config.sensing import (
     FilterConfig,
     SensorCommon,
     SensorConfig,
+    action_outputs,
     parse_actions,
     parse_detectors,
     parse_sensors,
@@ -76,6 +84,22 @@ MIN_CAP = 128 * 1024  # below this the WAL and SQLite's own pages leave no room 
 def cap_bytes(value: int) -> str | None:
     if value < 0 or 0 < value < MIN_CAP:
         return f"0 (no cap) or at least {MIN_CAP} bytes"
+    return None
+
+
+MIN_CARD = 64 * 1024 * 1024  # below this, a size is surely gigabytes written as bytes
+MAX_HEARTBEAT = 86_400.0
+
+
+def card_size(value: int) -> str | None:
+    if value < MIN_CARD:
+        return f"the card's size in bytes, at least {MIN_CARD} (a 32 GB card: 32_000_000_000)"
+    return None
+
+
+def heartbeat_period(value: float) -> str | None:
+    if value != 0 and not 1 <= value <= MAX_HEARTBEAT:
+        return f"0 (no heartbeat) or a number of seconds from 1 to {MAX_HEARTBEAT:g}"
     return None
 
 
@@ -132,6 +156,23 @@ class StorageConfig:
             "min": 0.0,
             "max": 3600,
             "doc": "seconds between rewrites of <state_dir>/status.json (`edge status`); 0: none",
+        },
+    )
+    card_bytes: int | None = field(
+        default=None,
+        metadata={
+            "check": card_size,
+            "expects": f"an integer >= {MIN_CARD}",
+            "doc": "size of the SD card (or flash) holding state_dir, for the card life"
+            " estimate; unset: the size of state_dir's filesystem",
+        },
+    )
+    card_tbw_per_gb: float = field(
+        default=0.1,
+        metadata={
+            "min": 0.001,
+            "max": 1000.0,
+            "doc": "the card's endurance: terabytes it takes written per gigabyte of its size",
         },
     )
     ttl_warning: float | None = field(
@@ -221,6 +262,15 @@ class UplinkConfig:
             "min": 1.0,
             "max": 86_400,
             "doc": "seconds between tries to go back to the first broker while on a fallback",
+        },
+    )
+    heartbeat: float = field(
+        default=60.0,
+        metadata={
+            "check": heartbeat_period,
+            "expects": f"0 or a number from 1 to {MAX_HEARTBEAT:g}",
+            "doc": "seconds between retained `online` statuses with the device's health"
+            " figures; 0: the birth only",
         },
     )
 
@@ -401,6 +451,9 @@ class Config:
     detectors: tuple[DetectorConfig, ...]
     actions: tuple[ActionConfig, ...] = ()
     commands: CommandsConfig = CommandsConfig()
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
 
     def summary(self) -> str:
         """One paragraph saying what this config will do."""
@@ -412,8 +465,21 @@ class Config:
             f"{self.storage.state_dir} (durability {self.storage.durability}, commit window "
             f"{self.storage.commit_window_ms} ms) and sent to {_brokers(self.uplink)} under "
             f"'{self.uplink.topic_prefix}/{self.device.id}/' at QoS {self.uplink.qos} with "
-            f"{self.uplink.inflight} in flight."
+            f"{self.uplink.inflight} in flight.{_watched(self)}"
         )
+
+
+def _watched(config: Config) -> str:
+    """How the device reports on itself, as the summary says it: heartbeat and metrics."""
+    heartbeat = config.uplink.heartbeat
+    parts = [f"a heartbeat status every {heartbeat:g} s" if heartbeat else "no heartbeat"]
+    metrics = config.metrics
+    if metrics.textfile is not None:
+        parts.append(f"metrics in {metrics.textfile} every {metrics.every:g} s")
+    if metrics.port is not None:
+        host = f"[{metrics.listen}]" if ":" in metrics.listen else metrics.listen
+        parts.append(f"metrics at http://{host}:{metrics.port}/metrics")
+    return f" Health: {'; '.join(parts)}."
 
 
 def _brokers(uplink: UplinkConfig) -> str:
@@ -430,7 +496,18 @@ def _described(sensor: SensorConfig) -> str:
     return f"{sensor.id} ({sensor.type})"
 
 
-_SECTIONS = ("device", "storage", "uplink", "commands", "sensors", "detectors", "actions")
+_SECTIONS = (
+    "device",
+    "storage",
+    "uplink",
+    "commands",
+    "homeassistant",
+    "metrics",
+    "feedback",
+    "sensors",
+    "detectors",
+    "actions",
+)
 
 
 def load(path: str | Path, *, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Config:
@@ -475,6 +552,13 @@ def validate(data: dict[str, Any], source: str) -> Config:
     storage = build(StorageConfig, data.get("storage", {}), "storage", problems)
     uplink = build(UplinkConfig, data.get("uplink", {}), "uplink", problems)
     commands = build(CommandsConfig, data.get("commands", {}), "commands", problems)
+    homeassistant = build(
+        HomeAssistantConfig, data.get("homeassistant", {}), "homeassistant", problems
+    )
+    metrics = build(MetricsConfig, data.get("metrics", {}), "metrics", problems)
+    feedback = build(FeedbackConfig, data.get("feedback", {}), "feedback", problems)
+    if feedback is not None and feedback.enabled and commands and not commands.enabled:
+        problems.add("feedback.enabled", "verdicts come as commands: enable [commands] too")
     declared: set[str] = set()  # every sensor id given, valid sensor or not
     sensors = parse_sensors(data.get("sensors", []), problems, declared)
     detectors = parse_detectors(data.get("detectors", []), sensors, declared, problems)
@@ -484,7 +568,18 @@ def validate(data: dict[str, Any], source: str) -> Config:
         if storage.full_output not in outputs:
             path = "storage.full_output"
             unknown_type(problems, path, storage.full_output, outputs, what="a gpio.output id")
-    if problems or device is None or storage is None or uplink is None or commands is None:
+    if homeassistant is not None and homeassistant.enabled and uplink and commands:
+        _check_switches(homeassistant, uplink, commands, sensors, problems)
+    if (
+        problems
+        or device is None
+        or storage is None
+        or uplink is None
+        or commands is None
+        or homeassistant is None
+        or metrics is None
+        or feedback is None
+    ):
         raise ConfigError(problems.items)
     return Config(
         source,
@@ -495,7 +590,31 @@ def validate(data: dict[str, Any], source: str) -> Config:
         tuple(detectors),
         actions,
         commands,
+        homeassistant,
+        metrics,
+        feedback,
     )
+
+
+def _check_switches(
+    settings: HomeAssistantConfig,
+    uplink: UplinkConfig,
+    commands: CommandsConfig,
+    sensors: Mapping[str, SensorConfig],
+    problems: Problems,
+) -> None:
+    """Home Assistant's way to the outputs must be one that works, and an unsigned one only
+    over a broker whose ACL can keep it to Home Assistant."""
+    path = "homeassistant.switches"
+    if settings.switches == "bridge":
+        problem = bridge_problem(commands.enabled, action_outputs(sensors))
+        if problem:
+            problems.add(path, problem)
+    elif settings.switches == "unsigned":
+        for url in uplink.brokers:
+            problem = unsigned_broker_problem(url, uplink.username)
+            if problem:
+                problems.add(path, problem)
 
 
 __all__ = [
@@ -505,7 +624,10 @@ __all__ = [
     "DetectorCommon",
     "DetectorConfig",
     "DeviceConfig",
+    "FeedbackConfig",
     "FilterConfig",
+    "HomeAssistantConfig",
+    "MetricsConfig",
     "SensorCommon",
     "SensorConfig",
     "StorageConfig",

@@ -124,6 +124,9 @@ fi
 
 # The config: the bundle's, or a commented example; an existing one is never overwritten.
 mkdir -p "$ETC"
+# The service writes edge.toml.new and edge.toml.previous beside it (a remote config).
+chmod 0770 "$ETC"
+[ -n "$ROOT" ] || chgrp edgeline "$ETC"
 if [ -e "$ETC/edge.toml" ]; then
     if [ -f "$BUNDLE/config/edge.toml" ] && ! cmp -s "$BUNDLE/config/edge.toml" "$ETC/edge.toml"; then
         say "kept $ETC/edge.toml (the bundle's config differs; it is not applied)"

@@ -3,6 +3,9 @@
 It fits on normal data only: readings inside a scored label's window (``anomaly`` or
 ``fault`` on this sensor, or on the whole device) are left out, and no window spans the gap
 they leave. The threshold is calibrated on held-out windows; the file carries its metadata.
+With ``labels`` (a device's feedback file), operators' verdicts join in: the readings of
+false alarms are fitted as normal, and true alarms and misses are scored against the
+threshold (:mod:`edge.modeltools.verdicts`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from edge.modeltools.series import (
     series,
     series_names,
 )
+from edge.modeltools.verdicts import verdict_windows
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class TrainReport:
     components: int
     explained: float
     resolved: bool  # enough held-out windows to place the fpr quantile
+    feedback: dict[str, int] | None = None  # what the verdicts gave, with labels
 
     def summary(self) -> str:
         m = self.metadata
@@ -70,6 +75,13 @@ class TrainReport:
             f"of {self.held_out} held-out windows",
             f"  weights sha256 {m.weights_sha256}",
         ]
+        if self.feedback is not None:
+            f = self.feedback
+            lines.append(
+                f"  verdicts: {f['false_alarm_windows']} windows of false alarms fitted as "
+                f"normal; {f['anomalies_caught']} of {f['anomalies']} true alarms and misses "
+                f"score above the threshold; {f['skipped']} verdicts skipped"
+            )
         if not self.resolved:
             lines.append(
                 f"  note: {self.held_out} held-out windows cannot place that rate (it takes "
@@ -99,13 +111,16 @@ def train(
     name: str | None = None,
     version: str = "1",
     components: int | float = 0.9,
+    labels: str | Path | None = None,
 ) -> TrainReport:
     """Fit an anomaly model on the normal readings of ``sensor`` and write it to ``out``.
 
     ``hop`` defaults to ``window`` (tumbling windows). ``components``: a count, or the
-    fraction of variance to keep. ``false_alarms_per_day``, when given, sets ``fpr`` from the
-    window rate (see :mod:`models.training`). Raises :class:`ModelCommandError` for unusable
-    input, :class:`~models.errors.ParamsError` for bad parameters.
+    fraction of variance to keep. ``labels``: a device's feedback file, whose verdicts on
+    this series join in (see the module docstring). ``false_alarms_per_day``, when given,
+    sets ``fpr`` from the window rate (see :mod:`models.training`). Raises
+    :class:`ModelCommandError` for unusable input, :class:`~models.errors.ParamsError` for
+    bad parameters.
     """
     from models import training
 
@@ -122,12 +137,33 @@ def train(
     names = series_names(sensor, quantity, inputs)
     segments = list(normal_segments(data, recording.labels, names))
     matrix, used = feature_matrix(data, iter(segments), window, hop, spec, rate)
+    verdicts = None
+    if labels is not None:
+        if inputs or data.width is not None:
+            raise ModelCommandError("--labels: verdict windows are one scalar series each")
+        verdicts = verdict_windows(labels, sensor=sensor, quantity=quantity, window=window,
+                                   hop=hop, spec=spec, rate=rate)  # fmt: skip
+        # First, so they are fitted, never held out: the held-out windows stay the
+        # recording's own last ones, as many as without the verdicts.
+        held = max(1, round(len(matrix) * holdout))
+        matrix = np.concatenate([verdicts.normal, matrix])
+        holdout = held / len(matrix)
     gap = math.ceil(window / hop) - 1  # windows sharing readings with the last fitted one
     try:
         trained = training.train(matrix, components=components, fpr=fpr, holdout=holdout, gap=gap)
     except ModelError as exc:
         raise ModelCommandError(f"{recording_path}: {exc}") from exc
     model, calibration = trained.model, trained.calibration
+    feedback = None
+    if verdicts is not None:
+        scores = np.asarray(model.score(verdicts.anomalous), dtype=np.float64).reshape(-1)
+        feedback = {
+            "verdicts": verdicts.used,
+            "false_alarm_windows": len(verdicts.normal),
+            "anomalies": len(verdicts.anomalous),
+            "anomalies_caught": int((scores > calibration.threshold).sum()),
+            "skipped": verdicts.skipped,
+        }
     k = model.inputs
     meta = ModelMetadata(
         name=name or Path(out).stem,
@@ -162,6 +198,11 @@ def train(
             "components": int(model.components.shape[1]),
             "explained_variance": round(model.explained, 6),
             "model": "pca-reconstruction",
+            **(
+                {"feedback": {"source": Path(labels).name, **feedback}}
+                if feedback and labels
+                else {}
+            ),
         },
         weights_sha256="",
         inputs=tuple(inputs),
@@ -178,6 +219,7 @@ def train(
         components=int(model.components.shape[1]),
         explained=model.explained,
         resolved=calibration.resolved,
+        feedback=feedback,
     )
 
 

@@ -334,8 +334,8 @@ class Outbox:
         cursors = after or {}
         take = limit + len(exclude) if limit >= 0 else -1
         scans = " UNION ALL ".join(
-            "SELECT * FROM (SELECT p.seq, p.priority, e.sensor, e.kind, e.payload"
-            " FROM pending p CROSS JOIN events e ON e.seq = p.seq"
+            "SELECT * FROM (SELECT p.seq, p.priority, e.sensor, e.kind, e.payload,"
+            " e.synced, e.mono, e.epoch FROM pending p CROSS JOIN events e ON e.seq = p.seq"
             " WHERE p.priority = ? AND p.seq > ? ORDER BY p.seq LIMIT ?)"
             for _ in PRIORITIES
         )
@@ -345,10 +345,26 @@ class Outbox:
         with self._lock:
             rows = self._conn.execute(f"{scans} ORDER BY 2, 1", params).fetchall()
             skip = set(exclude)
-            events = [Event(*row) for row in rows if row[0] not in skip]
+            events = self._events([row for row in rows if row[0] not in skip])
             events = events if limit < 0 else events[:limit]
             if hold is not None:
                 hold([e.seq for e in events])
+        return events
+
+    def _events(self, rows: Sequence[Any]) -> list[Event]:
+        """Events from (seq, priority, sensor, kind, payload, synced, mono, epoch) rows,
+        each with what is left of its priority's TTL (lock held)."""
+        ttl = self.limits.ttl
+        if not ttl:
+            return [Event(*row[:5]) for row in rows]
+        now = self._now()
+        events = []
+        for seq, priority, sensor, kind, payload, synced, mono, epoch in rows:
+            left = None
+            if priority in ttl:
+                age = self._evictor.age(seq, synced, mono, epoch, now)
+                left = None if age is None else ttl[priority] - age
+            events.append(Event(seq, priority, sensor, kind, payload, left))
         return events
 
     def has_pending(self) -> bool:
@@ -398,14 +414,14 @@ class Outbox:
         while cursor < last:
             with self._lock:
                 rows = self._conn.execute(
-                    "SELECT seq, priority, sensor, kind, payload FROM events"
-                    " WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                    "SELECT seq, priority, sensor, kind, payload, synced, mono, epoch"
+                    " FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
                     (cursor, last, BATCH),
                 ).fetchall()
+                events = self._events(rows)
             if not rows:
                 return
-            for row in rows:
-                yield Event(*row)
+            yield from events
             cursor = rows[-1][0]
 
     def __iter__(self) -> Iterator[Event]:

@@ -1,4 +1,5 @@
-"""What the runtime answers to: the ``ping``, ``status``, ``model`` and ``replay`` commands.
+"""What the runtime answers to: the ``ping``, ``status``, ``model``, ``replay`` and ``output``
+commands.
 
 ``replay`` publishes a seq range of the outbox once more, for a consumer that found a gap::
 
@@ -12,15 +13,17 @@ replay`` does, and answers with what it sent and the ranges it no longer holds.
 
 ``model`` drives an ``onnx`` detector's models from the cloud side::
 
-    {"detector": "bearing-anomaly", "action": "reload" | "shadow" | "promote" | "drop" | "status",
+    {"detector": "bearing-anomaly",
+     "action": "reload" | "shadow" | "promote" | "drop" | "status" | "put",
      "path": "/etc/edgeline/models/bearing-v2.onnx"}
 
 ``reload`` and ``shadow`` read the file on the command worker (``path``: a file in the same
 directory as the detector's configured model; default the configured model, or its
 ``shadow`` file) and swap it in or start it in shadow on the sampling thread, as a changed
 file does; ``promote`` and ``drop`` end a shadow trial; ``status`` says which model runs,
-its threshold and last score, and how a candidate compares. Each outcome is also the
-detector's usual ``health`` event.
+its threshold, sha256 and last score, and how a candidate compares. ``put`` sends a new
+model file in chunks and starts it in shadow (:mod:`edge.runtime.model_put`). Each outcome
+is also the detector's usual ``health`` event.
 """
 
 from __future__ import annotations
@@ -41,12 +44,31 @@ if TYPE_CHECKING:
     from models.onnx_detector import OnnxDetector
 
 Post = Callable[[Callable[[], None]], None]
-ACTIONS = ("reload", "shadow", "promote", "drop", "status")
+ACTIONS = ("reload", "shadow", "promote", "drop", "status", "put")
 MAX_REPLAY = 100_000  # events one command may ask for: a gap, not the whole history
 
 
 def ping(args: Mapping[str, Any]) -> Mapping[str, Any]:
     return {"pong": True, **({"echo": args["echo"]} if "echo" in args else {})}
+
+
+def output_handler(outputs: Mapping[str, Any], post: Post) -> Handler:
+    """``output``: switch a ``gpio.output`` or an MCU's output (``<sensor>.<output>``) on or
+    off, on the sampling thread, as an action would (what Home Assistant's switches send
+    through ``edge homeassistant bridge``)."""
+
+    def output(args: Mapping[str, Any]) -> Mapping[str, Any]:
+        name, on = args.get("output"), args.get("on")
+        target = outputs.get(name) if isinstance(name, str) else None
+        if target is None:
+            known = ", ".join(sorted(outputs)) or "none"
+            raise CommandRefused(f"output must name an output ({known}), got {name!r}")
+        if not isinstance(on, bool):
+            raise CommandRefused(f"on must be true or false, got {on!r}")
+        on_sampler(post, lambda: target.set(on))
+        return {"output": name, "on": on}
+
+    return output
 
 
 def status_handler(
@@ -107,7 +129,14 @@ def _seq(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def model_handler(detectors: Mapping[str, OnnxDetector], post: Post) -> Handler:
+def model_handler(
+    detectors: Mapping[str, OnnxDetector], post: Post, state_dir: str | Path | None = None
+) -> Handler:
+    """``model``; ``put`` needs ``state_dir``, where its chunks wait."""
+    from edge.runtime.model_put import ModelPuts
+
+    puts = None if state_dir is None else ModelPuts(state_dir, post)
+
     def model(args: Mapping[str, Any]) -> Mapping[str, Any]:
         detector_id, action = args.get("detector"), args.get("action")
         detector = detectors.get(detector_id) if isinstance(detector_id, str) else None
@@ -118,6 +147,10 @@ def model_handler(detectors: Mapping[str, OnnxDetector], post: Post) -> Handler:
             )
         if action not in ACTIONS:
             raise CommandRefused(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
+        if action == "put":
+            if puts is None:
+                raise CommandRefused("put is not available here (no state directory)")
+            return puts.put(detector, args)
         if action in ("reload", "shadow"):
             path = _path(detector, args.get("path"), shadow=action == "shadow")
             prepared = detector.prepare(path)  # the disk work, here on the worker
@@ -164,11 +197,12 @@ def _status(detector: OnnxDetector) -> dict[str, Any]:
     found: dict[str, Any] = {
         "model": detector.model_name,
         "version": detector.model_version,
+        "sha256": detector.model_sha256,
         "threshold": detector.threshold,
         "score": detector.score,
         "state": detector.state,
     }
     stats = detector.shadow_stats()
     if stats is not None:
-        found["shadow"] = stats.as_fields()
+        found["shadow"] = {**stats.as_fields(), "sha256": detector.candidate_sha256}
     return found

@@ -22,9 +22,11 @@ One object owns the hand-offs, so the recorder and the uplink never call each ot
 - **deleted**: that commit marks it delivered (kept for replay, or deleted) and says so
   in ``stored``, which closes the loop.
 
-Eviction runs inside a commit and asks ``spared``: what the uplink holds and what is
-acknowledged but not yet deleted is never evicted (it is in flight, or already upstream),
-so no eviction report ever names an event the broker receives.
+Eviction runs inside a commit and asks ``spared``: what the uplink holds (claimed, in
+flight, or in doubt: published on a connection that died before its PUBACK) and what is
+acknowledged but not yet deleted is never evicted (it is on its way, or may be upstream
+already), so no eviction report names an event the broker received (a power cut aside: the
+next boot cannot know what was in flight).
 
 Threads: ``stored`` and ``spared`` run on the recorder's thread (``spared`` with the outbox
 locked), ``acknowledged`` on the uplink's link thread (its lock held), ``undeleted`` on the

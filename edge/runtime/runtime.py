@@ -25,8 +25,12 @@ from edge.outbox.eviction import outbox_alarm
 from edge.outbox.limits import OutboxLimits
 from edge.outbox.store import Outbox
 from edge.runtime.actions import Actions
+from edge.runtime.config_files import config_version
 from edge.runtime.delivery import Delivery
 from edge.runtime.detector_state import DetectorStates
+from edge.runtime.health import Health, Window, filesystem_bytes, health_json
+from edge.runtime.heartbeat import Heartbeat
+from edge.runtime.metrics import Family, MetricsOutputs, families
 from edge.runtime.model_watch import ModelWatch
 from edge.runtime.pushed import PushedReadings
 from edge.runtime.recorder import RUNTIME_SENSOR
@@ -42,7 +46,9 @@ from sensors import SENSOR_TYPES, Hardware, Value
 from sensors.base import PushedSensor
 from sensors.mcu import McuSensor
 
-if TYPE_CHECKING:  # imported when [commands] is enabled: most devices never load them
+if TYPE_CHECKING:  # imported when [commands], [homeassistant] or [feedback] is enabled
+    from edge.runtime.feedback import Feedback
+    from edge.runtime.homeassistant import HomeAssistant
     from edge.uplink.commands import Commands, Handler, Request
 
 log = logging.getLogger(__name__)
@@ -57,7 +63,10 @@ class Runtime:
     Threads it starts: ``edgeline-sampler`` (the scheduler: every poll, filter, detector
     and action, and whatever other threads post to it), the delivery loop's
     ``edgeline-recorder``, ``edgeline-link`` and ``edgeline-sender``, the command worker,
-    the model watcher and the detector-state writer. Edge sensors (``gpio.edge``) report
+    the model watcher, the detector-state writer, ``edgeline-status``, and with their
+    settings ``edgeline-heartbeat``, ``edgeline-metrics`` (the textfile) and
+    prometheus-client's HTTP server; Home Assistant discovery, when enabled, runs on the
+    link and recorder threads. Edge sensors (``gpio.edge``) report
     on gpiozero's threads, pushed sensors (``serial.mcu``) on their link's, and are handled
     on the sampling thread. ``start``, ``close``,
     ``crash``, ``drain`` and ``status`` are called from the owner's thread (``edge run``'s
@@ -98,20 +107,45 @@ class Runtime:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.commands = self._commands()  # None unless [commands] enabled
+        self.homeassistant: HomeAssistant | None = None
         self.status_file: StatusFile | None = None
         if storage.status_interval > 0:
             path = Path(storage.state_dir) / STATUS_NAME
             self.status_file = StatusFile(path, self.status_report, storage.status_interval)
         self._started = ""
-        self._config_sha256 = _file_sha256(config.source) if self.status_file else None
+        self._config_sha256 = _file_sha256(config.source)  # the birth and status say it
+        self.metrics: MetricsOutputs | None = None
+        self.feedback: Feedback | None = None
         try:
             self.delivery = self._delivery()
             self.recorder, self.uplink = self.delivery.recorder, self.delivery.uplink
+            self.feedback = self._feedback()  # None unless [feedback] enabled
+            # The figures the heartbeat, status.json and the metrics share (edge.runtime.health).
+            self.health = Health(
+                clock=clock,
+                scheduler=self.scheduler,
+                sensors=self.sensors,
+                outbox=self.outbox,
+                queued=lambda: self.recorder.queued,
+                link=lambda: self.uplink.stats,
+                card_bytes=storage.card_bytes or filesystem_bytes(storage.state_dir),
+                card_tbw_per_gb=storage.card_tbw_per_gb,
+            )
+            self._status_window = Window()  # status.json's rates: since its last rewrite
+            self.heartbeat: Heartbeat | None = None
+            if config.uplink.heartbeat > 0:
+                self.heartbeat = Heartbeat(
+                    config.uplink.heartbeat, self.health, self.uplink.publish_status, self.scheduler
+                )
             self._build_sensors()
             if self.commands is not None:
                 self.commands.handlers.update(self._command_handlers())
+            self.homeassistant = self._homeassistant()  # None unless [homeassistant] enabled
+            if config.metrics.enabled:  # the port is listening from here on
+                self.metrics = MetricsOutputs(config.metrics, config.source, self.metric_families)
         except BaseException:
             self._close_sensors()
+            self._close_feedback()
             self.outbox.close()
             raise
 
@@ -128,11 +162,19 @@ class Runtime:
                 "outbox": self.outbox.describe(),
                 "version": __version__,
                 "sensors": [s.id for s in config.sensors],
+                "config_sha256": self._config_sha256,
+                "config_version": config_version(self._config_sha256),
+                # How often to expect a heartbeat: a consumer judges the status's age by it.
+                **({"heartbeat_s": config.uplink.heartbeat} if config.uplink.heartbeat else {}),
             },
             commands=self.commands,
         )
         delivery.listen(self._stored)
         return delivery
+
+    def metric_families(self) -> list[Family]:
+        """The metrics now (any thread but the sampling one: edge.runtime.health)."""
+        return families(self.health.figures(), device=self.device, version=__version__)
 
     def _commands(self) -> Commands | None:
         settings = self.config.commands
@@ -173,6 +215,58 @@ class Runtime:
             died=self._command_worker_died,
         )
 
+    def _feedback(self) -> Feedback | None:
+        """Operators' verdicts and the thresholds they move, when the config asks."""
+        if not self.config.feedback.enabled:
+            return None
+        from edge.runtime.feedback import Feedback
+
+        def health(sensor: str, fields: dict[str, Any]) -> None:  # any thread
+            stamp = self.stamp()
+            self.recorder.submit(Draft(sensor, "health", "info", None, stamp.mono, stamp.wall,
+                                       stamp.synced, fields))  # fmt: skip
+
+        feedback = Feedback(
+            self.config.feedback,
+            self.config.storage.state_dir,
+            stream=self.outbox.stream,
+            post=self.scheduler.post,
+            health=health,
+            wall=self.clock.wall,
+            last_seq=lambda: self.outbox.last_seq,
+        )
+        self.delivery.listen(feedback.committed)
+        return feedback
+
+    def _close_feedback(self) -> None:
+        if self.feedback is not None:
+            self.feedback.close()
+
+    def _homeassistant(self) -> HomeAssistant | None:
+        """Home Assistant discovery, on the uplink's connection, when the config asks."""
+        if not self.config.homeassistant.enabled:
+            return None
+        from edge.runtime.homeassistant import HomeAssistant
+
+        units: dict[str, dict[str | None, str]] = {}
+        for sensor_id, runner in self.sensors.items():
+            if list(runner.channels) == [None]:  # a single value, in its device's unit
+                units[sensor_id] = {None: runner.unit}
+            else:  # the quantities its telemetry events name, with their units
+                declared = runner.declared_units
+                units[sensor_id] = {q: declared.get(q, "") for q in runner.channels if q}
+        homeassistant = HomeAssistant(
+            self.config,
+            units,
+            self.actions.outputs,
+            post=self.scheduler.post,
+            clock=self.clock,
+            version=__version__,
+        )
+        self.uplink.carry(homeassistant)
+        self.delivery.listen(homeassistant.committed)
+        return homeassistant
+
     def _command_worker_died(self, reason: str) -> None:
         """The command worker ended and was replaced (its thread): say so upstream."""
         stamp = self.stamp()
@@ -182,14 +276,21 @@ class Runtime:
         self.recorder.submit(draft)
 
     def _command_handlers(self) -> dict[str, Handler]:
-        from edge.runtime.command_handlers import model_handler, replay_handler, status_handler
+        from edge.runtime.command_handlers import (
+            model_handler,
+            output_handler,
+            replay_handler,
+            status_handler,
+        )
 
         return {
             "status": status_handler(
                 self.outbox, self.sensors, self.commands.counters if self.commands else None
             ),
-            "model": model_handler(self._onnx, self.scheduler.post),
+            "model": model_handler(self._onnx, self.scheduler.post, self.config.storage.state_dir),
             "replay": replay_handler(self.outbox, self.config.uplink),
+            "output": output_handler(self.actions.outputs, self.scheduler.post),
+            **(self.feedback.handlers() if self.feedback is not None else {}),
         }
 
     def _build_sensors(self) -> None:
@@ -201,6 +302,8 @@ class Runtime:
                 where = f"{self.config.source}: detectors[{index}] ({det.id!r})"
                 raise ConfigError([f"{where}: {exc}"]) from exc
             self.detector_states.add(det.id, detector)  # resumes a persistent detector
+            if self.feedback is not None:  # keeps its readings, may move its threshold
+                detector = self.feedback.watch(det.id, det.sensor, det.quantity, detector)
             if isinstance(detector, OnnxDetector):
                 self.models.add(det.id, detector)
                 self._onnx[det.id] = detector
@@ -243,6 +346,9 @@ class Runtime:
                 device: Any = sensor.device
                 device.start(self._edge_handler(sensor))
         self.detector_states.start(self.scheduler)
+        self.health.start()
+        if self.heartbeat is not None:  # before the loop runs: its queue is the loop's then
+            self.heartbeat.start()
         interval = self.notifier.watchdog_interval if self.notifier is not None else None
         if self.notifier is not None and interval is not None:
             # On the sampling thread, as a task like any sensor's: a stuck loop stops
@@ -252,6 +358,8 @@ class Runtime:
         self.sample(until)
         if self.status_file is not None:  # sampling has started: the file says running
             self.status_file.start()
+        if self.metrics is not None:
+            self.metrics.start()
 
     def sample(self, until: float | None = None) -> None:
         """(Re)start the sampling thread, until ``stop()`` or the clock reaches ``until``."""
@@ -300,13 +408,20 @@ class Runtime:
             if self.commands is not None:
                 self.commands.close(timeout)
             self.sampling_done(timeout)
+            if self.heartbeat is not None:  # none after the offline status below
+                self.heartbeat.close()
             self.detector_states.close()  # sampling has stopped: save what they learnt
             self._close_sensors()
             self.delivery.close(timeout)  # stored, offline published, deletions committed
+            if self.homeassistant is not None:  # removals the broker has, forgotten
+                self.homeassistant.close()
             if self.status_file is not None:  # the final counts, and "stopped"
                 self.status_file.close()
         finally:
+            if self.metrics is not None:  # the textfile's final counts; the port closed
+                self.metrics.close()
             self.recorder.close()  # idempotent: stopped even when closing failed early
+            self._close_feedback()
             self.outbox.close()
 
     def crash(self) -> None:
@@ -324,11 +439,16 @@ class Runtime:
         if self.commands is not None:
             self.commands.close(1.0)
         self.sampling_done(5.0)
+        if self.heartbeat is not None:
+            self.heartbeat.close()
         if self.status_file is not None:
             self.status_file.close(final=False)  # a power cut leaves the last "running"
+        if self.metrics is not None:  # a restart on the same config binds the port again
+            self.metrics.close(final=False)
         self.detector_states.abort()
         self.delivery.abort()
         self._close_sensors()  # the hardware outlives the process: free its pins
+        self._close_feedback()
         self.outbox.close()
 
     def __enter__(self) -> Runtime:
@@ -403,10 +523,11 @@ class Runtime:
         self.watcher.committed(events)
 
     def status_report(self) -> dict[str, Any]:
-        """What ``<state_dir>/status.json`` says (any thread: counters and the outbox's
-        stats, which take its lock, never the sampling thread's time)."""
-        stats = self.outbox.stats()
-        link = self.uplink.stats
+        """What ``<state_dir>/status.json`` says (the status file's thread: counters and
+        the outbox's stats, which take its lock, never the sampling thread's time); one
+        reading of :class:`~edge.runtime.health.Health`, as the heartbeat and the metrics."""
+        figures = self.health.figures()
+        stats, link = figures.outbox, figures.link
         return {
             "device": self.device,
             "version": __version__,
@@ -415,19 +536,20 @@ class Runtime:
             "pid": os.getpid(),
             "config": self.config.source,
             "config_sha256": self._config_sha256,
+            "config_version": config_version(self._config_sha256),
             "started": self._started,
             "time": format_ts(self.clock.wall()),
             "synced": self.clock.synced(),
-            "readings": sum(s.readings for s in self.sensors.values()),
-            "jitter_p99_ms": round(self.scheduler.jitter().p99 * 1000, 3),
+            "readings": figures.readings,
+            "jitter_p99_ms": round(figures.lateness_p99_s * 1000, 3),
             "sensors": {
                 sensor_id: {
-                    "state": "degraded" if runner.degraded else "ok",
-                    "readings": runner.readings,
-                    "faults": runner.faults,
-                    **runner.hardware_status(),
+                    "state": "degraded" if counts.degraded else "ok",
+                    "readings": counts.readings,
+                    "faults": counts.faults,
+                    **self.sensors[sensor_id].hardware_status(),
                 }
-                for sensor_id, runner in self.sensors.items()
+                for sensor_id, counts in figures.sensors.items()
             },
             "models": {
                 detector_id: {"name": d.model_name, "version": d.model_version}
@@ -446,6 +568,8 @@ class Runtime:
                 "acked": link.acked,
                 "last_error": link.last_error,
             },
+            # The heartbeat's own block (rates over this file's interval, not the heartbeat's).
+            "health": health_json(figures, self._status_window.rates(figures)),
         }
 
     def status(self) -> dict[str, Any]:

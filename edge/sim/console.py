@@ -119,5 +119,8 @@ class Console(Watcher):
             self._print(f"{'':10}live      {text}")
 
     def status(self, topic: str, body: dict[str, Any]) -> None:
-        if not self.quiet:
+        # A heartbeat (an online status with health figures) says nothing the live line
+        # does not, and at full speed there is one every few milliseconds: births and
+        # wills only.
+        if not self.quiet and "health" not in body:
             self._print(f"{'':10}status    {topic} {body.get('state')}")

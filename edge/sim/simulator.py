@@ -78,14 +78,22 @@ def clock_for(scenario: Scenario, speed: float | None) -> Clock:
 
 
 def for_device(scenario: Scenario, index: int, count: int, state_dir: Path) -> Scenario:
-    """The scenario of device ``index`` of ``count``: its own id and state directory."""
+    """The scenario of device ``index`` of ``count``: its own id and state directory, and
+    its own metrics textfile (``<name>-<device>.prom``) and port (the port + ``index``)."""
     if count == 1:
         return scenario
     config = scenario.config
     device = dataclasses.replace(config.device, id=f"{config.device.id}-{index + 1:03d}")
     storage = dataclasses.replace(config.storage, state_dir=str(state_dir / device.id))
     settings = dataclasses.replace(scenario.settings, seed=scenario.settings.seed + index)
-    config = dataclasses.replace(config, device=device, storage=storage)
+    metrics = config.metrics
+    if metrics.textfile is not None:
+        textfile = Path(metrics.textfile)
+        named = textfile.with_name(f"{textfile.stem}-{device.id}{textfile.suffix}")
+        metrics = dataclasses.replace(metrics, textfile=str(named))
+    if metrics.port is not None:
+        metrics = dataclasses.replace(metrics, port=metrics.port + index)
+    config = dataclasses.replace(config, device=device, storage=storage, metrics=metrics)
     return dataclasses.replace(scenario, config=config, settings=settings)
 
 

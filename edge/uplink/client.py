@@ -50,16 +50,23 @@ def paho_client(
     *,
     inflight: int,
     password: str | None = None,
+    persistent: bool = False,
+    kind: type[mqtt.Client] = mqtt.Client,
 ) -> mqtt.Client:
-    """A client for ``settings.broker``: MQTT 3.1.1 with a clean session or MQTT 5 (paho's
-    default session), at most ``inflight`` QoS 1/2 messages unacknowledged and nothing
-    queued behind them (the caller's window is the limit), the user name and ``password``,
-    and TLS for ``mqtts://`` (files that cannot be loaded raise ``UplinkError``)."""
+    """A client for ``settings.broker``: MQTT 3.1.1 with a clean session (``persistent``:
+    clean session off, so the broker keeps the session of ``client_id`` across connections)
+    or MQTT 5 (paho's default session; a persistent one is asked for in CONNECT, with clean
+    start off and a session expiry, by the caller), at most ``inflight`` QoS 1/2 messages
+    unacknowledged and nothing queued behind them (the caller's window is the limit), the
+    user name and ``password``, and TLS for ``mqtts://`` (files that cannot be loaded raise
+    ``UplinkError``). ``kind``: paho's client class or a subclass of it."""
     v5 = settings.protocol == "5"
-    client = mqtt.Client(
+    if persistent and not client_id:
+        raise ValueError("a persistent session needs a client id")
+    client = kind(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
-        clean_session=None if v5 else True,
+        clean_session=None if v5 else not persistent,
         protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
     )
     client.max_inflight_messages_set(inflight)

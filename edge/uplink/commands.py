@@ -69,6 +69,16 @@ class CommandRefused(EdgelineError, ValueError):
     """A command that is not run: malformed, unsigned, forged, stale, replayed, unknown."""
 
 
+class Deferred(EdgelineError):
+    """Raised by a handler whose answer comes later, from another thread (a new config is
+    applied by the owner of the runtime, which the worker belongs to): the worker sends no
+    reply and hands the request to ``hand_over``, which answers it when the work is done."""
+
+    def __init__(self, hand_over: Callable[[Request], None]) -> None:
+        super().__init__("answered later")
+        self.hand_over = hand_over
+
+
 @dataclass(frozen=True)
 class Request:
     name: str
@@ -424,8 +434,15 @@ class Commands:
             )
         try:
             result = dict(handler(request.args))
+        except Deferred as later:
+            later.hand_over(request)
+            return None
         except (ValueError, LookupError) as exc:
-            return self._reply(request, {"ok": False, "error": str(exc).strip("'\"")})
+            outcome: dict[str, Any] = {"ok": False, "error": str(exc).strip("'\"")}
+            problems = getattr(exc, "problems", None)
+            if isinstance(problems, list):  # a refused config: every problem, one a line
+                outcome["problems"] = problems
+            return self._reply(request, outcome)
         except Exception as exc:  # a handler bug: answer, and keep the worker alive
             log.exception("command %s failed", name)
             return self._reply(request, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})

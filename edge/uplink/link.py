@@ -15,7 +15,9 @@ corrupt it).
 The uplink talks to the rest of the runtime through the delivery loop only
 (:class:`Acknowledgements`): it is told what was stored (``stored``), it says what the
 broker acknowledged, and it keeps the seqs it has claimed and not yet had acknowledged
-(``holding``), which eviction spares.
+(``holding``), which eviction spares. Those it published on a connection that died before
+their PUBACK came are in doubt (the broker may have them): they stay held until a PUBACK
+on a later connection settles them, so no eviction report names an event the broker got.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import socket
 import ssl
 import threading
 from collections import deque
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -43,6 +45,7 @@ from edge.events import PRIORITY_CRITICAL, Event, format_ts
 from edge.outbox.eviction import evicted_seqs
 from edge.outbox.store import Outbox
 from edge.uplink.client import paho_client, read_password
+from edge.uplink.expiry import expiry
 from edge.uplink.failover import Failover
 from edge.uplink.network import NetworkLoop
 from edge.uplink.pacing import Backoff, RateLimit
@@ -87,6 +90,39 @@ class CommandSink(Protocol):
         """A payload over ``max_size`` arrived and was dropped unread (link thread)."""
 
 
+# Publishes one retained message (QoS 1); returns whether the broker has acknowledged it
+# yet (ask later), or None when it was not sent (offline).
+RetainedPublisher = Callable[[str, bytes], "Callable[[], bool] | None"]
+
+
+class Companion(Protocol):
+    """What rides on the device's connection beside its events and commands (Home
+    Assistant discovery, :class:`edge.runtime.homeassistant.HomeAssistant`): retained
+    messages to publish after each connect, and topics to listen to."""
+
+    @property
+    def subscriptions(self) -> Sequence[str]:
+        """Topic filters subscribed to on each connect (QoS 1)."""
+
+    @property
+    def max_size(self) -> int:
+        """The largest payload taken on those topics: bigger ones are dropped unread."""
+
+    @property
+    def burst(self) -> int:
+        """How many messages it publishes at once after a connect, at most: paho's window
+        makes room for them, so that they never hold events back."""
+
+    def connected(self, publish: RetainedPublisher) -> None:
+        """The device is online again, its birth published (link thread, outside paho's
+        callbacks, so ``publish`` may be called here and from the companion's threads)."""
+
+    def received(self, topic: str, payload: bytes) -> None:
+        """A live (not retained) message on one of ``subscriptions`` (link thread, inside
+        paho's callback): hand it on, never block, never wait for a lock held while
+        publishing."""
+
+
 class Acknowledgements(Protocol):
     """Where the broker's acknowledgements go: the delivery loop
     (:class:`edge.runtime.delivery.Delivery`)."""
@@ -106,6 +142,7 @@ class _Session:
         self.url = url
         self.client = client
         self.online = False  # CONNACK received and not yet lost
+        self.announced = False  # the companion was told this session is online
         self.connected = False  # CONNACK was received at some point (backoff resets)
         self.lost = False
         self.inflight: dict[int, int] = {}
@@ -127,7 +164,8 @@ class Uplink:
     attempts; ``edgeline-sender`` claims events from the outbox and publishes while the
     window has room (paho's thread also refills it on each PUBACK). ``stored`` runs on the
     recorder's thread, ``holding`` on it too (with the outbox locked), ``reply`` on the
-    command worker; ``start``, ``close`` and ``abort`` on the runtime's. One condition
+    command worker, ``publish_retained`` on any thread (a companion's: Home Assistant
+    discovery); ``start``, ``close`` and ``abort`` on the runtime's. One condition
     (``_lock``) guards the session state; the uplink never calls the outbox while holding
     it (the outbox calls in, under its own lock: lock order outbox, then uplink).
     """
@@ -146,6 +184,7 @@ class Uplink:
     ) -> None:
         self.settings = settings
         self.commands = commands  # where downlink commands go
+        self.companion: Companion | None = None  # what else rides on the connection
         self.device = device
         self.outbox = outbox
         self.clock = clock
@@ -162,6 +201,10 @@ class Uplink:
         # Claimed in this session, not yet acknowledged: buffered or in flight. Eviction
         # spares them (``holding``); a session's end frees them.
         self._holding: set[int] = set()
+        # Published on a connection that died before their PUBACK: the broker may have
+        # them, so eviction spares them too, until a later PUBACK settles them. At most a
+        # window's worth per connection lost; they are the first claimed on the next one.
+        self._in_doubt: set[int] = set()
         # Bumped whenever the outbox may hold unclaimed events (commit, reconnect); the
         # sender sleeps only when a claim came up short at the current generation.
         self._wanted = 1
@@ -178,6 +221,10 @@ class Uplink:
         self._limit = RateLimit(settings.max_rate, clock) if settings.max_rate > 0 else None
 
     # -- lifecycle ---------------------------------------------------------------------
+
+    def carry(self, companion: Companion) -> None:
+        """Carry ``companion``'s messages and subscriptions too (before ``start``)."""
+        self.companion = companion
 
     def start(self) -> None:
         for name, target in (("link", self._link), ("sender", self._send)):
@@ -260,9 +307,10 @@ class Uplink:
         return len(session.inflight) if session else 0
 
     def holding(self) -> set[int]:
-        """Seqs claimed and not yet acknowledged: eviction must spare them."""
+        """Seqs claimed and not yet acknowledged, and those in doubt (published on a lost
+        connection, not acknowledged since): eviction must spare them."""
         with self._lock:
-            return set(self._holding)
+            return self._holding | self._in_doubt
 
     def _hold(self, session: _Session, seqs: Sequence[int]) -> None:
         """A claim's seqs, told by the outbox before it unlocks (no eviction in between)."""
@@ -335,12 +383,16 @@ class Uplink:
                     session.lost = True
                     if not self._closing and not self._refused:  # else: the reason given
                         self.stats.last_error = mqtt.error_string(rc)
+                elif session.online and not session.announced:
+                    session.announced = True
+                    self._announce()
                 elif self.failover.on_fallback and session.connected:
                     self._fail_back(session)
         finally:
             with self._lock:
                 self._session = None
                 self._wanted += 1  # whatever was in flight is claimed again next time
+                self._in_doubt.update(session.inflight.values())  # the broker may have them
                 self._holding.clear()  # unsent claims may be evicted again
             if not session.lost:  # stopped mid-connection: do not leak the socket
                 if self._aborting:  # a power cut says nothing: the broker sends the will
@@ -385,6 +437,39 @@ class Uplink:
                 session.control.add(info.mid)
         session.client.disconnect()  # written by the next loop(); on_disconnect ends it
 
+    def _announce(self) -> None:
+        """Tell the companion the device is online (link thread, between two turns of
+        paho's loop: no paho lock is held, so it may publish and take its own locks)."""
+        if self.companion is None:
+            return
+        try:
+            self.companion.connected(self.publish_retained)
+        except Exception:  # its bug must not take the link down
+            log.exception("publishing the retained messages of %s failed", self.companion)
+
+    def publish_retained(self, topic: str, payload: bytes) -> Callable[[], bool] | None:
+        """Publish a retained message at QoS 1, from any thread (paho queues it, the link
+        thread writes it). Returns a function that says whether the broker has acknowledged
+        it yet, or None when offline (the next connect's ``connected`` sends it again)."""
+        with self._lock:
+            session = self._session
+        if session is None or not session.online:
+            return None
+        info = session.client.publish(topic, payload, qos=1, retain=True)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return None
+        self._control(session, info.mid)
+        return info.is_published
+
+    def _control(self, session: _Session, mid: int) -> None:
+        """Book a message that is no event (a reply, a retained message): its PUBACK must
+        not be taken for an event's."""
+        with self._lock:
+            if mid in session.early:
+                session.early.discard(mid)
+            else:
+                session.control.add(mid)
+
     def _offline(self, reason: str) -> None:
         self.stats.state = "offline"
         delay = self.backoff.next_delay()
@@ -399,12 +484,14 @@ class Uplink:
         client_id = s.client_id or f"edgeline-{self.device}"
         # Our window is the limit; paho must never hold messages back on its own.
         inflight = s.inflight + 2  # + status messages
+        if self.companion is not None:  # + what it publishes after each connect
+            inflight += self.companion.burst
         client = paho_client(target, client_id, inflight=inflight, password=self._password)
         client.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
-        if self.commands is not None:
+        if self.commands is not None or self.companion is not None:
             client.on_message = self._on_message
         # publish() on another thread only queues the packet and wakes the link thread's
         # loop, which does all the writing.
@@ -421,11 +508,32 @@ class Uplink:
         props.MaximumPacketSize = self.commands.max_size + PACKET_HEADROOM
         return props
 
-    def _status(self, state: str) -> str:
+    def _status(self, state: str, extra: Mapping[str, Any] | None = None) -> str:
         body = {"state": state, "device": self.device, "ts": format_ts(self.clock.wall())}
         if state == "online":
             body.update(self.birth)
+            body.update(extra or {})
         return json.dumps(body, separators=(",", ":"))
+
+    def publish_status(self, extra: Mapping[str, Any]) -> bool:
+        """Publish the retained ``online`` status again, the birth's fields and ``extra``
+        (the heartbeat's ``health``): it replaces the birth as the retained status, so it
+        carries all of it. QoS 1, not stored: a lost one is superseded by the next.
+
+        Safe from any thread (paho queues the packet, the link thread writes it); published
+        outside the lock, as ``publish_retained`` does, since paho's thread takes the lock in
+        its callbacks while holding its own. False when offline or failing back."""
+        with self._lock:
+            session = self._session
+            if session is None or not session.online or self._closing:
+                return False
+        info = session.client.publish(
+            self.status_topic, self._status("online", extra), qos=1, retain=True
+        )
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return False
+        self._control(session, info.mid)
+        return True
 
     # -- paho callbacks (run on the link thread) ----------------------------------------
 
@@ -445,6 +553,8 @@ class Uplink:
             session.control.add(info.mid)
             if self.commands is not None:
                 client.subscribe(f"{self.prefix}/cmd/+", qos=1)
+            for topic in self.companion.subscriptions if self.companion is not None else ():
+                client.subscribe(topic, qos=1)
             session.online = session.connected = True
             self.stats.connects += 1
             self.stats.state = "online"
@@ -456,10 +566,21 @@ class Uplink:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         """A downlink command: hand it over at once (the handler only queues it). Its size
         is checked first, before anything is copied or queued."""
+        payload = message.payload
+        companion = self.companion
+        if companion is not None and companion.subscriptions:
+            try:
+                topic = message.topic
+            except UnicodeDecodeError:  # not one of the companion's: the commands' rules
+                topic = ""
+            if topic and any(mqtt.topic_matches_sub(s, topic) for s in companion.subscriptions):
+                # Too big: dropped unread. Retained: it would act again on every reconnect.
+                if len(payload) <= companion.max_size and not message.retain:
+                    companion.received(topic, bytes(payload))
+                return
         commands = self.commands
         if commands is None:
             return
-        payload = message.payload
         try:
             name = message.topic.rsplit("/", 1)[-1]
         except UnicodeDecodeError:  # brokers refuse such topics; should one not: refused
@@ -496,11 +617,7 @@ class Uplink:
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 sent = False
                 continue
-            with self._lock:  # its PUBACK is no event's: a control message
-                if info.mid in session.early:
-                    session.early.discard(info.mid)
-                else:
-                    session.control.add(info.mid)
+            self._control(session, info.mid)  # its PUBACK is no event's
         return sent
 
     def _on_disconnect(
@@ -549,6 +666,7 @@ class Uplink:
         # first, then the acknowledged set, so the seq is never in neither.
         self.delivery.acknowledged((seq,))
         self._holding.discard(seq)
+        self._in_doubt.discard(seq)
         self.stats.acked += 1
 
     # -- sender thread -----------------------------------------------------------------
@@ -663,7 +781,8 @@ class Uplink:
 
     def _publish(self, session: _Session, event: Event) -> bool:
         topic = event.topic(self.settings.topic_prefix, self.device)
-        info = session.client.publish(topic, event.payload, qos=self.settings.qos)
+        props = expiry(event, self.settings)
+        info = session.client.publish(topic, event.payload, qos=self.settings.qos, properties=props)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             # Connection gone: the event stays in the outbox and goes again after reconnect.
             return False

@@ -29,6 +29,7 @@ from edge.events import PRIORITY_CRITICAL, Event
 from edge.outbox.eviction import runs
 from edge.outbox.store import Outbox
 from edge.uplink.client import paho_client, read_password
+from edge.uplink.expiry import expiry
 from edge.uplink.pacing import RateLimit
 from edge.uplink.refusal import refused
 
@@ -179,7 +180,9 @@ def _publish_all(
         if limit is not None and event.priority != PRIORITY_CRITICAL:
             limit.take()
         topic = event.topic(settings.topic_prefix, device)
-        info = client.publish(topic, event.payload, qos=settings.qos)
+        info = client.publish(
+            topic, event.payload, qos=settings.qos, properties=expiry(event, settings)
+        )
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise UplinkError(f"cannot publish to {settings.url}: {mqtt.error_string(info.rc)}")
         window.append(info)
