@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Literal
 from edge.config.metrics import MetricsConfig
 from edge.errors import ConfigError
 from edge.runtime.health import Figures
-from edge.statefile import write_atomically
+from edge.runtime.view_file import ViewFile
 
 if TYPE_CHECKING:  # prometheus-client: imported only when [metrics] port is set
     from edge.runtime.metrics_server import MetricsServer
@@ -174,56 +173,13 @@ def exposition(found: Sequence[Family]) -> str:
     return "\n".join(lines) + "\n"
 
 
-class Textfile:
-    """Rewrites ``path`` with the metrics every ``interval`` seconds on thread
-    ``edgeline-metrics``, and a last time on :meth:`close`.
-
-    Atomic (a temporary file in the same directory, renamed over it: node_exporter reads
-    the old file or the new one, and skips the temporary, whose name does not end in
-    ``.prom``), mode 0644, not synced: it is a view rewritten every minute, and syncing it
-    would only wear the card. The interval is real time, as for ``status.json``: the file is
-    for a scraper watching now. A failure is logged once per run of failures and never
-    stops the runtime. ``start``, ``close`` on the runtime's owner thread.
-    """
-
-    def __init__(self, path: Path, render: Callable[[], str], interval: float) -> None:
-        self.path = path
-        self.render = render
-        self.interval = interval
-        self.writes = 0
-        self._failing = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.write()
-        self._thread = threading.Thread(target=self._run, name="edgeline-metrics", daemon=True)
-        self._thread.start()
-
-    def close(self, *, final: bool = True) -> None:
-        """Stop rewriting; with ``final``, write the last figures (a power cut does not)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5.0)
-            self._thread = None
-        if final:
-            self.write()
-
-    def write(self) -> None:
-        try:
-            data = self.render().encode("utf-8")
-            write_atomically(self.path, data, durable=False, mode=TEXTFILE_MODE)
-        except Exception as exc:
-            if not self._failing:
-                log.warning("cannot write %s: %s", self.path, exc)
-            self._failing = True
-            return
-        self._failing = False
-        self.writes += 1
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.write()
+def textfile(path: Path, render: Callable[[], str], interval: float) -> ViewFile:
+    """The metrics rewritten in ``path`` every ``interval`` seconds (thread
+    ``edgeline-metrics``), and a last time when the runtime stops. Renamed over the old file
+    from a temporary whose name does not end in ``.prom`` (node_exporter skips it), mode
+    0644 for node_exporter's own user; see ``edge.runtime.view_file``."""
+    return ViewFile(path, lambda final: render().encode("utf-8"), interval,
+                    name="edgeline-metrics", mode=TEXTFILE_MODE)  # fmt: skip
 
 
 def _unwritable(directory: Path) -> str | None:
@@ -256,7 +212,7 @@ class MetricsOutputs:
     def __init__(
         self, settings: MetricsConfig, source: str, read: Callable[[], Sequence[Family]]
     ) -> None:
-        self.textfile: Textfile | None = None
+        self.textfile: ViewFile | None = None
         self.server: MetricsServer | None = None
         if settings.textfile is not None:
             path = Path(settings.textfile)
@@ -266,7 +222,7 @@ class MetricsOutputs:
                     f"{source}: metrics.textfile: expected a directory this user may write"
                     f" in, found {str(path.parent)!r} {problem}"
                 ])  # fmt: skip
-            self.textfile = Textfile(path, lambda: exposition(read()), settings.every)
+            self.textfile = textfile(path, lambda: exposition(read()), settings.every)
         if settings.port is not None:
             from edge.runtime.metrics_server import MetricsServer
 

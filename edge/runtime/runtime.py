@@ -37,8 +37,9 @@ from edge.runtime.recorder import RUNTIME_SENSOR
 from edge.runtime.scheduler import Scheduler
 from edge.runtime.sensing import SensorRunner
 from edge.runtime.status_file import NAME as STATUS_NAME
-from edge.runtime.status_file import StatusFile
+from edge.runtime.status_file import status_file
 from edge.runtime.systemd import Notifier
+from edge.runtime.view_file import ViewFile
 from edge.runtime.watcher import Watcher
 from models import DETECTOR_TYPES, Detector, ModelError, Severity
 from models.onnx_detector import OnnxDetector
@@ -108,10 +109,10 @@ class Runtime:
         self._closed = False
         self.commands = self._commands()  # None unless [commands] enabled
         self.homeassistant: HomeAssistant | None = None
-        self.status_file: StatusFile | None = None
+        self.status_file: ViewFile | None = None
         if storage.status_interval > 0:
             path = Path(storage.state_dir) / STATUS_NAME
-            self.status_file = StatusFile(path, self.status_report, storage.status_interval)
+            self.status_file = status_file(path, self.status_report, storage.status_interval)
         self._started = ""
         self._config_sha256 = _file_sha256(config.source)  # the birth and status say it
         self.metrics: MetricsOutputs | None = None

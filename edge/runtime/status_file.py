@@ -1,81 +1,36 @@
 """The local status file: ``<state_dir>/status.json``, what the device is doing right now.
 
 The runtime rewrites it every ``storage.status_interval`` seconds on a thread of its own
-(never the sampling thread: writing may wait on the disk), once more when it stops, and
+(``edge.runtime.view_file``), once more when it stops, and
 ``edge status`` prints it. An installer, ``edge deploy`` or any monitoring can read it
 without a broker: ``state`` says ``running`` or ``stopped``, ``time`` when it was written,
 ``interval_s`` how often it is, so that a reader can tell a stale file from a live one.
-
-It is written atomically (a reader sees the old file or the new one) but not synced: it
-changes every few seconds, and syncing it each time would wear an SD card for nothing.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge.statefile import write_atomically
-
-log = logging.getLogger(__name__)
+from edge.runtime.view_file import ViewFile
 
 NAME = "status.json"
 VERSION = 1
 
 
-class StatusFile:
-    """Writes ``snapshot()`` to ``path`` every ``interval`` seconds (thread
-    ``edgeline-status``), and a last time with ``state: stopped`` on :meth:`close`.
+def status_file(path: Path, snapshot: Callable[[], dict[str, Any]], interval: float) -> ViewFile:
+    """``snapshot()`` written to ``path`` every ``interval`` seconds (thread
+    ``edgeline-status``) with ``state: running``, and a last time with ``state: stopped``
+    when the runtime stops."""
 
-    The interval is real time, not the runtime's clock: the file is for people and monitors
-    watching now, and a simulation at full speed would otherwise rewrite it thousands of
-    times a second."""
+    def render(final: bool) -> bytes:
+        state = "stopped" if final else "running"
+        body = {"v": VERSION, "state": state, "interval_s": interval, **snapshot()}
+        return json.dumps(body, indent=2, default=str).encode() + b"\n"
 
-    def __init__(self, path: Path, snapshot: Callable[[], dict[str, Any]], interval: float) -> None:
-        self.path = path
-        self.snapshot = snapshot
-        self.interval = interval
-        self.writes = 0
-        self._failing = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.write("running")
-        self._thread = threading.Thread(target=self._run, name="edgeline-status", daemon=True)
-        self._thread.start()
-
-    def close(self, *, final: bool = True) -> None:
-        """Stop rewriting; with ``final``, say ``stopped`` (a power cut says nothing)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5.0)
-            self._thread = None
-        if final:
-            self.write("stopped")
-
-    def write(self, state: str) -> None:
-        """One rewrite. A failure (a full disk, say) is logged once per run of failures and
-        never stops the runtime: the status file is a view, not a record."""
-        try:
-            body = {"v": VERSION, "state": state, "interval_s": self.interval, **self.snapshot()}
-            data = json.dumps(body, indent=2, default=str).encode() + b"\n"
-            write_atomically(self.path, data, durable=False)
-        except Exception as exc:
-            if not self._failing:
-                log.warning("cannot write %s: %s", self.path, exc)
-            self._failing = True
-            return
-        self._failing = False
-        self.writes += 1
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.write("running")
+    return ViewFile(path, render, interval, name="edgeline-status")
 
 
 class StatusMissing(OSError):
