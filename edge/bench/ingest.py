@@ -117,8 +117,9 @@ def run(
         fleet = run_child("fleet", options, timeout=3600.0)
         servers = {"broker": broker_pid, "postgres": cluster.pid}
         drained = _drain(broker, db, names, fleet["events"], servers, share=sinks > 1)
-        bare = _bare_inserts(db, batch)
-        bulk = _bulk_writes(db, batch)
+        rows = _rows(db)  # what the sinks stored, read once for both baselines
+        bare = _bare_inserts(db, rows, batch)
+        bulk = _bulk_writes(db, rows, batch)
     seconds = drained["seconds"]
     rate = fleet["events"] / seconds if seconds > 0 else None
     return {
@@ -207,14 +208,13 @@ def _rows(db: str) -> list[tuple[Any, ...]]:
         return list(conn.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY id"))
 
 
-def _bare_inserts(db: str, batch: int) -> float | None:
+def _bare_inserts(db: str, rows: list[tuple[Any, ...]], batch: int) -> float | None:
     """Rows/s of the plainest loop a consumer could write: one INSERT ... ON CONFLICT DO
     NOTHING per row, a commit per ``batch`` rows, into a copy of the events table."""
     import psycopg
 
     from edge.cloud.store import EVENT_COLUMNS
 
-    rows = _rows(db)
     if not rows:
         return None
     marks = ", ".join(["%s"] * len(EVENT_COLUMNS.split(",")))
@@ -235,14 +235,13 @@ def _bare_inserts(db: str, batch: int) -> float | None:
     return len(rows) / took
 
 
-def _bulk_writes(db: str, batch: int) -> float | None:
+def _bulk_writes(db: str, rows: list[tuple[Any, ...]], batch: int) -> float | None:
     """Rows/s of the sink's own batched write (``Store.write``) alone, no MQTT, into a
     fresh schema of the same database."""
     import psycopg
 
     from edge.cloud.store import Batch, EventRow, open_store
 
-    rows = _rows(db)
     if not rows:
         return None
     with psycopg.connect(db, autocommit=True) as conn:
