@@ -7,7 +7,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -16,6 +16,9 @@ from edge.bench.mosquitto import Mosquitto
 from tests.brokers import Subscriber, need_mosquitto
 from tests.bundles import REPO, bundle, need_index
 from tests.postgres import PostgresCluster, need_postgres
+
+if TYPE_CHECKING:
+    from tests.test_sink_store import SinkProcess
 
 # CI machines are shared and noisy: data generation may be slow, so no health check on
 # generation speed and no per-example deadline; the properties themselves stay as strict.
@@ -82,3 +85,20 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
 def postgres_url(postgres_cluster: PostgresCluster) -> str:
     """The URL of a new, empty database in the session's cluster."""
     return postgres_cluster.database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A sink's database, once SQLite and once a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'events.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def sinks() -> Iterator[list[SinkProcess]]:
+    """``edge sink`` processes a test starts; killed at its end if still running."""
+    started: list[SinkProcess] = []
+    yield started
+    for sink in started:
+        sink.close()

@@ -173,14 +173,6 @@ def fleet(tmp_path: Path, broker: Mosquitto) -> Iterator[dict[str, Device]]:
                 device.close()
 
 
-@pytest.fixture
-def sinks() -> Iterator[list[SinkProcess]]:
-    started: list[SinkProcess] = []
-    yield started
-    for sink in started:
-        sink.close()
-
-
 def stored(db: str, device: str) -> list[int]:
     rows = query(db, f"SELECT seq FROM events WHERE device = '{device}' ORDER BY seq")
     return [int(row[0]) for row in rows]

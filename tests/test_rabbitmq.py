@@ -71,21 +71,6 @@ def rabbitmq() -> Iterator[RabbitMQNode]:
         yield node
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'events.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def sinks() -> Iterator[list[SinkProcess]]:
-    started: list[SinkProcess] = []
-    yield started
-    for sink in started:
-        sink.close()
-
-
 def password_file(folder: Path, user: str, password: str | None = None) -> Path:
     path = folder / f"{user}.pw"
     path.write_text((password or USERS[user]) + "\n")

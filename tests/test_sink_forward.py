@@ -33,7 +33,6 @@ from edge.cloud.forwarder import Forwarder, TokenBucket, retry_after
 from edge.cloud.store import Batch, open_store
 from edge.cloud.store import event_row as make_event_row
 from edge.errors import ConfigError
-from tests.test_sink_store import db_url  # noqa: F401 - the fixture, over both databases
 from tests.waiting import wait_until
 
 OUTAGE = float(os.environ.get("EDGELINE_FORWARD_OUTAGE", "3"))
@@ -201,7 +200,7 @@ def forward_through_an_outage(url: str, endpoint: Target_, outage: float) -> Non
 
 
 def test_a_throttled_target_down_a_while_gets_every_event_once_in_order(
-    db_url: str,  # noqa: F811
+    db_url: str,
     endpoint: Target_,
 ) -> None:
     forward_through_an_outage(db_url, endpoint, OUTAGE)
@@ -209,7 +208,7 @@ def test_a_throttled_target_down_a_while_gets_every_event_once_in_order(
 
 @pytest.mark.slow
 def test_a_target_down_for_30_s_gets_every_event_once_in_order(
-    db_url: str,  # noqa: F811
+    db_url: str,
     endpoint: Target_,
 ) -> None:
     forward_through_an_outage(db_url, endpoint, 30.0)
@@ -219,7 +218,7 @@ def test_a_target_down_for_30_s_gets_every_event_once_in_order(
 
 
 def test_events_that_use_up_their_attempts_are_dead_letters_and_retry_sends_them(
-    db_url: str,  # noqa: F811
+    db_url: str,
     endpoint: Target_,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -272,7 +271,7 @@ def test_events_that_use_up_their_attempts_are_dead_letters_and_retry_sends_them
 
 
 def test_a_new_target_starts_at_the_latest_event_and_keeps_its_cursor(
-    db_url: str,  # noqa: F811
+    db_url: str,
     endpoint: Target_,
 ) -> None:
     hook = target(endpoint.url, start="latest")

@@ -38,13 +38,6 @@ from tests.test_sink_watch import scrape
 from tests.waiting import wait_until
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'events.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 @pytest.fixture
 def device(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[tuple[Runtime, VirtualClock]]:
     keys = tmp_path / "keys"

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +31,6 @@ from tests.brokers import publish_many, split_url
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'events.db'}"
-    return str(request.getfixturevalue("postgres_url"))
 
 
 def query(url: str, sql: str) -> list[tuple[Any, ...]]:
@@ -270,14 +262,6 @@ class SinkProcess:
     def close(self) -> None:
         if self.process.poll() is None:
             self.kill()
-
-
-@pytest.fixture
-def sinks() -> Iterator[list[SinkProcess]]:
-    started: list[SinkProcess] = []
-    yield started
-    for sink in started:
-        sink.close()
 
 
 class Publisher(threading.Thread):

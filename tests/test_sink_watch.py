@@ -20,11 +20,10 @@ from edge.cloud.store import Batch, open_store
 from edge.cloud.store import event_row as make_event_row
 from edge.cloud.watch import Figures, StreamView, summary
 from tests.brokers import publish_many
-from tests.test_sink_store import db_url, event
+from tests.test_sink_store import event
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
-__all__ = ["db_url"]  # the SQLite and PostgreSQL fixture, shared with test_sink_store
 
 
 def scrape(port: int) -> tuple[dict[str, float], dict[str, str]]:
