@@ -120,8 +120,9 @@ def run(
         rows = _rows(db)  # what the sinks stored, read once for both baselines
         bare = _bare_inserts(db, rows, batch)
         bulk = _bulk_writes(db, rows, batch)
-    seconds = drained["seconds"]
-    rate = fleet["events"] / seconds if seconds > 0 else None
+    # received_at has millisecond resolution: a handful of events may all share one
+    seconds = max(drained["seconds"], 0.001)
+    rate = fleet["events"] / seconds if drained["stored"] else None
     return {
         "devices": devices,
         "sinks": sinks,
