@@ -26,11 +26,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge.bench.mosquitto import Mosquitto
-from edge.cloud.bulk import CHUNK, BulkClient, ReadAhead, _publish
+from edge.cloud.bulk import BulkClient, _publish
 from edge.cloud.sink import Sink
 from edge.cloud.store import open_store
 from edge.config.device import UplinkConfig
 from edge.uplink.client import paho_client
+from edge.uplink.readahead import CHUNK, ReadAhead
 from tests.test_sink_store import query
 from tests.waiting import wait_until
 

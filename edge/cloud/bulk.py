@@ -5,12 +5,9 @@ paho reads a packet with three ``recv`` calls (its first byte, its length, the r
 after waking its network thread. For a sink draining a backlog that is most of its time.
 :class:`BulkClient` changes only the socket work:
 
-- reads go through :class:`ReadAhead`, which takes what the kernel holds in one ``recv``
-  and hands paho its bytes from memory; it reports them as ``pending()``, the hook paho
-  already uses for TLS sockets, so paho's loop does not wait in ``select`` while a
-  packet is already here;
-- ``loop_read`` goes on through the packets already read (up to ``PACKETS_PER_READ``),
-  so writes and keepalives still get their turn under a steady stream;
+- reads go through :class:`~edge.uplink.readahead.ReadAhead`, one ``recv`` for all the
+  kernel holds, and ``loop_read`` goes on through the packets already read
+  (:mod:`edge.uplink.readahead`);
 - :meth:`BulkClient.ack_many` acknowledges many QoS 1 messages in one write: the PUBACKs
   paho would send one by one (the same four bytes each, in MQTT 3.1.1 and 5), joined;
 - with ``on_arrival`` set, a QoS 0 or 1 PUBLISH goes straight to it as (topic, payload,
@@ -33,42 +30,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-CHUNK = 65536  # bytes read at once: a few hundred event messages
-PACKETS_PER_READ = 200  # packets handled per loop_read before writes get their turn
+from edge.uplink.readahead import ReadAhead, read_buffered
+
 PUBACK = 0x40
 _PUBACK = struct.Struct("!BBH")  # type, remaining length 2, packet id
-
-
-class ReadAhead:
-    """A socket whose reads take everything the kernel has and serve it from memory."""
-
-    def __init__(self, sock: Any) -> None:
-        self.sock = sock
-        self._data = b""
-        self._at = 0
-
-    def recv(self, size: int) -> bytes:
-        if self._at < len(self._data):
-            chunk = self._data[self._at : self._at + size]
-            self._at += len(chunk)
-            return chunk
-        data: bytes = self.sock.recv(max(size, CHUNK))
-        if len(data) <= size:
-            return data
-        self._data, self._at = data, size
-        return data[:size]
-
-    def pending(self) -> int:
-        """Bytes read but not yet handed out (and a TLS socket's own)."""
-        inner = getattr(self.sock, "pending", None)
-        return len(self._data) - self._at + (inner() if inner is not None else 0)
-
-    def fileno(self) -> int:
-        return int(self.sock.fileno())
-
-    def __getattr__(self, name: str) -> Any:  # send, close, setblocking, ... as the socket's
-        return getattr(self.sock, name)
-
 
 Arrival = Callable[[str, bytes | bytearray, int, int], None]  # topic, payload, packet id, QoS
 
@@ -83,15 +48,7 @@ class BulkClient(mqtt.Client):
         return ReadAhead(super()._create_socket())
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        rc = super().loop_read(max_packets)
-        for _ in range(PACKETS_PER_READ):
-            sock = self._sock
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not isinstance(sock, ReadAhead):
-                break
-            if not sock.pending():
-                break
-            rc = super().loop_read(1)
-        return rc
+        return read_buffered(self, super().loop_read(max_packets))
 
     def ack_many(self, mids: list[int]) -> None:
         """Acknowledge QoS 1 messages (manual acks) with one write for all of them."""

@@ -574,12 +574,16 @@ class Outbox:
         """Number the drafts and count them in; the rows are written by ``_store``."""
         incoming = Incoming()
         seq = st.last_seq
+        ttl = self.limits.ttl
+        now = self.clock.monotonic() if ttl else 0.0
         for draft in drafts:
             seq += 1
             priority = draft.priority
             payload = draft.payload(self.device, self.stream, seq)
             size = row_size(payload, draft.sensor, draft.kind, self.epoch)
-            events.append(Event(seq, priority, draft.sensor, draft.kind, payload))
+            # What is left of its TTL, as a claim would say (the uplink may send it as is).
+            left = ttl[priority] - (now - draft.mono) if priority in ttl else None
+            events.append(Event(seq, priority, draft.sensor, draft.kind, payload, left))
             incoming.rows.append(
                 (seq, priority, draft.sensor, draft.kind, payload, draft.synced, draft.mono,
                  self.epoch, size)

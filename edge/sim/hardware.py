@@ -11,11 +11,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.clock import Clock
 from edge.runtime.scheduler import Scheduler
-from edge.sim.mcu import DrivenMcu, mcu_spec
 from edge.sim.scenario import Press, Scenario
 from sensors import Hardware
 from sensors.sim import SIMULATED_TYPES, PulseTrain, SimulatedBus, SimulatedChip
@@ -31,6 +30,9 @@ from sensors.sim.signals import (
     sampled,
     signal_from_spec,
 )
+
+if TYPE_CHECKING:
+    from edge.sim.mcu import DrivenMcu
 
 # A quantity the scenario gives no signal for holds its typical value, with a little noise.
 _NOISE_OF_TYPICAL = 0.002
@@ -66,7 +68,10 @@ class SimulatedHardware:
 
     def _mcu(self, sensor: Any) -> DrivenMcu:
         """A simulated MCU on a pty where the sensor's ``port`` points (``with_mcu_ports``),
-        each channel following the scenario's signal ``<sensor>.<channel>``."""
+        each channel following the scenario's signal ``<sensor>.<channel>``. Imported
+        here: the MCU link needs numpy, which a scenario without one never loads (a
+        real device without an MCU does not either)."""
+        from edge.sim.mcu import DrivenMcu, mcu_spec
 
         def signal(channel: str) -> Callable[[float], float]:
             return on_clock(self.time_signal(sensor.id, channel, 0.0), self._t0)

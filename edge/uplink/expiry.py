@@ -18,10 +18,18 @@ from edge.config.device import UplinkConfig
 from edge.events import Event
 
 
-def expiry(event: Event, settings: UplinkConfig) -> Properties | None:
-    """The PUBLISH properties for ``event`` (None: none to send)."""
+def expiry_seconds(event: Event, settings: UplinkConfig) -> int | None:
+    """The message expiry interval for ``event``, in whole seconds (None: none to send)."""
     if event.expires_in is None or settings.protocol != "5":
         return None
+    return max(1, min(2**32 - 1, math.ceil(event.expires_in)))
+
+
+def expiry(event: Event, settings: UplinkConfig) -> Properties | None:
+    """The PUBLISH properties for ``event`` (None: none to send)."""
+    seconds = expiry_seconds(event, settings)
+    if seconds is None:
+        return None
     props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-    props.MessageExpiryInterval = max(1, min(2**32 - 1, math.ceil(event.expires_in)))
+    props.MessageExpiryInterval = seconds
     return props

@@ -38,6 +38,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.clock import Clock
 from edge.config.device import UplinkConfig
@@ -45,7 +46,8 @@ from edge.events import PRIORITY_CRITICAL, Event, format_ts
 from edge.outbox.eviction import evicted_seqs
 from edge.outbox.store import Outbox
 from edge.uplink.client import paho_client, read_password
-from edge.uplink.expiry import expiry
+from edge.uplink.event_client import EventClient, Message
+from edge.uplink.expiry import expiry, expiry_seconds
 from edge.uplink.failover import Failover
 from edge.uplink.network import NetworkLoop
 from edge.uplink.pacing import Backoff, RateLimit
@@ -54,6 +56,11 @@ from edge.uplink.refusal import refused
 log = logging.getLogger(__name__)
 
 PREFETCH = 256  # events claimed from the outbox at a time
+# The sender claims again once fewer are buffered: the window never waits for SQLite.
+LOW_WATER = PREFETCH // 2
+# Events committed while the uplink has sent all else go to its buffer straight from the
+# commit (no claim), up to this many buffered; past it, the sender claims them.
+DIRECT_MAX = 2 * PREFETCH
 
 LinkState = Literal["connecting", "online", "offline", "closed"]
 
@@ -138,7 +145,7 @@ class _Session:
     """One connection: its broker, its paho client and the events it has in flight
     (mid -> seq)."""
 
-    def __init__(self, url: str, client: mqtt.Client) -> None:
+    def __init__(self, url: str, client: EventClient) -> None:
         self.url = url
         self.client = client
         self.online = False  # CONNACK received and not yet lost
@@ -159,15 +166,19 @@ class _Session:
 class Uplink:
     """Sends what the outbox holds, in priority then seq order, within the in-flight window.
 
-    Threads: ``edgeline-link`` connects, runs paho's network loop (every socket write and
-    every paho callback: CONNACK, PUBACK, a downlink command) and backs off between
-    attempts; ``edgeline-sender`` claims events from the outbox and publishes while the
-    window has room (paho's thread also refills it on each PUBACK). ``stored`` runs on the
-    recorder's thread, ``holding`` on it too (with the outbox locked), ``reply`` on the
-    command worker, ``publish_retained`` on any thread (a companion's: Home Assistant
-    discovery); ``start``, ``close`` and ``abort`` on the runtime's. One condition
-    (``_lock``) guards the session state; the uplink never calls the outbox while holding
-    it (the outbox calls in, under its own lock: lock order outbox, then uplink).
+    Threads: ``edgeline-link`` connects, runs the network loop (every socket write and
+    every paho callback: CONNACK, a downlink command) and backs off between attempts;
+    after each pass of the loop it books the PUBACKs that pass read and refills the
+    window from the buffer, in one batch each (one lock round, one ``acknowledged`` call,
+    one write). ``edgeline-sender`` claims events from the outbox into the buffer ahead of
+    the window. ``stored`` runs on the recorder's thread: when everything else has been
+    claimed it puts the new events in the buffer itself, so a live event is never read
+    back from SQLite. ``holding`` runs on the recorder's thread too (with the outbox
+    locked), ``reply`` on the command worker, ``publish_retained`` on any thread (a
+    companion's: Home Assistant discovery); ``start``, ``close`` and ``abort`` on the
+    runtime's. One condition (``_lock``) guards the session state; the uplink never calls
+    the outbox while holding it (the outbox calls in, under its own lock: lock order
+    outbox, then uplink).
     """
 
     def __init__(
@@ -216,7 +227,8 @@ class Uplink:
         self._refused = False  # the broker refused this connection (its reason in last_error)
         self._aborting = False
         self._threads: list[threading.Thread] = []
-        self._publishing = threading.Lock()  # one publisher at a time: seq order
+        self._network: NetworkLoop | None = None  # the link thread's: woken to publish
+        self._topics: dict[tuple[str, str], bytes] = {}  # (kind, sensor) -> topic
         # [uplink] max_rate: a metered link's pace; critical events do not wait for it.
         self._limit = RateLimit(settings.max_rate, clock) if settings.max_rate > 0 else None
 
@@ -296,11 +308,38 @@ class Uplink:
                 gone = evicted_seqs(events) if urgent <= 1 else set()
                 if self._evicted is not None:
                     self._evicted |= gone
+                if session and session.buffer and gone:
+                    session.buffer = deque(e for e in session.buffer if e.seq not in gone)
+                if session and self._take_direct(session, events, gone):
+                    self._wake()
+                    return
                 if session and session.buffer:
                     session.preempt |= urgent < session.buffer[-1].priority
-                    if gone:
-                        session.buffer = deque(e for e in session.buffer if e.seq not in gone)
                 self._lock.notify_all()
+
+    def _take_direct(self, session: _Session, events: Sequence[Event], gone: set[int]) -> bool:
+        """Put a commit's events straight into the buffer, in sending order, when the
+        outbox holds nothing else unclaimed (lock held; True when taken). Otherwise the
+        sender claims them from the outbox, as after a reconnect or under a backlog."""
+        if (
+            not session.online
+            or session.preempt
+            or self._evicted is not None  # a claim is running: it may return them too
+            or self._wanted != self._claimed + 1  # this commit's bump is the only news
+            or len(session.buffer) + len(events) > DIRECT_MAX
+        ):
+            return False
+        fresh = sorted((e for e in events if e.seq not in gone), key=_sending_order)
+        buffer = session.buffer
+        if buffer and fresh and _sending_order(fresh[0]) < _sending_order(buffer[-1]):
+            session.buffer = buffer = deque(sorted((*buffer, *fresh), key=_sending_order))
+        else:
+            buffer.extend(fresh)
+        for event in fresh:
+            session.cursor[event.priority] = max(session.cursor.get(event.priority, 0), event.seq)
+        self._holding.update(e.seq for e in fresh)
+        self._claimed = self._wanted
+        return True
 
     def in_flight(self) -> int:
         session = self._session
@@ -322,9 +361,11 @@ class Uplink:
 
     def _link(self) -> None:
         network = NetworkLoop()  # this thread's: it alone does the connections' I/O
+        self._network = network
         try:
             self._connect_until_stopped(network)
         finally:
+            self._network = None
             network.close()
 
     def _connect_until_stopped(self, network: NetworkLoop) -> None:
@@ -378,7 +419,10 @@ class Uplink:
             self._session = session
         try:
             while not session.lost and not self._stop.is_set():  # close() disconnects
-                rc = network.run_once(session.client, timeout=1.0)
+                rc = network.run_once(session.client, timeout=self._pause(session))
+                if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    self._book(session)
+                    rc = self._pump(session)
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     session.lost = True
                     if not self._closing and not self._refused:  # else: the reason given
@@ -476,7 +520,7 @@ class Uplink:
         log.warning("%s; retrying in %.1f s", reason, delay)
         self.clock.wait(self._stop, self.clock.monotonic() + delay)
 
-    def _client(self, target: UplinkConfig, network: NetworkLoop) -> mqtt.Client:
+    def _client(self, target: UplinkConfig, network: NetworkLoop) -> EventClient:
         """A fresh paho client for one connection to ``target``'s broker: paho binds a
         client to its host (``reconnect()`` goes back to the last one), TLS is set once per
         client, and a new client re-sends nothing paho queued for a dead connection."""
@@ -486,7 +530,10 @@ class Uplink:
         inflight = s.inflight + 2  # + status messages
         if self.companion is not None:  # + what it publishes after each connect
             inflight += self.companion.burst
-        client = paho_client(target, client_id, inflight=inflight, password=self._password)
+        client = paho_client(
+            target, client_id, inflight=inflight, password=self._password, kind=EventClient
+        )
+        assert isinstance(client, EventClient)
         client.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -635,6 +682,8 @@ class Uplink:
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any
     ) -> None:
+        """paho's PUBACK (or PUBCOMP): a status message's or a reply's, or a QoS 2 event's
+        (QoS 1 events' PUBACKs are booked in batches, by ``_book``)."""
         with self._lock:
             session = self._session
             if session is None or session.client is not client:
@@ -646,99 +695,117 @@ class Uplink:
             if seq is None:
                 session.early.add(mid)
                 return
-            self._settle(session, seq, reason)
-        self._pump(session, wait=False)
+            if reason is not None and reason.is_failure:
+                self._settle(session, [], [(seq, str(reason))])
+            else:
+                self._settle(session, [seq], [])
 
-    def _settle(self, session: _Session, seq: int, reason: Any) -> None:
-        """Book a PUBACK for ``seq`` (lock held): acknowledged to the delivery loop, or
-        refused by the broker (it stays in the outbox, held until the session ends)."""
-        if not session.buffer or session.preempt or self._closing:
-            self._lock.notify_all()  # the sender refills or rewinds; else paho's thread pumps
-        if reason is not None and reason.is_failure:
+    def _book(self, session: _Session) -> None:
+        """Settle the events' PUBACKs read in this pass of the network loop, all at once
+        (link thread)."""
+        acks = session.client.take_acks()
+        if not acks:
+            return
+        with self._lock:
+            if self._session is not session:
+                return
+            acked: list[int] = []
+            refused: list[tuple[int, str]] = []
+            for mid, reason in acks:
+                seq = session.inflight.pop(mid, None)
+                if seq is None:  # cannot be: booked in flight before it was written
+                    continue
+                if reason >= 0x80:
+                    refused.append((seq, str(ReasonCode(PacketTypes.PUBACK, identifier=reason))))
+                else:
+                    acked.append(seq)
+            self._settle(session, acked, refused)
+
+    def _settle(self, session: _Session, acked: list[int], refused: list[tuple[int, str]]) -> None:
+        """Book PUBACKs (lock held): ``acked`` go to the delivery loop; ``refused`` (seq,
+        the broker's reason) stay in the outbox, held until the session ends."""
+        for seq, reason in refused:
             # An MQTT 5 broker refused it (quota, authorisation): the event stays in the
             # outbox and goes again on the next connection; the others carry on meanwhile.
             self.stats.rejected += 1
             self.stats.last_error = f"broker refused event {seq}: {reason}"
             log.warning("%s; it stays in the outbox", self.stats.last_error)
             session.refused = True  # brokers often drop the link too: back off, not hammer
-            return
-        # Acknowledged before it stops being held: eviction's ``spared`` reads ``holding``
-        # first, then the acknowledged set, so the seq is never in neither.
-        self.delivery.acknowledged((seq,))
-        self._holding.discard(seq)
-        self._in_doubt.discard(seq)
-        self.stats.acked += 1
+        if acked:
+            # Acknowledged before it stops being held: eviction's ``spared`` reads
+            # ``holding`` first, then the acknowledged set, so a seq is never in neither.
+            self.delivery.acknowledged(acked)
+            self._holding.difference_update(acked)
+            self._in_doubt.difference_update(acked)
+            self.stats.acked += len(acked)
+        if self._sender_wanted(session) or self._closing:
+            self._lock.notify_all()  # the sender refills or rewinds; close() waits
 
     # -- sender thread -----------------------------------------------------------------
 
     def _send(self) -> None:
         while not self._stop.is_set() and not self._closing:
             try:
-                self._send_some()
+                self._claim_some()
             except Exception as exc:  # e.g. an I/O error reading the outbox
                 log.exception("uplink sender failed; retrying")
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 self._stop.wait(1.0)
 
-    def _send_some(self) -> None:
+    def _claim_some(self) -> None:
+        """Claim the next events from the outbox into the buffer, then wake the link
+        thread to publish them."""
         with self._lock:
-            self._lock.wait_for(self._ready, timeout=self._pause())
+            self._lock.wait_for(self._ready, timeout=1.0)
             session = self._session
             if self._stop.is_set() or self._closing or not self._ready() or session is None:
                 return
             if session.preempt:
                 self._rewind(session)
-            refill = not session.buffer
             # Acked but not yet deleted: never send again (the set is one commit's worth).
             exclude = self.delivery.undeleted()
             generation = self._wanted
             self._urgent = None
-            self._evicted = set() if refill else None
-        if refill:
+            self._evicted = set()
+        try:
             # Claiming ahead of the window keeps SQLite off the per-event path.
             batch = self.outbox.claim(
                 PREFETCH, exclude, after=session.cursor, hold=lambda s: self._hold(session, s)
             )
-            with self._lock:
-                for event in batch:
-                    session.cursor[event.priority] = event.seq
-                gone, self._evicted = self._evicted or set(), None
-                session.buffer.extend(e for e in batch if e.seq not in gone)
-                if len(batch) < PREFETCH:
-                    self._claimed = generation  # all claimed, as of that generation
-                # Something more urgent was stored while claiming: it goes first.
-                if self._urgent is not None and batch and self._urgent < batch[-1].priority:
-                    session.preempt = True
-        self._pump(session, wait=True)
-
-    def _pump(self, session: _Session, *, wait: bool) -> None:
-        """Publish buffered events while the window has room.
-
-        Called by the sender after a claim and by paho's thread on each PUBACK, which keeps
-        thread switches off the per-event path. One pump at a time keeps seq order; paho's
-        thread never waits for it (it holds paho's callback lock, which publish() may need).
-        """
-        if not self._publishing.acquire(blocking=wait):
-            return
-        try:
-            while True:
-                with self._lock:
-                    if (
-                        self._closing
-                        or session.preempt
-                        or not session.online
-                        or not session.buffer
-                        or len(session.inflight) >= self.settings.inflight
-                        or self._throttled(session)
-                    ):
-                        return
-                    event = session.buffer.popleft()
-                    if self._limit is not None and event.priority != PRIORITY_CRITICAL:
-                        self._limit.take()
-                if not self._publish(session, event):
-                    return
         finally:
-            self._publishing.release()
+            with self._lock:
+                gone, self._evicted = self._evicted or set(), None
+        with self._lock:
+            for event in batch:
+                session.cursor[event.priority] = event.seq
+            fresh = [e for e in batch if e.seq not in gone]
+            # Claimed behind what the buffer holds, unless something more urgent came in.
+            if (
+                fresh
+                and session.buffer
+                and _sending_order(fresh[0]) < _sending_order(session.buffer[-1])
+            ):
+                session.preempt = True
+            session.buffer.extend(fresh)
+            if len(batch) < PREFETCH:
+                self._claimed = generation  # all claimed, as of that generation
+            # Something more urgent was stored while claiming: it goes first.
+            if self._urgent is not None and batch and self._urgent < batch[-1].priority:
+                session.preempt = True
+        self._wake()
+
+    def _ready(self) -> bool:
+        """The sender has work (lock held)."""
+        if self._stop.is_set() or self._closing:
+            return True
+        session = self._session
+        return session is not None and session.online and self._sender_wanted(session)
+
+    def _sender_wanted(self, session: _Session) -> bool:
+        """A rewind is due, or the buffer runs low while the outbox holds more (lock held)."""
+        return session.preempt or (
+            self._wanted != self._claimed and len(session.buffer) < LOW_WATER
+        )
 
     @staticmethod
     def _rewind(session: _Session) -> None:
@@ -749,17 +816,58 @@ class Uplink:
         session.buffer.clear()
         session.preempt = False
 
-    def _ready(self) -> bool:
-        if self._stop.is_set() or self._closing:
-            return True
-        session = self._session
-        return (
-            session is not None
-            and session.online
-            and (self._wanted != self._claimed or bool(session.buffer))
-            and len(session.inflight) < self.settings.inflight
-            and not self._throttled(session)
-        )
+    def _wake(self) -> None:
+        """Have the link thread publish what the buffer holds (any thread)."""
+        network = self._network
+        if network is not None:
+            network.wake()
+
+    # -- publishing (link thread) -------------------------------------------------------
+
+    def _pump(self, session: _Session) -> MQTTErrorCode:
+        """Publish buffered events while the window has room, as one write (link thread,
+        after each pass of the network loop, outside paho's callbacks)."""
+        batch: list[Event] = []
+        with self._lock:
+            room = self.settings.inflight - len(session.inflight)
+            while (
+                room > 0
+                and session.buffer
+                and session.online
+                and not session.preempt
+                and not self._closing
+                and not self._throttled(session)
+            ):
+                event = session.buffer.popleft()
+                if self._limit is not None and event.priority != PRIORITY_CRITICAL:
+                    self._limit.take()
+                batch.append(event)
+                room -= 1
+            if self._sender_wanted(session):
+                self._lock.notify_all()
+        if not batch:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        if self.settings.qos != 1:
+            for event in batch:  # QoS 2: paho's own exchange (PUBREC, PUBREL, PUBCOMP)
+                if not self._publish_one(session, event):
+                    break
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        mids = session.client.send_events([self._message(e) for e in batch])
+        if mids is None:
+            # Connection gone: the events stay in the outbox and go again after reconnect.
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        with self._lock:
+            self.stats.published += len(batch)
+            session.inflight.update(zip(mids, (e.seq for e in batch), strict=True))
+        return session.client.loop_write()  # a socket not writable yet: paho keeps the rest
+
+    def _message(self, event: Event) -> Message:
+        key = (event.kind, event.sensor)
+        topic = self._topics.get(key)
+        if topic is None:
+            topic = event.topic(self.settings.topic_prefix, self.device).encode()
+            self._topics[key] = topic
+        return topic, event.payload.encode(), expiry_seconds(event, self.settings)
 
     def _throttled(self, session: _Session) -> bool:
         """The next buffered event must wait for ``max_rate`` (lock held)."""
@@ -771,15 +879,15 @@ class Uplink:
             and self._limit.delay() > 0
         )
 
-    def _pause(self) -> float:
-        """How long the sender may sleep (real seconds, lock held): a second, or until the
-        rate limit lets the next event go (re-checked often: the clock may be virtual)."""
-        session = self._session
-        if session is None or self._limit is None or not self._throttled(session):
-            return 1.0
-        return min(0.02, max(0.001, self._limit.delay()))
+    def _pause(self, session: _Session) -> float:
+        """How long the network loop may wait (real seconds): a second, or until the rate
+        limit lets the next event go (re-checked often: the clock may be virtual)."""
+        with self._lock:
+            if self._limit is None or not self._throttled(session):
+                return 1.0
+            return min(0.02, max(0.001, self._limit.delay()))
 
-    def _publish(self, session: _Session, event: Event) -> bool:
+    def _publish_one(self, session: _Session, event: Event) -> bool:
         topic = event.topic(self.settings.topic_prefix, self.device)
         props = expiry(event, self.settings)
         info = session.client.publish(topic, event.payload, qos=self.settings.qos, properties=props)
@@ -790,7 +898,11 @@ class Uplink:
             self.stats.published += 1
             if info.mid in session.early:
                 session.early.discard(info.mid)
-                self._settle(session, event.seq, None)
+                self._settle(session, [event.seq], [])
             else:
                 session.inflight[info.mid] = event.seq
         return True
+
+
+def _sending_order(event: Event) -> tuple[int, int]:
+    return event.priority, event.seq
