@@ -72,7 +72,11 @@ class Link:
 
 
 def open_link(
-    tmp_path: Path, broker: str | list[str], inflight: int = 20, failback: float = 60.0
+    tmp_path: Path,
+    broker: str | list[str],
+    inflight: int = 20,
+    failback: float = 60.0,
+    protocol: str = "3.1.1",
 ) -> Link:
     """A delivery loop on ``broker`` (a URL, or a list of them), its uplink not started."""
     config = parse(
@@ -85,6 +89,7 @@ def open_link(
         backoff_min = 0.05
         backoff_max = 0.2
         failback = {failback}
+        protocol = "{protocol}"
         """,
         "uplink.toml",
     )
