@@ -342,11 +342,21 @@ class Outbox:
         params: list[Any] = []
         for priority in PRIORITIES:
             params += [priority, cursors.get(priority, 0), take]
+        skip = exclude if isinstance(exclude, set | frozenset) else set(exclude)
         with self._lock:
-            rows = self._conn.execute(f"{scans} ORDER BY 2, 1", params).fetchall()
-            skip = set(exclude)
-            events = self._events([row for row in rows if row[0] not in skip])
-            events = events if limit < 0 else events[:limit]
+            taken = []
+            # Row by row, up to ``limit``: the excluded seqs rarely come up (they are behind
+            # the cursors), so the rows fetched for them are seldom read.
+            rows = self._conn.execute(f"{scans} ORDER BY 2, 1", params)
+            try:
+                for row in rows if limit else ():
+                    if row[0] not in skip:
+                        taken.append(row)
+                        if len(taken) == limit:
+                            break
+            finally:
+                rows.close()  # its read transaction ends here, not when it is collected
+            events = self._events(taken)
             if hold is not None:
                 hold([e.seq for e in events])
         return events
