@@ -55,7 +55,7 @@ from edge.uplink.refusal import refused
 
 log = logging.getLogger(__name__)
 
-PREFETCH = 256  # events claimed from the outbox at a time
+PREFETCH = 512  # events claimed from the outbox at a time
 # The sender claims again once fewer are buffered: the window never waits for SQLite.
 LOW_WATER = PREFETCH // 2
 # Events committed while the uplink has sent all else go to its buffer straight from the
@@ -767,32 +767,36 @@ class Uplink:
             generation = self._wanted
             self._urgent = None
             self._evicted = set()
+        batch: list[Event] | None = None
         try:
             # Claiming ahead of the window keeps SQLite off the per-event path.
             batch = self.outbox.claim(
                 PREFETCH, exclude, after=session.cursor, hold=lambda s: self._hold(session, s)
             )
         finally:
-            with self._lock:
+            with self._lock:  # one lock round: no commit's direct hand-off comes in between
                 gone, self._evicted = self._evicted or set(), None
-        with self._lock:
-            for event in batch:
-                session.cursor[event.priority] = event.seq
-            fresh = [e for e in batch if e.seq not in gone]
-            # Claimed behind what the buffer holds, unless something more urgent came in.
-            if (
-                fresh
-                and session.buffer
-                and _sending_order(fresh[0]) < _sending_order(session.buffer[-1])
-            ):
-                session.preempt = True
-            session.buffer.extend(fresh)
-            if len(batch) < PREFETCH:
-                self._claimed = generation  # all claimed, as of that generation
-            # Something more urgent was stored while claiming: it goes first.
-            if self._urgent is not None and batch and self._urgent < batch[-1].priority:
-                session.preempt = True
+                if batch is not None:
+                    self._buffer_claim(session, batch, gone, generation)
         self._wake()
+
+    def _buffer_claim(
+        self, session: _Session, batch: list[Event], gone: set[int], generation: int
+    ) -> None:
+        """Put a claim's events in the buffer (lock held)."""
+        for event in batch:
+            session.cursor[event.priority] = event.seq
+        fresh = [e for e in batch if e.seq not in gone]
+        # Claimed behind what the buffer holds, unless something more urgent came in.
+        tail = session.buffer[-1] if session.buffer else None
+        if fresh and tail is not None and _sending_order(fresh[0]) < _sending_order(tail):
+            session.preempt = True
+        session.buffer.extend(fresh)
+        if len(batch) < PREFETCH:
+            self._claimed = generation  # all claimed, as of that generation
+        # Something more urgent was stored while claiming: it goes first.
+        if self._urgent is not None and batch and self._urgent < batch[-1].priority:
+            session.preempt = True
 
     def _ready(self) -> bool:
         """The sender has work (lock held)."""
