@@ -5,7 +5,9 @@ the metadata and the input and output specs, whichever backend runs), and handed
 as bytes, so the model that runs is the one that was hashed. ``Model.run`` checks the inputs the
 same way for both backends, so a wrong name or shape gets the same answer on every Pi.
 
-Importing this module is cheap: numpy and onnxruntime are imported when a model is loaded.
+Importing this module is cheap: numpy is imported when a model is loaded, onnxruntime only
+when a model runs on it. ``backend="auto"`` runs small models on numpy and never imports
+onnxruntime for them (:mod:`models.backend_choice` says where the line is and why).
 """
 
 from __future__ import annotations
@@ -127,15 +129,23 @@ class Model:
     """A loaded ONNX model: ``run`` computes the graph's outputs by name.
 
     ``inputs`` are the inputs ``run`` needs (graph inputs without an initializer); ``metadata``
-    is the file's ``metadata_props``; ``sha256`` is the hex digest of the file's bytes.
+    is the file's ``metadata_props``; ``sha256`` is the hex digest of the file's bytes;
+    ``backend`` is what runs it and ``reason`` why (asked for by name, or auto's reasoning).
     """
 
     def __init__(
-        self, path: Path, sha256: str, backend: Backend, onnx: OnnxModel, runner: _Runner
+        self,
+        path: Path,
+        sha256: str,
+        backend: Backend,
+        onnx: OnnxModel,
+        runner: _Runner,
+        reason: str = "",
     ) -> None:
         self.path = path
         self.sha256 = sha256
         self.backend: Backend = backend
+        self.reason = reason  # why this backend: asked for by name, or auto's reasoning
         self.metadata: dict[str, str] = dict(onnx.metadata)
         initialized = {t.name for t in onnx.graph.initializers}
         self.inputs = tuple(
@@ -231,8 +241,11 @@ def load(
 ) -> Model:
     """Load the ONNX model at ``path`` with ``backend``: "onnxruntime", "numpy" or "auto".
 
-    "auto" uses onnxruntime when it can be imported and the numpy backend otherwise (32-bit
-    ARM has no onnxruntime wheel). The numpy backend refuses, at load, any operator it does not
+    "auto" uses the numpy backend for a small model whose operators it all implements, without
+    importing onnxruntime (a fixed ~35 MB of memory), and onnxruntime for a larger one or one
+    with an operator numpy lacks, when it can be imported (32-bit ARM has no onnxruntime
+    wheel); :mod:`models.backend_choice` draws the line. ``Model.backend`` says which runs it,
+    ``Model.reason`` why. The numpy backend refuses, at load, any operator it does not
     implement (:class:`UnsupportedOperator`). A file over ``max_bytes`` is refused unread, and
     a model with a tensor over the limits of :mod:`models.shapes` is refused before any
     backend allocates it, whichever backend was asked for. Errors: :class:`ModelNotFoundError`,
@@ -252,13 +265,44 @@ def load(
         raise type(exc)(f"{path}: {exc}") from exc
     sizes = check_graph(onnx, str(path))
     sha256 = hashlib.sha256(data).hexdigest()
-    chosen = _choose_backend(backend)
-    runner: _Runner
-    if chosen == "onnxruntime":
-        runner = _SizeChecked(_OnnxruntimeRunner(data, path), sizes)
+    if backend == "auto":
+        chosen, runner, reason = _auto(data, onnx, sizes, path)
     else:
-        runner = _numpy_graph(onnx, path)  # checks the size of each node as it runs
-    return Model(path, sha256, chosen, onnx, runner)
+        chosen, reason = _choose_backend(backend), f"{backend} asked for"
+        runner = _runner(chosen, data, onnx, sizes, path)
+    log.info("%s runs on %s (%s)", path.name, chosen, reason)
+    return Model(path, sha256, chosen, onnx, runner, reason)
+
+
+def _runner(backend: Backend, data: bytes, onnx: OnnxModel, sizes: SizePlan, path: Path) -> _Runner:
+    if backend == "onnxruntime":
+        return _SizeChecked(_OnnxruntimeRunner(data, path), sizes)
+    return _numpy_graph(onnx, path)  # checks the size of each node as it runs
+
+
+def _auto(
+    data: bytes, onnx: OnnxModel, sizes: SizePlan, path: Path
+) -> tuple[Backend, _Runner, str]:
+    from models.backend_choice import auto_backend, model_cost
+
+    chosen, reason = auto_backend(model_cost(onnx, sizes), _onnxruntime_installed)
+    if chosen == "numpy":
+        try:
+            return chosen, _numpy_graph(onnx, path), reason
+        except UnsupportedModel as exc:  # something else it lacks: an old opset, say
+            if not _onnxruntime_installed():
+                raise
+            reason = f"auto: the numpy backend cannot run it ({exc})"
+            chosen = "onnxruntime"
+    return chosen, _runner(chosen, data, onnx, sizes, path), reason
+
+
+def _onnxruntime_installed() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def read_model_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
@@ -303,17 +347,14 @@ def _numpy_graph(onnx: OnnxModel, path: Path) -> _Runner:
 
 
 def _choose_backend(backend: str) -> Backend:
+    """The backend asked for by name, if it can be imported."""
     if backend == "numpy":
         return "numpy"
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError as exc:
-        if backend == "auto":
-            return "numpy"
+    if not _onnxruntime_installed():
         raise BackendUnavailable(
             "onnxruntime is not installed (there is no wheel for 32-bit ARM); "
             'use backend="numpy" or backend="auto"'
-        ) from exc
+        )
     return "onnxruntime"
 
 

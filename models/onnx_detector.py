@@ -85,7 +85,10 @@ class OnnxParams:
     )
     backend: Literal["auto", "onnxruntime", "numpy"] = field(
         default="auto",
-        metadata={"doc": "runtime for the model; auto prefers onnxruntime when installed"},
+        metadata={
+            "doc": "runtime for the model; auto: numpy for a small model (no onnxruntime "
+            "import), onnxruntime for a large one or an operator numpy lacks, if installed"
+        },
     )
     hop: int | None = field(
         default=None,

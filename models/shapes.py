@@ -127,6 +127,12 @@ class SizePlan:
 
     def check(self, fed: Mapping[str, Shape]) -> None:
         """Raise :class:`ModelTooLarge` when a value would be over the limits."""
+        self.shapes(fed)
+
+    def shapes(self, fed: Mapping[str, Shape]) -> dict[str, Shape]:
+        """The shape of every value worked out from ``fed`` (and the declared shapes), each
+        checked against the limits (:class:`ModelTooLarge`); a value whose shape is not
+        known before the run is left out."""
         shapes = {**self._declared, **fed}
         values = dict(self._values)
         for step in self._steps:
@@ -140,6 +146,7 @@ class SizePlan:
             shapes[step.output] = shape
             if step.made_values is not None:
                 values[step.output] = step.made_values
+        return shapes
 
 
 # Operators whose output can hold more values than their largest input: the only ones a run

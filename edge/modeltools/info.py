@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from edge.modeltools.series import ModelCommandError
-from models.loader import TensorSpec
+from models.backend_choice import auto_backend, model_cost
+from models.loader import ModelTooLarge, TensorSpec
 from models.metadata import WeightsCheck, read_model, verify
+from models.onnx_reader import OnnxModel
 from models.shipped import SHIPPED, model_path
 
 
@@ -42,6 +44,7 @@ class ModelInfo:
     outputs: tuple[str, ...]
     file_sha256: str
     weights: WeightsCheck
+    backend: str  # what backend = "auto" would run it on, and why
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready description (``edge model info --json``)."""
@@ -53,6 +56,7 @@ class ModelInfo:
             "file_sha256": self.file_sha256,
             "weights_sha256": self.weights.actual,
             "weights_ok": self.weights.ok,
+            "backend": self.backend,
         }
 
     def summary(self) -> str:
@@ -62,6 +66,7 @@ class ModelInfo:
         lines += [f"  {key:<{width}}  {value}" for key, value in self.metadata.items()]
         lines.append(f"  file sha256 {self.file_sha256}")
         lines.append(f"  {self.weights}")
+        lines.append(f"  backend {self.backend}")
         return "\n".join(lines)
 
 
@@ -84,4 +89,23 @@ def info(model: str | Path) -> ModelInfo:
         outputs=tuple(str(TensorSpec.from_value_info(v)) for v in decoded.graph.outputs),
         file_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
         weights=verify(path),
+        backend=_auto_backend(decoded, str(path)),
     )
+
+
+def _auto_backend(decoded: OnnxModel, where: str) -> str:
+    """``numpy (auto: small, ...)``: what loading it with backend "auto" would do here."""
+    from models.shapes import check_graph
+
+    try:
+        sizes = check_graph(decoded, where)
+    except ModelTooLarge as exc:
+        return f"none: {exc}"
+    chosen, reason = auto_backend(model_cost(decoded, sizes), _onnxruntime_installed)
+    return f"{chosen} ({reason})"
+
+
+def _onnxruntime_installed() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("onnxruntime") is not None

@@ -107,9 +107,11 @@ def test_a_bound_run_reads_its_arrays_in_place(scorer: Path, backend: str) -> No
         model.bind({"x": X.astype(np.float64)})  # a converted copy could not be written in place
 
 
-def test_auto_prefers_onnxruntime_when_it_is_installed(scorer: Path) -> None:
-    assert models.load(scorer).backend == "onnxruntime"
-    assert models.load(scorer, backend="auto").backend == "onnxruntime"
+def test_auto_runs_a_small_model_on_numpy_even_with_onnxruntime_installed(scorer: Path) -> None:
+    for model in (models.load(scorer), models.load(scorer, backend="auto")):
+        assert model.backend == "numpy"
+        assert model.reason == "auto: small, 3 nodes, 6 multiply-adds a run"
+    assert models.load(scorer, backend="onnxruntime").reason == "onnxruntime asked for"
 
 
 def test_metadata_written_with_onnx_reads_back_with_both_backends(tmp_path: Path) -> None:
