@@ -76,10 +76,12 @@ def test_drain_and_sampling(smoke: dict[str, Any]) -> None:
 @pytest.mark.slow
 def test_steady_state(smoke: dict[str, Any]) -> None:
     s = smoke["figures"]["steady"]
-    cases = [s["threshold"]] + ([s["onnx"]] if s["onnx"] is not None else [])
+    cases = [s["threshold"], s["onnx"], s["onnx_onnxruntime"]]  # the dev extra has onnxruntime
     for case in cases:
         assert positive(case["cpu_percent"]) and positive(case["rss_mb"])
         assert positive(case["start_to_first_reading_s"]) and case["readings"] > 0
+    # The shipped detector on backend auto runs on numpy: no onnxruntime in the process.
+    assert [case["imported"]["onnxruntime"] for case in cases] == [False, False, True]
     assert positive(s["rss_by_import_mb"]["total"])
 
 

@@ -133,15 +133,6 @@ def _steps(
 ) -> dict[str, Callable[[], Any]]:
     from edge.bench import detectors, drain, growth, ingest, latency, link, steady, throughput, wear
 
-    def steady_figures() -> Any:
-        try:
-            model: str | None = str(
-                detectors.make_model(workdir / "steady-window.onnx", steady.ONNX_WINDOW)
-            )
-        except ImportError:  # no onnx package to write the model with
-            model = None
-        return steady.run(url, workdir, model=model, warmup=s.warmup, duration=s.steady_seconds)
-
     return {
         "throughput": lambda: throughput.run(
             url, workdir, events=s.events, naive_events=s.naive_events, rounds=s.rounds
@@ -155,7 +146,7 @@ def _steps(
             duration=s.latency_seconds,
         ),
         "drain": lambda: drain.run(url, workdir, backlog=s.backlog, after=s.after_drain),
-        "steady": steady_figures,
+        "steady": lambda: steady.run(url, workdir, warmup=s.warmup, duration=s.steady_seconds),
         "wear": lambda: wear.run(url, workdir, warmup=s.warmup, duration=s.wear_seconds),
         "models": lambda: detectors.run(
             workdir, calls=s.calls, readings=s.adaptive_readings, early=s.adaptive_early

@@ -99,6 +99,7 @@ def case_load(options: dict[str, Any]) -> dict[str, Any]:
         "commits": commits,
         "rss_mb": rss,
         "peak_rss_mb": hwm,
+        "imported": {name: name in sys.modules for name in ("numpy", "onnxruntime")},
         "written": written,
         "jitter": _jitter(lates),
         "skipped_polls": skipped,

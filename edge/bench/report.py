@@ -187,15 +187,24 @@ def _steady(figures: dict[str, Any]) -> list[Row]:
     if not s:
         return []
     out = []
-    for key, label in (("threshold", "threshold rules"), ("onnx", "+ an ONNX detector")):
-        c = s.get(key)
+    cases = (("threshold", "threshold rules"),
+             ("onnx", "+ the shipped ONNX detector, backend auto"),
+             ("onnx_onnxruntime", "+ the shipped ONNX detector, backend onnxruntime"))  # fmt: skip
+    for key, label in cases:
+        if key not in s:  # a figure file from before that case existed
+            continue
+        c = s[key]
         if c is None:
             out.append((f"4. steady state, {label}", "not available"))
             continue
+        imported = c.get("imported")  # absent from figure files older than the record
+        loaded = None if imported is None else "onnxruntime " + (
+            "loaded" if imported.get("onnxruntime") else "not loaded")  # fmt: skip
         out.append((
             f"4. steady state, 20 sensors x 10 Hz, {label}",
             f"CPU {c['cpu_percent']:.2f} %, RSS {c['rss_mb']:.1f} MB, "
-            f"first reading {c['start_to_first_reading_s']:.2f} s",
+            f"first reading {c['start_to_first_reading_s']:.2f} s"
+            + (f" ({loaded})" if loaded else ""),
         ))  # fmt: skip
     imports = s.get("rss_by_import_mb") or {}
     parts = ", ".join(f"{k} +{v:.1f}" for k, v in imports.items() if k not in ("python", "total"))
