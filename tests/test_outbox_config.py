@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from edge.config.device import parse
 from edge.errors import ConfigError
@@ -67,9 +69,45 @@ full_output = "siren"
         ("full_output = 'sirne'", "", "did you mean 'siren'?"),
         ("keep_delivered = 'yes'", "", "storage.keep_delivered: expected true or false"),
         ("", "max_rate = -5", "uplink.max_rate: expected a number from 0.0"),
+        (
+            "commit_window_ms = 200\nbulk_window_ms = 150",
+            "",
+            "storage.bulk_window_ms: expected at least commit_window_ms (200), found 150",
+        ),
+        ("bulk_window_ms = 10001", "", "storage.bulk_window_ms: expected an integer from 0 to"),
     ],
 )
 def test_bad_values_are_named(storage: str, uplink: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse(config(storage, uplink), "edge.toml")
     assert any(message in problem for problem in caught.value.problems), caught.value.problems
+
+
+@pytest.mark.parametrize(
+    ("commit", "bulk"),
+    [(100, 1000), (0, 0), (20, 200), (250, 1000), (1000, 1000), (2000, 2000)],
+)
+def test_the_bulk_window_defaults_to_ten_commit_windows_within_a_second(
+    commit: int, bulk: int
+) -> None:
+    storage = parse(config(f"commit_window_ms = {commit}"), "edge.toml").storage
+    assert storage.bulk_window_ms is None
+    assert storage.bulk_window == bulk
+
+
+@given(
+    commit=st.integers(min_value=0, max_value=10_000),
+    bulk=st.none() | st.integers(min_value=0, max_value=10_000),
+)
+def test_a_bulk_window_is_accepted_exactly_when_not_shorter_than_the_commit_window(
+    commit: int, bulk: int | None
+) -> None:
+    text = f"commit_window_ms = {commit}" + ("" if bulk is None else f"\nbulk_window_ms = {bulk}")
+    if bulk is not None and bulk < commit:
+        with pytest.raises(ConfigError) as caught:
+            parse(config(text), "edge.toml")
+        assert [p.split(": ")[1] for p in caught.value.problems] == ["storage.bulk_window_ms"]
+        return
+    storage = parse(config(text), "edge.toml").storage
+    assert storage.bulk_window >= storage.commit_window_ms
+    assert storage.bulk_window == (min(10 * commit, max(commit, 1000)) if bulk is None else bulk)

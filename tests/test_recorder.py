@@ -19,7 +19,7 @@ import pytest
 from edge.clock import VirtualClock
 from edge.events import Draft, Event, format_ts
 from edge.outbox.store import Outbox, OutboxLimits
-from edge.runtime.recorder import DISCARD_AFTER, Recorder
+from edge.runtime.recorder import ACK_BATCH, DISCARD_AFTER, MAX_BATCH, Recorder
 from models import Severity
 from tests.waiting import wait_until
 
@@ -139,6 +139,110 @@ def test_a_critical_draft_does_not_wait_for_the_window(
     assert commits.wait_for(lambda c: len(c.events) == 2)  # well before 30 s
     assert {e.body()["severity"] for e in commits.events} == {"info", "critical"}
     assert outbox.stats().pending_by_priority == {0: 1, 3: 1}
+
+
+def test_telemetry_waits_for_the_bulk_window_and_a_warning_takes_it_along(
+    start: Any, outbox: Outbox, clock: VirtualClock, commits: Commits
+) -> None:
+    recorder = start(window=0.05, bulk_window=30.0)
+    recorder.submit(stamp(clock, 1.0))
+    recorder.submit(stamp(clock, 2.0))
+    # Longer than the commit window: the info drafts wait for the bulk window.
+    assert not commits.wait_for(lambda c: c.count > 0, timeout=0.3)
+    recorder.submit(stamp(clock, 3.0, "warning"))
+    assert commits.wait_for(lambda c: c.count > 0)  # the commit window, not 30 s
+    assert not commits.wait_for(lambda c: c.count > 1, timeout=0.1)
+    assert [e.body()["value"] for e in commits.events] == [1.0, 2.0, 3.0]  # one commit
+    assert outbox.stats().pending_by_priority == {1: 1, 3: 2}
+
+
+def test_telemetry_alone_is_committed_when_the_bulk_window_ends(
+    start: Any, clock: VirtualClock, commits: Commits
+) -> None:
+    recorder = start(window=0.01, bulk_window=0.5)
+    began = time.monotonic()
+    recorder.submit(stamp(clock, 1.0))
+    assert commits.wait_for(lambda c: c.count == 1)
+    assert time.monotonic() - began >= 0.5  # not after the 10 ms window
+    assert recorder.commits == 1
+
+
+def test_a_full_batch_of_telemetry_does_not_wait_for_the_bulk_window(
+    start: Any, outbox: Outbox, clock: VirtualClock, commits: Commits
+) -> None:
+    recorder = start(window=0.05, bulk_window=30.0)
+    for i in range(MAX_BATCH):
+        recorder.submit(stamp(clock, i))
+    assert commits.wait_for(lambda c: len(c.events) == MAX_BATCH)
+    assert outbox.stats().pending == MAX_BATCH
+
+
+def test_acknowledgements_ride_with_the_next_commit_of_drafts(
+    start: Any, outbox: Outbox, clock: VirtualClock, commits: Commits
+) -> None:
+    recorder = start(window=0.05, bulk_window=30.0)
+    for i in range(5):
+        recorder.submit(stamp(clock, i))
+    assert recorder.flush(timeout=WAIT)
+    assert recorder.commits == 1
+    recorder.acknowledge([1, 2])
+    recorder.submit(stamp(clock, 5))
+    # Neither the deletions nor the telemetry make a commit of their own meanwhile.
+    assert not commits.wait_for(lambda c: c.count > 1, timeout=0.3)
+    assert outbox.stats().delivered == 0
+    recorder.submit(stamp(clock, 6, "warning"))
+    assert commits.wait_for(lambda c: c.count == 2)
+    assert sorted(commits.acks) == [1, 2] and recorder.commits == 2
+    assert [e.seq for e in commits.events] == list(range(1, 8))
+    stats = outbox.stats()
+    assert (stats.delivered, stats.pending) == (2, 5)
+
+
+def test_acknowledgements_alone_are_deleted_after_the_bulk_window(
+    start: Any, outbox: Outbox, clock: VirtualClock, commits: Commits
+) -> None:
+    recorder = start(window=0.01, bulk_window=0.5)
+    recorder.submit(stamp(clock, 1, "critical"))
+    assert commits.wait_for(lambda c: c.count == 1)
+    began = time.monotonic()
+    recorder.acknowledge([1])
+    assert commits.wait_for(lambda c: c.count == 2)
+    assert time.monotonic() - began >= 0.5
+    assert commits.acks == [1] and outbox.stats().delivered == 1
+
+
+def test_a_drain_s_acknowledgements_do_not_wait_for_the_bulk_window(
+    start: Any, outbox: Outbox, clock: VirtualClock, commits: Commits
+) -> None:
+    recorder = start(window=0.05, bulk_window=30.0)
+    for i in range(ACK_BATCH):
+        recorder.submit(stamp(clock, i))
+    assert recorder.flush(timeout=WAIT)
+    recorder.acknowledge(range(1, ACK_BATCH))
+    assert not commits.wait_for(lambda c: len(c.acks) > 0, timeout=0.3)  # one short
+    recorder.acknowledge([ACK_BATCH])
+    assert commits.wait_for(lambda c: len(c.acks) == ACK_BATCH)  # well before 30 s
+    assert outbox.stats().delivered == ACK_BATCH
+
+
+def test_flush_does_not_wait_for_the_bulk_window(
+    start: Any, outbox: Outbox, clock: VirtualClock
+) -> None:
+    recorder = start(window=0.05, bulk_window=30.0)
+    recorder.submit(stamp(clock, 1))
+    began = time.monotonic()
+    assert recorder.flush(timeout=WAIT)
+    recorder.acknowledge([1])
+    recorder.submit(stamp(clock, 2))
+    assert recorder.flush(timeout=WAIT)
+    assert time.monotonic() - began < WAIT / 2
+    stats = outbox.stats()
+    assert (stats.delivered, stats.pending) == (1, 1)
+
+
+def test_a_bulk_window_shorter_than_the_window_is_refused(outbox: Outbox) -> None:
+    with pytest.raises(ValueError, match="shorter than window"):
+        Recorder(outbox, VirtualClock(), window=0.1, bulk_window=0.05)
 
 
 def test_acknowledge_deletes(
@@ -377,3 +481,34 @@ def test_events_wait_in_memory_through_failures_other_than_a_full_disk(tmp_path:
             other.close()
         assert box.last_seq == 50 and [e.seq for e in box] == list(range(1, 51))
         assert not [e for e in commits.events if e.sensor == "outbox"]
+
+
+@pytest.mark.parametrize("keep_delivered", [True, False])
+def test_after_a_power_cut_the_counters_equal_a_recount_and_no_seq_is_reused(
+    tmp_path: Path, clock: VirtualClock, keep_delivered: bool
+) -> None:
+    limits = OutboxLimits(keep_delivered=keep_delivered)
+    box = Outbox.open(tmp_path, DEVICE, limits=limits, epoch=clock.epoch)
+    commits = Commits()
+    recorder = Recorder(box, clock, window=0.05, bulk_window=30.0, delivery=commits)
+    recorder.start()
+    for i in range(20):
+        recorder.submit(stamp(clock, i))
+    assert recorder.flush(timeout=WAIT)
+    recorder.acknowledge(range(1, 21))  # the newest rows too: without replay, all go
+    recorder.submit(stamp(clock, 20, "warning"))
+    assert commits.wait_for(lambda c: len(c.acks) == 20)
+    for i in range(5):  # queued for the bulk window: the power cut takes them
+        recorder.submit(stamp(clock, i))
+    recorder.acknowledge([21])
+    recorder.abort()
+    box._conn.close()  # no flush, no clean close of the outbox
+
+    with Outbox.open(tmp_path, DEVICE, limits=limits) as reopened:
+        stats = reopened.stats()
+        assert (stats.last_seq, stats.delivered, stats.pending) == (21, 20, 1)
+        assert stats.kept == (20 if keep_delivered else 0)
+        recount = reopened._recount()
+        assert recount.rows == [0, 1, 0, 0] and recount.pending == stats.pending
+        assert (recount.kept, recount.bytes) == (stats.kept, reopened._state.usage.bytes)
+        assert reopened.append(stamp(clock, "next")).seq == 22  # never a seq reused

@@ -18,6 +18,7 @@ id = "field-01"
 [storage]
 state_dir = "{state}"
 commit_window_ms = 20
+bulk_window_ms = 20
 [uplink]
 broker = "{broker}"
 backoff_min = 0.05
@@ -75,7 +76,8 @@ def test_events_stored_before_a_link_cut_and_a_power_cut_all_arrive_after_them(
     bodies = {json.loads(m.payload)["seq"]: json.loads(m.payload) for m in got}
     assert set(bodies) == set(range(1, last_seq + 1))  # nothing stored was lost
     # One reading a second, none while the power was off (t = 70..80); a power cut loses
-    # only what the recorder had not yet committed (its 20 ms window: one or two events).
+    # only what the recorder had not yet committed (telemetry's 20 ms window here: one or
+    # two events).
     stamps = sorted(b["ts"] for b in bodies.values())
     assert len(stamps) == len(set(stamps))
     assert len(drafts.times) - 3 <= last_seq <= len(drafts.times), (last_seq, len(drafts.times))

@@ -87,6 +87,9 @@ def cap_bytes(value: int) -> str | None:
     return None
 
 
+# The default bulk window is ten commit windows, at most this: a second of telemetry is
+# ~100 events per commit at 100 events/s, under the flash-wear budget (docs/outbox.md).
+DEFAULT_BULK_CAP_MS = 1000
 MIN_CARD = 64 * 1024 * 1024  # below this, a size is surely gigabytes written as bytes
 MAX_HEARTBEAT = 86_400.0
 
@@ -128,7 +131,21 @@ class StorageConfig:
     )
     commit_window_ms: int = field(
         default=100,
-        metadata={"min": 0, "max": 10_000, "doc": "group commit window; critical events at once"},
+        metadata={
+            "min": 0,
+            "max": 10_000,
+            "doc": "group commit window for warning events; critical events at once",
+        },
+    )
+    bulk_window_ms: int | None = field(
+        default=None,
+        metadata={
+            "min": 0,
+            "max": 10_000,
+            "expects": "an integer from 0 to 10000, at least commit_window_ms",
+            "doc": "group commit window for telemetry and info events and for deletions;"
+            " unset: 10 x commit_window_ms, at most 1000 (at least commit_window_ms)",
+        },
     )
     max_bytes: int = field(
         default=64 * 1024 * 1024,
@@ -194,6 +211,14 @@ class StorageConfig:
             "doc": "switched on while the outbox is full (alarm)",
         },
     )
+
+    @property
+    def bulk_window(self) -> int:
+        """The window for telemetry, info and deletions in ms: as set, or by default ten
+        commit windows, at most a second (and never shorter than the commit window)."""
+        if self.bulk_window_ms is not None:
+            return self.bulk_window_ms
+        return max(self.commit_window_ms, min(10 * self.commit_window_ms, DEFAULT_BULK_CAP_MS))
 
 
 @dataclass(frozen=True)
@@ -563,6 +588,13 @@ def validate(data: dict[str, Any], source: str) -> Config:
     sensors = parse_sensors(data.get("sensors", []), problems, declared)
     detectors = parse_detectors(data.get("detectors", []), sensors, declared, problems)
     actions = parse_actions(data.get("actions", []), sensors, detectors, problems)
+    bulk = storage.bulk_window_ms if storage is not None else None
+    if storage is not None and bulk is not None and bulk < storage.commit_window_ms:
+        problems.add(
+            "storage.bulk_window_ms",
+            f"expected at least commit_window_ms ({storage.commit_window_ms}), found {bulk}"
+            " (telemetry and info never wait less than warnings)",
+        )
     if storage is not None and storage.full_output is not None:
         outputs = {s.id: s for s in sensors.values() if s.type == "gpio.output"}
         if storage.full_output not in outputs:

@@ -63,6 +63,7 @@ class Delivery:
         *,
         device: str,
         window: float,
+        bulk_window: float | None = None,
         birth: Mapping[str, Any] | None = None,
         commands: CommandSink | None = None,
         rng: random.Random | None = None,
@@ -72,7 +73,14 @@ class Delivery:
         self._lock = threading.Lock()
         self._acknowledged: set[int] = set()  # by the broker; deletion not yet committed
         self._listeners: list[CommitListener] = []
-        self.recorder = Recorder(outbox, clock, window=window, delivery=self, max_queued=max_queued)
+        self.recorder = Recorder(
+            outbox,
+            clock,
+            window=window,
+            bulk_window=bulk_window,
+            delivery=self,
+            max_queued=max_queued,
+        )
         self.uplink = Uplink(
             settings,
             device=device,

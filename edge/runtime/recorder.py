@@ -1,8 +1,12 @@
 """Moves drafts from the sampling loop into the outbox in group commits, on its own thread.
 
 ``submit`` never blocks: the sampling loop hands over a draft and goes on. The recorder
-waits up to the commit window to gather more drafts (and acknowledgements to delete) into
-one transaction, which keeps SD-card writes low; a critical draft is committed at once.
+gathers drafts and acknowledgements (deletions) into one transaction, which keeps SD-card
+writes low: bytes written follow commits, not events. How long it gathers depends on what
+waits: a critical draft is committed at once; a warning within the commit window; telemetry,
+info and deletions within the longer bulk window, unless a warning cuts it to the commit
+window or a full batch (of drafts, or of deletions in a drain) ends it; whatever waits then
+goes along.
 After each commit it tells the delivery loop what was stored and deleted (the outbox's own
 reports included: evictions, alarms), which tells the uplink. A full disk does not stop
 it: the commit is retried once the outbox has made room, and drafts wait in memory
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Collection, Sequence
 from typing import Protocol
@@ -29,6 +34,10 @@ RETRY_DELAY = 0.5  # seconds before retrying a failed commit (full disk, I/O err
 # Drafts held in memory while the disk fails: ~50 MB at worst, what a Pi Zero can spare.
 MAX_QUEUED = 100_000
 DISCARD_AFTER = 3  # failed commits in a row before waiting drafts are reported lost
+# Acknowledgements waiting that end the wait at once: a drain's PUBACKs (15,000/s and
+# more) are deleted in batches of this many, so the uplink's set of acknowledged but
+# undeleted seqs, which each claim skips, stays small.
+ACK_BATCH = MAX_BATCH
 RUNTIME_SENSOR = "runtime"  # the sensor id of the runtime's own health events
 
 
@@ -49,6 +58,10 @@ class Recorder:
     ``submit`` (the sampling thread, or any) and ``acknowledge`` (the uplink's link thread,
     through the delivery loop) only queue; ``flush`` waits, from any thread, for what was
     queued before it; everything that touches the outbox runs on the recorder's thread.
+
+    ``window`` (seconds) is how long a warning draft may wait to be committed;
+    ``bulk_window`` (at least ``window``; None: the same) how long telemetry, info and
+    deletions may. Both are real time: they are about disk writes, whatever the clock.
     """
 
     def __init__(
@@ -57,17 +70,27 @@ class Recorder:
         clock: Clock,
         *,
         window: float,
+        bulk_window: float | None = None,
         delivery: Committed | None = None,
         max_queued: int = MAX_QUEUED,
     ) -> None:
+        if bulk_window is not None and bulk_window < window:
+            raise ValueError(f"bulk_window ({bulk_window} s) is shorter than window ({window} s)")
         self.outbox = outbox
         self.clock = clock
         self.window = window
+        self.bulk_window = window if bulk_window is None else bulk_window
         self.delivery = delivery
         self.max_queued = max_queued
         self._drafts: deque[Draft] = deque()
         self._acks: deque[int] = deque()
-        self._urgent = threading.Event()  # commit now: critical draft, acks, or stop
+        # How many of the queued drafts and acks the commit running now has taken (they
+        # leave the queues once it succeeded): a full batch counts only what waits.
+        self._drafts_taken = 0
+        self._acks_taken = 0
+        self._urgent = threading.Event()  # commit now: critical, a full batch, flush, stop
+        self._hurry = threading.Event()  # commit within the window: a warning
+        self._wake = threading.Event()  # either of those was set
         self._work = threading.Event()  # anything queued
         self._stop = threading.Event()
         self._idle = threading.Condition()
@@ -100,13 +123,26 @@ class Recorder:
             return
         self._drafts.append(draft)
         self._work.set()
-        if draft.severity == "critical":
-            self._urgent.set()
+        # A full batch gains nothing from waiting: its rows already share their pages.
+        if draft.severity == "critical" or len(self._drafts) - self._drafts_taken >= MAX_BATCH:
+            self._commit_now()
+        elif draft.severity == "warning":
+            self._commit_soon()
 
     def acknowledge(self, seqs: Collection[int]) -> None:
         """Queue delivered events for deletion. Safe from any thread."""
         self._acks.extend(seqs)
         self._work.set()
+        if len(self._acks) - self._acks_taken >= ACK_BATCH and not self._urgent.is_set():
+            self._commit_now()
+
+    def _commit_now(self) -> None:
+        self._urgent.set()
+        self._wake.set()
+
+    def _commit_soon(self) -> None:
+        self._hurry.set()
+        self._wake.set()
 
     @property
     def queued(self) -> int:
@@ -118,7 +154,7 @@ class Recorder:
         with self._idle:
             self._flushes += 1
             ticket = self._flushes
-        self._urgent.set()
+        self._commit_now()
         self._work.set()
         with self._idle:
             # A pass that began after the ticket was taken serves it; with no thread running,
@@ -133,7 +169,7 @@ class Recorder:
         if self._thread is None:
             return
         self._stop.set()
-        self._urgent.set()
+        self._commit_now()
         self._work.set()
         self._thread.join()
         self._thread = None
@@ -144,7 +180,7 @@ class Recorder:
             return
         self._aborted = True  # the thread drops the queues itself: no race on them
         self._stop.set()
-        self._urgent.set()
+        self._commit_now()
         self._work.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
@@ -166,12 +202,10 @@ class Recorder:
                 if self.outbox.expiry_due():
                     self._commit_batch()  # nothing queued: expire what is stale
                 continue
-            if not self._stop.is_set() and not self._urgent.is_set() and self.window > 0:
-                # Group commit: gather what arrives within the window (real time: it is
-                # about disk writes, whatever clock the scheduler runs on).
-                self._urgent.wait(self.window)
+            self._gather()
             self._work.clear()
             self._urgent.clear()
+            self._hurry.clear()
             if self._aborted:
                 self._drafts.clear()
                 self._acks.clear()
@@ -205,21 +239,45 @@ class Recorder:
             if self._stop.is_set() and not self._drafts and not self._acks:
                 return
 
+    def _gather(self) -> None:
+        """Group commit: wait for more to join what is queued. The bulk window from the
+        first arrival; cut to the commit window from the moment a warning arrives; over at
+        once when something is urgent (a critical draft, a full batch, flush, close). Real
+        time: it is about disk writes, whatever the scheduler's clock."""
+        if self.bulk_window <= 0:
+            return
+        deadline = time.monotonic() + self.bulk_window
+        hurried = False
+        while True:
+            self._wake.clear()  # before the checks: a later set() ends the wait below
+            if self._urgent.is_set() or self._stop.is_set():
+                return
+            if not hurried and self._hurry.is_set():
+                hurried = True
+                deadline = min(deadline, time.monotonic() + self.window)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wake.wait(left)
+
     def _commit_batch(self) -> tuple[int, int] | None:
         """Commit the oldest queued drafts and acks; (drafts, acks) committed, or None."""
         batch = min(MAX_BATCH, self.outbox.max_batch)
         drafts = [self._drafts[i] for i in range(min(batch, len(self._drafts)))]
         acks = [self._acks[i] for i in range(min(MAX_BATCH * 10, len(self._acks)))]
+        self._drafts_taken, self._acks_taken = len(drafts), len(acks)
         try:
             spare = self.delivery.spared if self.delivery is not None else None
             events = self.outbox.commit(drafts, acks, spare=spare)
         except OutboxFull as exc:  # expected on a full disk: the next commit makes room
+            self._drafts_taken = self._acks_taken = 0
             self.failures += 1
             self._failing += 1
             self._full = True
             log.error("%s; %d events stay queued", exc, len(self._drafts))
             return None
         except Exception:
+            self._drafts_taken = self._acks_taken = 0
             self.failures += 1
             self._failing += 1
             self._full = False
@@ -229,6 +287,7 @@ class Recorder:
             self._drafts.popleft()
         for _ in acks:
             self._acks.popleft()
+        self._drafts_taken = self._acks_taken = 0
         self.commits += 1
         self._failing = 0
         if self.delivery is not None:
@@ -277,7 +336,7 @@ class Recorder:
         draft = Draft(RUNTIME_SENSOR, "health", "critical", dropped, mono, wall, synced, fields)
         self._drafts.append(draft)
         self._work.set()
-        self._urgent.set()
+        self._commit_now()
 
     def _check_clock_sync(self) -> None:
         if not self._was_synced and self.clock.synced():

@@ -158,6 +158,7 @@ class Runtime:
             config.uplink,
             device=self.device,
             window=config.storage.commit_window_ms / 1000,
+            bulk_window=config.storage.bulk_window / 1000,
             birth={
                 "stream": self.outbox.stream,
                 "outbox": self.outbox.describe(),
