@@ -22,7 +22,7 @@ from edge.config.device import parse
 from edge.events import Draft
 from edge.outbox.store import Outbox
 from edge.runtime.delivery import Delivery
-from edge.runtime.recorder import Recorder
+from edge.runtime.recorder import ACK_BATCH, Recorder
 from edge.uplink.link import Uplink
 from edge.uplink.pacing import Backoff
 from models import Severity
@@ -254,16 +254,19 @@ def test_backoff_jitter_spreads_a_fleet() -> None:
 def test_acked_events_awaiting_deletion_are_not_sent_again_after_a_reconnect(
     link: Link, mosquitto: Mosquitto
 ) -> None:
-    link.recorder.window = 30.0  # deletions lag far behind the PUBACKs
-    link.store(2000)
+    # Deletions lag far behind the PUBACKs: long windows, and fewer acks than a full batch
+    # (which the recorder commits at once).
+    link.recorder.window = link.recorder.bulk_window = 30.0
+    first = ACK_BATCH - 100
+    link.store(first)
     link.uplink.start()
-    wait_until(lambda: link.uplink.stats.acked == 2000)
-    assert link.outbox.stats().pending == 2000  # acked, not yet deleted
+    wait_until(lambda: link.uplink.stats.acked == first)
+    assert link.outbox.stats().pending == first  # acked, not yet deleted
     mosquitto.restart()
     link.store(300, severity="info", kind="state")  # more urgent than the telemetry
-    wait_until(lambda: link.uplink.stats.acked == 2300, timeout=60)
+    wait_until(lambda: link.uplink.stats.acked == first + 300, timeout=60)
     # Only what was in flight at the cut (at most the window, 8) may go twice.
-    assert link.uplink.stats.published <= 2300 + 8, link.uplink.stats
+    assert link.uplink.stats.published <= first + 300 + 8, link.uplink.stats
 
 
 def test_backoff_starts_over_after_every_healthy_session(link: Link, mosquitto: Mosquitto) -> None:

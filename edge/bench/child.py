@@ -81,9 +81,13 @@ def case_load(options: dict[str, Any]) -> dict[str, Any]:
     readings = rig.watcher.readings - readings0
     events = rig.watcher.committed_events - events0
     acked = rig.runtime.uplink.stats.acked - acked0
-    commits = rig.runtime.recorder.commits - commits0
-    if options.get("checkpoint"):  # the copy into the database file that the WAL defers
+    if options.get("checkpoint"):
+        # What was sampled is committed (a run shorter than the bulk window commits nothing
+        # by itself), then copied into the database file, which the WAL defers.
+        rig.runtime.recorder.flush()
         rig.runtime.outbox.checkpoint()
+        events = rig.watcher.committed_events - events0
+    commits = rig.runtime.recorder.commits - commits0
     io1 = measure.proc_io()
     rss, hwm = measure.proc_status_mb("VmRSS"), measure.proc_status_mb("VmHWM")
     lates = rig.lateness.between(meter.wall0, meter.wall0 + wall)

@@ -5,9 +5,10 @@ default group commit (telemetry waits up to the 1 s bulk window). Each durabilit
 runs in its own process, whose /proc/self/io counts ``write_bytes`` (bytes sent to the block
 device: SQLite's WAL, its checkpoints and the database) and ``wchar`` (bytes passed to
 write(), page cache or not). The measured interval starts from an empty WAL and ends with
-a checkpoint: at 100 events per commit the WAL takes over a minute to reach SQLite's own
-checkpoint, so without it a short run would leave out the copy of every page into the
-database file, about half of what a steady state writes.
+a flush (what was sampled is committed) and a checkpoint: at 100 events per commit the WAL
+takes over a minute to reach SQLite's own checkpoint, so without it a short run would leave
+out the copy of every page into the database file, about half of what a steady state
+writes.
 Where ``write_bytes`` stays 0 (some container file systems) the figure falls back to
 ``wchar`` and says so.
 """
