@@ -1,4 +1,5 @@
-"""Scheduler timing on the virtual clock: next-due times, no drift, jitter, posted work."""
+"""Scheduler timing on the virtual clock: next-due times, no drift, jitter, posted work,
+and tasks that share an interval spread across it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.clock import RealClock, ScaledClock, VirtualClock
-from edge.runtime.scheduler import Scheduler
+from edge.runtime.scheduler import Scheduler, staggered
 
 
 def test_each_task_runs_at_its_own_interval_without_drift() -> None:
@@ -146,6 +147,82 @@ def test_poll_counts_match_the_interval_grid(intervals: list[float], horizon: fl
         # Float grid edges may put the last tick either side of the horizon.
         assert abs(task.runs - expected) <= 1
         assert task.skipped == 0
+
+
+def test_sensors_sharing_an_interval_fall_due_spread_across_it_and_never_drift() -> None:
+    clock = VirtualClock()
+    start = clock.monotonic()
+    scheduler = Scheduler(clock, drive_clock=True)
+    names = [f"s{i}" for i in range(8)]
+    first = staggered(((name, 0.1) for name in names), burst=1)  # one instant each
+    runs: dict[str, list[float]] = {name: [] for name in names}
+    for name in names:
+        scheduler.every(name, 0.1, lambda due, n=name: runs[n].append(due - start),
+                        first=first[name])  # fmt: skip
+
+    scheduler.run(until=start + 100.0)
+
+    firsts = [runs[name][0] for name in names]
+    assert firsts == pytest.approx([i * 0.1 / 8 for i in range(8)], abs=1e-12)
+    assert len(set(firsts)) == 8 and all(0.0 <= t < 0.1 for t in firsts)
+    for name, offset in zip(names, firsts, strict=True):
+        # Still on each one's own grid after 1,000 polls: no drift from the offset.
+        assert runs[name] == pytest.approx([offset + k * 0.1 for k in range(len(runs[name]))],
+                                           abs=1e-9)  # fmt: skip
+        assert len(runs[name]) in (1000, 1001)  # the last slot falls either side of the end
+    assert scheduler.jitter().max == 0.0
+
+
+def test_staggering_is_reproducible_and_keeps_config_order() -> None:
+    tasks = [("b", 1.0), ("a", 1.0), ("fast", 0.25), ("c", 1.0)]
+    assert staggered(tasks, burst=1) == staggered(list(tasks), burst=1)
+    offsets = staggered(tasks, burst=1)
+    assert offsets["b"] < offsets["a"] < offsets["c"]  # rank in the order given
+    assert offsets["fast"] == 0.0  # a task alone in its interval starts at once
+    assert staggered([]) == {}
+
+
+def test_a_burst_of_polls_is_bounded_without_a_wake_up_per_sensor() -> None:
+    # 100 sensors at 10 Hz: five instants of 20, 20 ms apart, instead of one of 100.
+    offsets = staggered((f"s{i}", 0.1) for i in range(100))
+    instants = sorted({round(t, 9) for t in offsets.values()})
+    assert instants == pytest.approx([0.0, 0.02, 0.04, 0.06, 0.08])
+    assert all(sum(1 for t in offsets.values() if round(t, 9) == i) == 20 for i in instants)
+    # As many as one burst takes all fall due together: one wake-up per interval.
+    assert set(staggered((f"s{i}", 0.1) for i in range(20)).values()) == {0.0}
+    # Split evenly, not 20 and a straggler.
+    uneven = staggered((f"s{i}", 1.0) for i in range(21))
+    assert sorted(uneven.values()).count(0.0) == 11
+    # A long interval: the bursts within its first 100 ms, so one commit window takes them.
+    long = staggered((f"s{i}", 60.0) for i in range(100))
+    assert sorted(set(long.values())) == pytest.approx([0.0, 0.02, 0.04, 0.06, 0.08])
+
+
+def test_interval_groups_interleave_instead_of_stacking() -> None:
+    tasks = [(f"fast{i}", 0.1) for i in range(20)] + [(f"slow{i}", 1.0) for i in range(10)]
+    offsets = staggered(tasks, burst=1)
+    # Over the slow interval, no two polls (of either group) fall due at the same instant.
+    dues = [round(offsets[name] + k * interval, 9) for name, interval in tasks
+            for k in range(round(1.0 / interval))]  # fmt: skip
+    assert len(dues) == 20 * 10 + 10
+    assert len(set(dues)) == len(dues)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from([0.01, 0.1, 0.25, 1.0, 2.5, 60.0]), min_size=1, max_size=40),
+       st.integers(1, 30))  # fmt: skip
+def test_every_offset_lies_within_its_interval_and_bursts_are_bounded(
+    intervals: list[float], burst: int
+) -> None:
+    tasks = [(f"t{i}", interval) for i, interval in enumerate(intervals)]
+    offsets = staggered(tasks, burst=burst)
+    assert set(offsets) == {name for name, _ in tasks}
+    for name, interval in tasks:
+        assert 0.0 <= offsets[name] < interval
+    for interval in set(intervals):
+        group = [offsets[name] for name, every in tasks if every == interval]
+        assert max(group.count(t) for t in group) <= burst
+        assert len(set(group)) == -(-len(group) // burst)  # no more instants than needed
 
 
 def test_only_a_virtual_clock_can_be_driven() -> None:

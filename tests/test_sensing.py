@@ -8,6 +8,8 @@ runtime runs on a virtual clock its scheduler drives; events land in a real SQLi
 from __future__ import annotations
 
 import dataclasses
+import itertools
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +96,52 @@ address = 0x49
 interval = 1.0
 telemetry = true
 """
+
+
+# More sensors on one interval than fall due together (edge.runtime.scheduler's burst of 20).
+SHARED = "".join(
+    f"""
+[[sensors]]
+id = "t{i:02d}"
+type = "i2c.tmp102"
+bus = {10 + i // 4}
+address = {0x48 + i % 4}
+interval = 1.0
+telemetry = true
+"""
+    for i in range(24)
+)
+FAST = """
+[[sensors]]
+id = "fast"
+type = "i2c.tmp102"
+bus = 2
+interval = 0.5
+telemetry = true
+"""
+
+
+def test_sensors_sharing_an_interval_are_polled_staggered_across_it(rigs: Any) -> None:
+    rig = rigs(SHARED + FAST)
+    bodies = rig.run_until(10.0)
+    times: dict[str, list[float]] = {}
+    for body in bodies:
+        if body["kind"] == "telemetry":
+            stamp = datetime.fromisoformat(body["ts"].replace("Z", "+00:00")).timestamp()
+            times.setdefault(body["sensor"], []).append(stamp)
+    start = times["fast"][0]  # alone on its interval: polled at once
+    # The 24 sensors at 1 s in two bursts of 12, 50 ms apart in config order (spread over
+    # the first 100 ms), both shifted by half the smallest slot (25 ms) so they never fall
+    # due with the 0.5 s one. The events' timestamps have milliseconds.
+    firsts = [times[f"t{i:02d}"][0] - start for i in range(24)]
+    assert firsts == pytest.approx([0.025] * 12 + [0.075] * 12, abs=0.001)
+    assert len({round(first, 3) for first in firsts}) == 2
+    for i in range(24):
+        polls = times[f"t{i:02d}"]
+        assert len(polls) == 10  # the slot after 9.x s lies past the end
+        steps = [later - earlier for earlier, later in itertools.pairwise(polls)]
+        assert steps == pytest.approx([1.0] * 9, abs=0.001)  # on its own grid, no drift
+    assert len(times["fast"]) == 21  # 0, 0.5, ... 10.0
 
 
 def test_a_failing_chip_degrades_retries_with_backoff_and_recovers(rigs: Any) -> None:

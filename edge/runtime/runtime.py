@@ -34,7 +34,7 @@ from edge.runtime.metrics import Family, MetricsOutputs, families
 from edge.runtime.model_watch import ModelWatch
 from edge.runtime.pushed import PushedReadings
 from edge.runtime.recorder import RUNTIME_SENSOR
-from edge.runtime.scheduler import Scheduler
+from edge.runtime.scheduler import Scheduler, staggered
 from edge.runtime.sensing import SensorRunner
 from edge.runtime.status_file import NAME as STATUS_NAME
 from edge.runtime.status_file import status_file
@@ -337,10 +337,14 @@ class Runtime:
         self.models.start()
         if self.commands is not None:
             self.commands.start()
+        # Sensors sharing an interval are spread across it in small bursts, not all due at once.
+        configs = [sensor.config for sensor in self.sensors.values()]
+        first = staggered((c.id, c.interval) for c in configs if c.interval is not None)
         for sensor in self.sensors.values():
             if sensor.config.interval is not None:
                 poll = self._poller(sensor)
-                self.scheduler.every(sensor.config.id, sensor.config.interval, poll)
+                offset = first[sensor.config.id]
+                self.scheduler.every(sensor.config.id, sensor.config.interval, poll, first=offset)
             elif isinstance(sensor.device, PushedSensor):
                 readings = PushedReadings(sensor, self.scheduler, self.clock, self.watcher)
                 sensor.device.listen(readings)

@@ -5,6 +5,10 @@ every later one; a poll that overruns whole intervals skips them (counted) rathe
 bursting. Lateness (actual minus due) is the loop's jitter and is kept per run. Work from
 other threads (GPIO edge callbacks) enters through ``post``, a thread-safe queue the loop
 drains between polls. Nothing here touches the network or the disk.
+
+Sensors that share an interval are spread across it in small bursts (``staggered``) rather
+than all falling due at one instant: a long burst of polls holds the one interpreter lock in
+a lump that the recorder and the uplink queue behind.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import logging
 import math
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from edge.clock import Clock, VirtualClock
@@ -23,6 +27,18 @@ from edge.clock import Clock, VirtualClock
 log = logging.getLogger(__name__)
 
 _LATENESS_SAMPLES = 4096  # recent lateness values kept for percentiles
+# Polls that may fall due at one instant. A burst holds the interpreter lock: with telemetry
+# a poll is ~70 us of Python, so 20 are under 1.5 ms, well inside the latency budget and
+# the 5 ms switch interval (100 were 7 ms). Spreading further costs CPU: each instant is a
+# wake-up of the loop with cold caches, ~200 us of CPU on a 2-core x86 VM; one instant per
+# sensor took 20 sensors at 10 Hz from 0.6 % to 1.9 % of a core.
+POLLS_PER_INSTANT = 20
+# The bursts are spread over this much of the interval at most: spread over a whole 1 s
+# interval they outlasted the group-commit window, each burst took a commit of its own,
+# and CPU per reading of 100 sensors at 1 Hz rose from ~75 to ~140 us (~72 us so). Packed
+# 5 ms apart instead, 100 readings arrived within 20 ms and the subscriber's p99 at 1,000
+# events/s doubled.
+SPREAD_SPAN = 0.1
 
 
 @dataclass
@@ -60,6 +76,38 @@ class _Lateness:
         self.count += 1
         self.total += value
         self.worst = max(self.worst, value)
+
+
+def staggered(
+    intervals: Iterable[tuple[str, float]],
+    *,
+    burst: int = POLLS_PER_INSTANT,
+    span: float = SPREAD_SPAN,
+) -> dict[str, float]:
+    """Each task's first-due offset, so that tasks sharing an interval are spread across it.
+
+    The n tasks with interval T fall due at ``ceil(n / burst)`` instants spaced evenly
+    across T, or across ``span`` when T is longer, from 0; split evenly among them in the
+    order given: at most ``burst`` at each. Each further interval group is shifted by a
+    fraction of the smallest slot, so groups interleave rather than stack on the same
+    instants. Deterministic: the same tasks in the same order get the same offsets, so a
+    simulation stays reproducible for a seed.
+    """
+    groups: dict[float, list[str]] = {}
+    for name, interval in intervals:
+        groups.setdefault(interval, []).append(name)
+    if not groups:
+        return {}
+    counts = {interval: -(-len(names) // burst) for interval, names in groups.items()}
+    slots = {interval: min(interval, span) / counts[interval] for interval in groups}
+    smallest = min(slots.values())
+    offsets: dict[str, float] = {}
+    for g, (interval, names) in enumerate(sorted(groups.items())):
+        shift = g * smallest / len(groups)  # < one slot of any group: stays within the interval
+        count = counts[interval]
+        for i, name in enumerate(names):
+            offsets[name] = (i * count // len(names)) * slots[interval] + shift
+    return offsets
 
 
 class Scheduler:
