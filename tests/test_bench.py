@@ -61,6 +61,14 @@ def test_latency_cases(smoke: dict[str, Any]) -> None:
         assert 0 < case["p50_ms"] <= case["p99_ms"] <= case["max_ms"]
         assert 0 < case["to_disk_p50_ms"] <= case["to_disk_p99_ms"]
         assert case["to_disk_p50_ms"] <= case["p50_ms"]
+    # One run of its own has critical readings, at the default window: 1 per sensor per s.
+    name = "100/s window 100 ms, critical readings"
+    critical = {name: c["critical"] for name, c in cases.items() if c["critical"] is not None}
+    assert list(critical) == [name]
+    found = critical[name]
+    assert 0 < found["events"] < cases[name]["events"]
+    assert found["received"] == found["events"]
+    assert 0 < found["p50_ms"] <= found["p99_ms"] <= found["max_ms"]
 
 
 @pytest.mark.slow
@@ -150,7 +158,8 @@ def test_cloud_ingest(smoke: dict[str, Any]) -> None:
 def test_every_budget_gets_a_verdict(smoke: dict[str, Any]) -> None:
     names = [b["budget"] for b in smoke["budgets"]]
     for expected in ("durable throughput", "backlog drain", "steady RSS", "flash wear",
-                     "MCU link READING frames", "MCU link samples", "cloud ingest"):  # fmt: skip
+                     "MCU link READING frames", "MCU link samples", "cloud ingest",
+                     "critical event latency p99"):  # fmt: skip
         assert any(name.startswith(expected) for name in names), expected
     measured = [b for b in smoke["budgets"] if b["met"] is not None]
     assert len(measured) >= 12

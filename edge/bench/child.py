@@ -116,7 +116,7 @@ def case_load(options: dict[str, Any]) -> dict[str, Any]:
 
 def case_latency(options: dict[str, Any]) -> dict[str, Any]:
     """Run the rig with telemetry and return each measured event's reading and commit times
-    (monotonic, comparable with the listener process's) by seq."""
+    (monotonic, comparable with the listener process's) by seq, and which were critical."""
     rig = _rig(options, trace=True)
     rig.start()
     time.sleep(options["warmup"])
@@ -130,7 +130,8 @@ def case_latency(options: dict[str, Any]) -> dict[str, Any]:
         read = watcher.read_at.get((sensor, ts))
         if read is not None and start <= read < end:
             traces.append((seq, read, stored))
-    return {"traces": traces, "wall_s": end - start}
+    critical = sorted(seq for seq, _, _ in traces if seq in watcher.critical)
+    return {"traces": traces, "critical": critical, "wall_s": end - start}
 
 
 def case_drain(options: dict[str, Any]) -> dict[str, Any]:

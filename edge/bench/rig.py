@@ -4,11 +4,12 @@
 where to store and send); ``Rig`` builds the runtime exactly as ``edge simulate`` does, with
 a ``RealClock`` instead of a virtual one, and records what the figures need: when the first
 reading came, how many readings and events, each poll's lateness behind its due time, and
-(when asked) each event's reading, commit and seq.
+(when asked) each event's reading, commit, seq and whether it was critical.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,8 @@ from sensors import Value
 
 DEVICE = "bench"
 TMP102_ADDRESSES = (0x48, 0x49, 0x4A, 0x4B)  # four per bus, set by the ADD0 pin
+TYPICAL_DEGC = 21.0
+CRITICAL_ABOVE = TYPICAL_DEGC + 5.0  # crossed once per swing of +-10 degC
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,10 @@ class RigSpec:
     vibration_backend: str | None = None
     durability: str = "full"
     commit_window_ms: int = 100
+    # > 0: each sensor's temperature swings +-10 degC at this rate (phases spread across the
+    # sensors) and a critical threshold rule fires once per swing: that many critical
+    # events per second per sensor, each followed by an info clear.
+    critical_hz: float = 0.0
 
     def scenario_text(self) -> str:
         """The scenario file: a config with one simulated TMP102 per sensor."""
@@ -73,6 +80,15 @@ class RigSpec:
                     "above = 80.0",
                     "hysteresis = 1.0",
                 ]
+            if self.critical_hz > 0:
+                lines += [
+                    "[[detectors]]",
+                    f'sensor = "{sensor_id(i)}"',
+                    'type = "threshold"',
+                    f"above = {CRITICAL_ABOVE}",
+                    "hysteresis = 1.0",
+                    'severity = "critical"',
+                ]
         if self.vibration_backend is not None:
             lines += _vibration_lines(self.vibration_backend)
         lines += ["[simulation]", "duration = 86400.0"]
@@ -84,6 +100,15 @@ class RigSpec:
                     f"base = {base}",
                     "noise = 0.01",
                     f"harmonics = [{{ frequency = 24.6, amplitude = {amplitude} }}]",
+                ]
+        if self.critical_hz > 0:
+            for i in range(self.sensors):
+                phase = 2 * math.pi * i / self.sensors
+                lines += [
+                    f'[simulation.signals."{sensor_id(i)}"]',
+                    f"base = {TYPICAL_DEGC}",
+                    f"harmonics = [{{ frequency = {self.critical_hz}, amplitude = 10.0,"
+                    f" phase = {phase} }}]",
                 ]
         return "\n".join(lines) + "\n"
 
@@ -130,6 +155,7 @@ class RigWatcher(Watcher):
         self.trace = trace
         self.read_at: dict[tuple[str, str], float] = {}  # (sensor, ts) -> reading time
         self.stored: list[tuple[int, str, str, float]] = []  # seq, sensor, ts, commit time
+        self.critical: set[int] = set()  # seqs of the critical events among them
         self._lock = threading.Lock()
 
     def reading(self, sensor: str, value: Value, unit: str, t: float) -> None:
@@ -149,6 +175,8 @@ class RigWatcher(Watcher):
                 for event in events:
                     body = event.body()
                     self.stored.append((event.seq, event.sensor, str(body["ts"]), now))
+                    if body["severity"] == "critical":
+                        self.critical.add(event.seq)
 
 
 class Lateness:
