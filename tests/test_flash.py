@@ -607,6 +607,8 @@ def test_a_bookworm_fleet_directory_applies_with_its_cmdline_words(
         ("id,wifi_ssid\npi-1," + "x" * 33 + "\n", "row 2, column wifi_ssid: expected an SSID"),
         ("id,wifi_ssid\npi-1,home\n", "row 2, column wifi_ssid: needs --wifi-psk-file"),
         ("id\npi-1,extra\n", "row 2: 2 values for 1 columns"),
+        ("id\npi-1\nmanifest.json\n", "row 3, column id: 'manifest.json' is the name of the"),
+        ("id\nkeys\n", "row 2, column id: 'keys' is the name of the fleet's command keys'"),
         ("id\n", "no devices"),
         ("", "no header row"),
     ],

@@ -588,6 +588,10 @@ class Fleet:
     manifest: Path
 
 
+# Names in --out beside the devices' directories: no device may be called so.
+FLEET_FILES = {"manifest.json": "manifest", "keys": "command keys' directory"}
+
+
 def prepare_fleet(fleet: Path, out: Path, settings: Settings, *, force: bool = False) -> Fleet:
     """One directory per device of the CSV file ``fleet`` in ``out``, ``out/keys/<id>.key``
     (the command keys the cloud side signs with) and ``out/manifest.json``. Every row, every
@@ -606,6 +610,11 @@ def prepare_fleet(fleet: Path, out: Path, settings: Settings, *, force: bool = F
             )  # fmt: skip
         except UsageError as exc:
             problems.append(str(exc))
+        if device.id in FLEET_FILES:  # out/<id> would be the manifest or the keys
+            taken = FLEET_FILES[device.id]
+            problems.append(f"{fleet} row {device.row}, column id: '{device.id}' is the name of"
+                            f" the fleet's {taken} in --out; rename the device")  # fmt: skip
+            continue
         target = out / device.id
         if target.exists() and not force and (not target.is_dir() or any(target.iterdir())):
             problems.append(f"--out: {target} exists and is not empty (--force replaces it)")
