@@ -69,7 +69,7 @@ def test_every_device_of_a_fleet_arrives_whole_with_its_own_id_stream_and_key(
     tmp_path: Path, count: int, timeout: float
 ) -> None:
     # The default scenario with a 1 MB outbox cap: each outbox then reserves 256 KiB of disk
-    # (three of its WALs), not the 8 MiB a 64 MiB cap reserves.
+    # (three of its WALs), not the 3 MiB a 64 MiB cap reserves.
     default = Path(edge.sim.__file__).parent / "scenarios" / "default.toml"
     scenario = tmp_path / "fleet.toml"
     scenario.write_text(
