@@ -118,6 +118,9 @@ class Mosquitto:
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
             "max_queued_messages 0",  # no limit: the default drops QoS 1 messages silently
+            # Nagle's algorithm held a message to a subscriber back until that subscriber's
+            # delayed ACK (40 ms) whenever the one before was unacked: 1 % of events at 1,000/s.
+            "set_tcp_nodelay true",
         ]
         if self.log:
             lines += [
