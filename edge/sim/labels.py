@@ -179,9 +179,7 @@ def score(
             missed.append(label)
     fp = sum(1 for d in detections if not any(d.matches(label, grace) for label in scorable))
     tp, fn = len(caught), len(missed)
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    precision, recall, f1 = _rates(tp, fp, fn)
     return Score(
         labels=len(scorable),
         detections=len(detections),
@@ -199,6 +197,14 @@ def score(
     )
 
 
+def _rates(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    """Precision, recall and F1 of the counts (1.0 where nothing was there to get wrong)."""
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
 def pooled(scores: Sequence[Score]) -> Score:
     """Several runs of one scenario scored as one (a fleet's devices): counts added up,
     precision, recall and F1 from the sums, false alarms per hour per device, delays over
@@ -208,9 +214,7 @@ def pooled(scores: Sequence[Score]) -> Score:
     tp = sum(s.true_positives for s in scores)
     fn = sum(s.false_negatives for s in scores)
     fp = sum(s.false_positives for s in scores)
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    precision, recall, f1 = _rates(tp, fp, fn)
     delays = [(s.mean_delay, s.true_positives) for s in scores if s.mean_delay is not None]
     longest = [s.max_delay for s in scores if s.max_delay is not None]
     return Score(

@@ -330,16 +330,22 @@ class Uplink:
         ):
             return False
         fresh = sorted((e for e in events if e.seq not in gone), key=_sending_order)
-        buffer = session.buffer
-        if buffer and fresh and _sending_order(fresh[0]) < _sending_order(buffer[-1]):
-            session.buffer = buffer = deque(sorted((*buffer, *fresh), key=_sending_order))
-        else:
-            buffer.extend(fresh)
         for event in fresh:
             session.cursor[event.priority] = max(session.cursor.get(event.priority, 0), event.seq)
+        self._enqueue(session, fresh)
         self._holding.update(e.seq for e in fresh)
         self._claimed = self._wanted
         return True
+
+    @staticmethod
+    def _enqueue(session: _Session, fresh: list[Event]) -> None:
+        """Add events (in sending order) to the buffer, keeping it in sending order: behind
+        it, or merged in when one is more urgent than its tail (lock held)."""
+        buffer = session.buffer
+        if buffer and fresh and _sending_order(fresh[0]) < _sending_order(buffer[-1]):
+            session.buffer = deque(sorted((*buffer, *fresh), key=_sending_order))
+        else:
+            buffer.extend(fresh)
 
     def in_flight(self) -> int:
         session = self._session
@@ -786,12 +792,7 @@ class Uplink:
         """Put a claim's events in the buffer (lock held)."""
         for event in batch:
             session.cursor[event.priority] = event.seq
-        fresh = [e for e in batch if e.seq not in gone]
-        # Claimed behind what the buffer holds, unless something more urgent came in.
-        tail = session.buffer[-1] if session.buffer else None
-        if fresh and tail is not None and _sending_order(fresh[0]) < _sending_order(tail):
-            session.preempt = True
-        session.buffer.extend(fresh)
+        self._enqueue(session, [e for e in batch if e.seq not in gone])
         if len(batch) < PREFETCH:
             self._claimed = generation  # all claimed, as of that generation
         # Something more urgent was stored while claiming: it goes first.
