@@ -291,15 +291,20 @@ class ProfileResult:
     files: tuple[FileScore, ...]
 
 
+def normalise(files: Sequence[CorpusFile], profile: Profile, total: float) -> float | None:
+    """``100 (S - S_null) / (S_perfect - S_null)`` over ``files``; None without a window to
+    find (then only false positives can be scored, and the raw total is the figure)."""
+    null = -profile.fn * sum(scored_windows(f) for f in files)
+    perfect = perfect_total(files, profile)
+    return 100.0 * (total - null) / (perfect - null) if perfect > null else None
+
+
 def evaluate(files: Sequence[CorpusFile], scores: Sequence[FloatArray]) -> list[ProfileResult]:
     """Every profile's best threshold, raw and normalised totals, and per-file scores."""
     results = []
-    windows = sum(scored_windows(f) for f in files)
     for profile in PROFILES:
         best = sweep(files, scores, profile)
-        null = -profile.fn * windows
-        perfect = perfect_total(files, profile)
-        normalised = 100.0 * (best.total - null) / (perfect - null) if perfect > null else 0.0
+        normalised = normalise(files, profile, best.total) or 0.0
         per_file = tuple(
             score_file(f, s, profile, best.threshold) for f, s in zip(files, scores, strict=True)
         )
@@ -337,7 +342,7 @@ def score_detector(
 
 
 def report(results: Sequence[ProfileResult], detector: str, cost: float) -> str:
-    lines = [f"detector {detector}: {cost * 1e6:.1f} us per reading (whole run, one process)"]
+    lines = [f"detector {detector}: {cost * 1e6:.1f} us per reading (wall time / readings)"]
     lines.append("")
     lines.append(f"{'profile':<20} {'score':>7} {'threshold':>10} {'raw':>9}")
     for r in results:
@@ -361,11 +366,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a detector parameter"
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--cv", action="store_true", help="leave-one-category-out cross-validation")
+    parser.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="with --cv: candidate values of a parameter, chosen per fold (repeatable)",
+    )
+    parser.add_argument("--jobs", type=int, help="processes (default: one per CPU)")
+    parser.add_argument("--rows", type=int, help="only the first ROWS rows of each file")
+    parser.add_argument("--per-category", type=int, help="only the first N files of each")
     args = parser.parse_args(argv)
+    from tools import nab_cv  # it imports this module
+
     try:
         settings = parse_settings(args.set)
-        files = load_corpus(args.corpus)
-        scores, cost = score_detector(files, args.detector, settings)
+        grid = nab_cv.expand_grid(args.grid)
+        if args.grid and not args.cv:
+            raise ValueError("--grid needs --cv")
+        files = nab_cv.trim(load_corpus(args.corpus), args.rows, args.per_category)
+        started = time.perf_counter()
+        candidates = nab_cv.score_candidates(files, args.detector, settings, grid, args.jobs)
+        readings = sum(len(f.values) for f in files) * len(candidates)
+        cost = (time.perf_counter() - started) / max(readings, 1)
     except DetectInputError as exc:
         for problem in exc.problems:
             print(f"nab: {problem}", file=sys.stderr)
@@ -373,7 +397,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"nab: {exc}", file=sys.stderr)
         return 2
-    results = evaluate(files, scores)
+    if args.cv:
+        cv = nab_cv.cross_validate(files, candidates)
+        if args.json:
+            print(json.dumps(nab_cv.as_json(cv, args.detector), indent=2))
+        else:
+            print(nab_cv.report(cv, args.detector, len(candidates)))
+        return 0
+    results = evaluate(files, next(iter(candidates.values())))
     if args.json:
         print(json.dumps(_as_json(results, args.detector, cost), indent=2))
     else:
