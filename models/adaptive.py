@@ -199,6 +199,12 @@ class AdaptiveDetector:
         """Finite readings taken so far (restored ones included)."""
         return self._readings
 
+    @property
+    def time_steps_back(self) -> int:
+        """Readings whose time was before the latest one's, as the daily profile counts
+        them (from the 21st reading, when it starts learning); each is scored all the same."""
+        return self._season.steps_back
+
     def observe(self, t: float, value: float) -> Detection | None:
         if not math.isfinite(value):
             return None

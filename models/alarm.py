@@ -17,6 +17,9 @@ The machine has three states:
 At most one change comes out of each update. An update that clears an alarm while beyond the
 opposite limit (a jump from above ``above`` to below ``below``) clears the first alarm and
 starts the opposite limit's ``min_duration`` timer at that update. Callers skip NaN.
+
+Time may step back (a late reading, a new clock): durations are never negative, and a pending
+measure still out at an earlier time is out since then.
 """
 
 from __future__ import annotations
@@ -110,7 +113,9 @@ class Alarm:
             return None
         if self._state != "pending" or side != self._side:
             self._state, self._side, self._since = "pending", side, t
-        elapsed = t - self._since
+        elif t < self._since:  # time stepped back (late, or a new clock): out since then
+            self._since = t
+        elapsed = t - self._since  # never negative: since <= t
         if elapsed < self.min_duration - TIME_SLACK:
             return None
         self._state, self._since = "active", t
@@ -119,7 +124,8 @@ class Alarm:
     def _update_active(self, t: float, x: float) -> Change | None:
         if not self.limits.back_inside(self._side, x):
             return None
-        change = Change("clear", self._side, self.limits.limit(self._side), t - self._since)
+        duration = max(0.0, t - self._since)  # never negative, if time stepped back
+        change = Change("clear", self._side, self.limits.limit(self._side), duration)
         # Cleared straight into the opposite limit: that limit's timer starts at this measure.
         side = self.limits.out_side(x)
         if side is None:

@@ -22,7 +22,7 @@ from edge.runtime.runtime import Runtime
 from edge.runtime.sensing import SensorRunner
 from edge.sim.hardware import SimulatedHardware
 from edge.sim.scenario import parse_scenario
-from models import Detection
+from models import DETECTOR_TYPES, Detection
 from sensors import SENSOR_TYPES, TMP102, SimulatedBus, SimulatedTMP102
 from sensors.types import TMP102Sensor
 
@@ -227,6 +227,42 @@ def test_readings_outside_the_chips_range_are_reported_and_not_acted_on() -> Non
         ("telemetry", None),
     ]
     assert emitted[1][3]["range"] == [0.0, 30.0] and emitted[1][2] == 35.0
+
+
+def test_a_reading_whose_time_goes_back_is_detected_counted_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A pushed device's clock can step back: its readings go on to the detectors in
+    arrival order, the sensor counts them (a metric) and the log says so once."""
+    bus = SimulatedBus()
+    level = [20.0]
+    bus.attach(0x48, SimulatedTMP102(lambda: level[0]))
+    body = TWO_TMP102 + '[[detectors]]\nsensor = "a"\ntype = "threshold"\nabove = 30.0\n'
+    config = parse(HEAD.format(state="/unused") + body, "x.toml")
+    [det] = config.detectors
+    detections: list[str] = []
+
+    def emit(sensor: str, kind_: str, severity: str, value: Any, stamp: Stamp, f: Any) -> None:
+        pass
+
+    def detected(detector: str, found: Detection, stamp: Stamp) -> None:
+        detections.append(str(found.fields["state"]))
+
+    runner = SensorRunner(
+        config.sensors[0],
+        SENSOR_TYPES["i2c.tmp102"],
+        TMP102Sensor(TMP102(bus)),
+        [(det, DETECTOR_TYPES[det.type].build(det.params))],
+        emit=emit,
+        on_detection=detected,
+    )
+    for t, value in [(100.0, 20.0), (90.0, 35.0), (90.0, 36.0), (50.0, 20.0), (101.0, 20.0)]:
+        level[0] = value
+        runner.reading(runner.device.read(), Stamp(t, t, True))  # type: ignore[union-attr]
+    assert detections == ["active", "clear"]  # the late readings were detected on
+    assert runner.times_back == 3  # 90, 90 (a repeat, but before 100) and 50
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["sensor a: reading time went back 10.000 s; detection goes on"]
 
 
 def test_filters_run_in_order_before_telemetry_and_detectors(rigs: Any) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 from edge.cli.common import EXIT_BAD_INPUT, EXIT_OK
 from models import DETECTOR_TYPES
 
+_UNITS = (("days", 86_400.0), ("h", 3_600.0), ("min", 60.0))  # for how far time stepped back
+
 
 def register(commands: Any) -> None:
     names = ", ".join(sorted(DETECTOR_TYPES))
@@ -46,5 +48,24 @@ def cmd_detect(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(f"{summary.rows} readings scored, {summary.alarms} alarms: {summary.output}")
+    steps = summary.steps
+    if steps.back:
+        # One line for the whole file: a concatenated file can step back on every row.
+        goes = "timestamp goes" if steps.back == 1 else "timestamps go"
+        print(
+            f"warning: {steps.back} {goes} back (first at {steps.first_back},"
+            f" {_span(steps.first_back_by)} back); scored in file order",
+            file=sys.stderr,
+        )
+    counts = ""
+    if steps.back or steps.repeats:
+        counts = f", timestamps: {steps.back} back, {steps.repeats} repeated"
+    print(f"{summary.rows} readings scored, {summary.alarms} alarms{counts}: {summary.output}")
     return EXIT_OK
+
+
+def _span(seconds: float) -> str:
+    """``seconds`` in words a person reads at a glance: 0.5 s, 90 s, 55 min, 3 h, 12 days."""
+    unit, size = next(((unit, size) for unit, size in _UNITS if seconds >= 2 * size), ("s", 1.0))
+    value = seconds / size
+    return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"

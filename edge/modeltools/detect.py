@@ -6,7 +6,9 @@ ISO 8601, taken as UTC when it has no offset, or a number of seconds) or a recor
 series. Each reading goes through the very detector the runtime builds from a config
 (:data:`models.DETECTOR_TYPES`, parameters validated as a config table is), one at a time,
 and the output CSV gets ``timestamp,value,anomaly_score`` for it before the next is read:
-the score of row i depends only on rows 1..i.
+the score of row i depends only on rows 1..i. Rows are scored in file order, whatever their
+timestamps: one before the latest seen (a step back) or equal to the previous (a repeat) is
+scored as the runtime would score such a reading, and counted (:class:`TimeSteps`).
 
 A detector with a graded score (``anomaly_score``, as ``adaptive`` has) gives it for each
 row; ``zscore`` and ``rate`` give ``m / (m + limit)`` of what they measure (0.5 where they
@@ -22,7 +24,7 @@ import os
 import tempfile
 import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
@@ -52,6 +54,34 @@ class InputRow:
     t: float
     value: float
     text: str  # the value as written in the input
+    line: int | None = None  # in a CSV; a recording's readings have none
+
+
+@dataclass(slots=True)
+class TimeSteps:
+    """How a series' timestamps step back (before the latest seen) or repeat (equal to the
+    previous), counted as its rows are read; either is scored in file order all the same."""
+
+    back: int = 0
+    repeats: int = 0
+    first_back: str | None = None  # where the first step back is: ``file:line``
+    first_back_by: float = 0.0  # how far behind the latest it was, in seconds
+    _latest: float = field(default=-math.inf, init=False, repr=False)
+    _previous: float = field(default=math.nan, init=False, repr=False)
+    _rows: int = field(default=0, init=False, repr=False)
+
+    def see(self, row: InputRow, source: str) -> None:
+        self._rows += 1
+        t = row.t
+        if t == self._previous:
+            self.repeats += 1
+        if t < self._latest:
+            self.back += 1
+            if self.first_back is None:
+                where = f":{row.line}" if row.line is not None else f", reading {self._rows}"
+                self.first_back, self.first_back_by = f"{source}{where}", self._latest - t
+        self._previous = t
+        self._latest = max(self._latest, t)
 
 
 @dataclass(frozen=True)
@@ -109,6 +139,7 @@ def read_rows(
 def read_series(
     path: str | Path, *, sensor: str | None = None, quantity: str | None = None
 ) -> InputSeries:
+    """A whole series, in file order (timestamps that step back or repeat included)."""
     timestamps, times, values = [], [], []
     for row in read_rows(path, sensor=sensor, quantity=quantity):
         timestamps.append(row.timestamp)
@@ -148,7 +179,6 @@ def parse_time(text: str) -> float:
 def _csv_rows(handle: IO[str], source: str) -> Iterator[InputRow]:
     reader = csv.reader(handle)
     header: list[str] | None = None
-    previous = -math.inf
     for record in reader:
         line = reader.line_num
         if not record or all(not cell.strip() for cell in record):
@@ -179,10 +209,7 @@ def _csv_rows(handle: IO[str], source: str) -> Iterator[InputRow]:
             raise DetectInputError(
                 f"{source}:{line}: value: expected a number, found '{text[:40]}'"
             ) from None
-        if t < previous:
-            raise DetectInputError(f"{source}:{line}: timestamp goes back in time: {stamp}")
-        previous = t
-        yield InputRow(stamp, t, value, text)
+        yield InputRow(stamp, t, value, text, line)
     if header is None:
         raise DetectInputError(f"{source}: empty: expected a timestamp,value header and rows")
 
@@ -322,6 +349,7 @@ class DetectSummary:
     rows: int
     alarms: int  # alarms fired (rows where an ``active`` detection came out)
     output: Path
+    steps: TimeSteps  # timestamps that stepped back or repeated (scored in file order)
 
 
 def detect(
@@ -340,6 +368,7 @@ def detect(
     """
     score = scorer(build_detector(detector, settings))
     output = Path(output)
+    steps = TimeSteps()
     rows = alarms = 0
     start: float | None = None
     try:
@@ -351,6 +380,7 @@ def detect(
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(OUTPUT_HEADER)
             for row in read_rows(input, sensor=sensor, quantity=quantity):
+                steps.see(row, str(input))
                 start = row.t if start is None else start
                 value_score, fired = score(row.t - start, row.value)
                 writer.writerow((row.timestamp, row.text, f"{value_score:.6f}"))
@@ -360,4 +390,4 @@ def detect(
     except BaseException:
         Path(scratch).unlink(missing_ok=True)
         raise
-    return DetectSummary(rows, alarms, output)
+    return DetectSummary(rows, alarms, output, steps)

@@ -81,6 +81,7 @@ class SensorFigures:
     readings: int
     faults: int
     degraded: bool
+    times_back: int = 0  # readings whose time was before an earlier one's
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,9 @@ class Health:
     def figures(self) -> Figures:
         jitter = self.scheduler.jitter()
         sensors = {
-            sensor_id: SensorFigures(runner.readings, runner.faults, runner.degraded)
+            sensor_id: SensorFigures(
+                runner.readings, runner.faults, runner.degraded, runner.times_back
+            )
             for sensor_id, runner in list(self.sensors.items())
         }
         stats = self.outbox.stats()

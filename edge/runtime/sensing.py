@@ -69,6 +69,8 @@ class Channel:
     repeats: int = 0
     stuck: bool = False
     out_of_range: bool = False
+    latest: float = -math.inf  # the latest reading time the detectors were given
+    times_back: int = 0  # readings whose time was before it (a pushed device's clock)
 
 
 class SensorRunner:
@@ -116,6 +118,7 @@ class SensorRunner:
         self.retry_at = -math.inf
         self.readings = 0
         self.faults = 0
+        self.times_back = 0  # readings, over all channels, whose time went back
         self._blocks: set[str | None] = set()  # quantities that arrive as sample blocks
         # A sensor that also hands over sample blocks (a FIFO), and units its config chose.
         self._block_source = device if isinstance(device, SampleBlocks) else None
@@ -246,6 +249,10 @@ class SensorRunner:
         vector = isinstance(value, tuple)
         if not vector and (not isinstance(value, int | float) or isinstance(value, bool)):
             return
+        if stamp.mono < channel.latest:
+            self._time_back(channel, channel.latest - stamp.mono)
+        else:
+            channel.latest = stamp.mono
         for watch in channel.detectors:
             detector = watch.detector
             if channel.quantity in self._blocks and watch.blocks is not None:
@@ -261,6 +268,15 @@ class SensorRunner:
             found = detector.observe(stamp.mono, reading)
             if found is not None:
                 self._found(channel, watch.id, found, stamp)
+
+    def _time_back(self, channel: Channel, by: float) -> None:
+        """A reading earlier than one before it (a pushed device's clock stepped back): the
+        detectors take it all the same, in arrival order; counted, and logged once."""
+        channel.times_back += 1
+        self.times_back += 1
+        if channel.times_back == 1:
+            name = self.config.id + (f".{channel.quantity}" if channel.quantity else "")
+            log.warning("sensor %s: reading time went back %.3f s; detection goes on", name, by)
 
     def _joined(self, value: float, inputs: tuple[Input, ...]) -> tuple[float, ...] | None:
         """This reading and the latest of each joined series, as one vector."""

@@ -207,6 +207,17 @@ def test_non_finite_readings_are_ignored(drift: Path) -> None:
     assert fired.fields["score"] == pytest.approx(9.0)
 
 
+def test_a_time_that_steps_back_starts_a_new_window_instead_of_being_refused(
+    drift: Path,
+) -> None:
+    detector = OnnxDetector(OnnxParams(model=str(drift), window=2, features="mean,std"))
+    assert detector.observe(10.0, 3.0) is None
+    assert detector.observe(5.0, 3.0) is None  # a window is in time order: this one starts anew
+    assert detector.score is None
+    fired = detector.observe(5.0, 3.0)  # the same time again is in order
+    assert fired is not None and fired.fields["score"] == pytest.approx(9.0)
+
+
 # --- threshold ---------------------------------------------------------------------------------
 
 

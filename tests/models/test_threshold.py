@@ -103,6 +103,19 @@ def test_min_duration_measured_from_first_out_reading() -> None:
     assert [(i, d.fields["duration"]) for i, d in found] == [(3, 5.0)]
 
 
+def test_time_stepping_back_never_makes_a_duration_negative_nor_stalls_a_timer() -> None:
+    det = ThresholdDetector(ThresholdParams(above=30.0, min_duration=5.0))
+    # Out at 1000, then a new clock at 10: the timer starts at 10, not ~1000 s from now.
+    assert feed(det, [(1000.0, 31.0), (10.0, 31.0), (14.0, 31.0)]) == [None, None, None]
+    fired = det.observe(15.0, 31.0)
+    assert fired is not None and fired.fields["duration"] == 5.0
+    # Cleared by a late reading, before the time the alarm fired: a duration of 0, not -3.
+    cleared = det.observe(12.0, 20.0)
+    assert cleared is not None and cleared.fields == {
+        "state": "clear", "limit": "above", "threshold": 30.0, "duration": 0.0,
+    }  # fmt: skip
+
+
 def test_min_duration_on_float_accumulated_sampling_grid() -> None:
     # Ten steps of 0.1 s add up to 0.9999999999999999, not 1.0; the alarm still fires on the
     # reading a person counts as one second out, not one reading late.
