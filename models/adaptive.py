@@ -31,14 +31,16 @@ types from the fields of the params classes.
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from models.adaptive_scale import TimeScale
 from models.alarm import Alarm, Limits, Side
 from models.detection import Detection
 from models.errors import ParamsError
 from models.params import check_fields
 from models.tuning import number
+
+if TYPE_CHECKING:
+    from models.adaptive_scale import TimeScale
 
 STATE_VERSION = 4
 # The default threshold: the one NAB's sweep chose on four categories of five in four of
@@ -89,6 +91,13 @@ def rule_step(readings: int) -> int:
     return (probation - probation % 2) // PATTERNS
 
 
+def _time_scale(step: int) -> "TimeScale":
+    # numpy is imported with the first detector built, not with the models package
+    from models.adaptive_scale import TimeScale
+
+    return TimeScale(step)
+
+
 class AdaptiveDetector:
     """Score each reading's anomaly in [0, 1] and alarm when it reaches ``threshold``.
 
@@ -107,7 +116,7 @@ class AdaptiveDetector:
         self._alarm = Alarm(Limits(params.threshold, None, params.hysteresis), params.min_duration)
         self._readings = 0
         self._step = STEPS[0]
-        self._scales = {s: TimeScale(s) for s in STEPS[:2]}
+        self._scales = {s: _time_scale(s) for s in STEPS[:2]}
         self._score = 0.0
 
     @property
@@ -179,7 +188,7 @@ class AdaptiveDetector:
             self._step = step
         coarser = [s for s in STEPS if s > step]
         if rule >= step and coarser and coarser[0] not in self._scales:
-            self._scales[coarser[0]] = TimeScale(coarser[0])  # learns while this one reports
+            self._scales[coarser[0]] = _time_scale(coarser[0])  # learns while this one reports
         score = 0.0
         for s, scale in self._scales.items():
             out = scale.update(value)
@@ -209,6 +218,8 @@ class AdaptiveDetector:
         try:
             readings = state["readings"]
             step = state["step"]
+            from models.adaptive_scale import TimeScale
+
             scales = [TimeScale.restored(s) for s in state["scales"]]
             score = float(state["score"])
         except KeyError as exc:

@@ -120,7 +120,7 @@ def test_the_tool_cross_validates_a_slice_of_the_corpus(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     argv = ["--corpus", str(CORPUS), "--cv", "--per-category", "2", "--rows", "2000"]
-    assert nab.main([*argv, "--grid", "rest=30,50", "--jobs", "2"]) == 0
+    assert nab.main([*argv, "--grid", "threshold=0.4,0.5", "--jobs", "2"]) == 0
     out = capsys.readouterr().out
     assert "2 candidate setting(s)" in out and "worst fold" in out
     assert nab.main([*argv, "--json", "--jobs", "1"]) == 0
