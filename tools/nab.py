@@ -20,6 +20,9 @@ detect``, so what is scored here is what the runtime runs. The scorer follows NA
 * normalised score ``100 (S - S_null) / (S_perfect - S_null)``, where the null detector
   misses every window and the perfect one detects each on its first scored row.
 
+``--cv`` cross-validates instead (:mod:`tools.nab_cv`): each category is held out in turn and
+scored with the threshold (and any ``--grid`` setting) chosen on the others.
+
 Baselines run through the same path: ``zscore`` with its defaults (``edge detect`` scores
 it ``|z| / (|z| + threshold)``), and ``threshold`` whose limits, unless ``--set`` gives them,
 are the lowest and highest values of the file's probation period (what someone who watched
