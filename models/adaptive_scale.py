@@ -25,6 +25,10 @@ streaming form, with its published constants:
    + 1.5 (1 - e)`` in [0, 1], ``a`` the best match and ``e`` its energy overlap (how
    unlike anything known the latest value is); every other reading scores 0.
 
+ARTime's design and constants are Mark Hampton's (published as ARTimeNAB.jl under
+AGPL-3.0, building on AdaptiveResonance.jl's DVFA); this is a reimplementation in numpy,
+restructured to stream in bounded memory.
+
 What NAB hands its detectors and a device never has is replaced: the series' minimum and
 maximum by the range so far (the categories are re-expressed when it widens), its length by
 the caller's choice of ``step`` (:mod:`models.adaptive`), the whole history's median by the
