@@ -22,7 +22,8 @@ Memory is fixed whatever the run length (per time scale: 128 categories of 32 we
 :meth:`AdaptiveDetector.snapshot` and :meth:`~AdaptiveDetector.restore` carry it as
 JSON-serialisable data, so a restart resumes exactly where the detector was. Counts are in
 readings, not seconds: the detector expects a sensor read at a steady rate, and the times
-are not used (a clock that steps back changes nothing). Non-finite readings are ignored.
+are not used (a clock that steps back changes nothing). Non-finite readings are ignored;
+one beyond ±1e300 counts as ±1e300.
 
 This module has no ``from __future__ import annotations``: the config validator reads real
 types from the fields of the params classes.
@@ -48,6 +49,8 @@ STATE_VERSION = 4
 THRESHOLD = 0.46
 STEPS = (2, 3, 5, 7)  # the time scales, readings per block
 LEARN_SHARE, LEARN_MAX, PATTERNS = 0.15, 750, 104  # ARTime's block rule (NAB's probation)
+# Readings beyond count as this: past it, a range (high - low) or a block's sum can overflow.
+LARGEST = 1e300
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,14 @@ def rule_step(readings: int) -> int:
     return (probation - probation % 2) // PATTERNS
 
 
+def ladder(readings: int) -> tuple[int, ...]:
+    """The time scales running after ``readings``: the one that reports (the longest block
+    the rule has reached), and the next longer one, learning, if there is one."""
+    rule = max(STEPS[0], rule_step(readings))
+    i = max(i for i, s in enumerate(STEPS) if s <= rule)
+    return STEPS[i : i + 2]
+
+
 def _time_scale(step: int) -> "TimeScale":
     # numpy is imported with the first detector built, not with the models package
     from models.adaptive_scale import TimeScale
@@ -106,9 +117,10 @@ class AdaptiveDetector:
     as :class:`~models.detection.Detection` (``kind`` ``anomaly``; ``fields`` carry
     ``score``, ``threshold``, ``state``, ``duration``, ``signal`` — ``level`` when the
     latest value lies outside what the closest known pattern holds, ``shape`` when only the
-    pattern is new — ``side`` — ``above``/``below`` the ``baseline``, the median of recent
-    levels — ``match``, how well the closest known pattern fits, and ``scale``, the readings
-    per block).
+    pattern is new — ``side`` — whether the block's value (its spike, if it has one) lies
+    ``above`` or ``below`` the ``baseline``, the median of recent levels — ``match``, how
+    well the closest known pattern fits, and ``scale``, the readings per block). A report
+    comes as the block ends: ``value`` is the reading that ended it.
     """
 
     def __init__(self, params: AdaptiveParams | None = None) -> None:
@@ -142,14 +154,14 @@ class AdaptiveDetector:
         if change is None:
             return None
         scale = self._scales[self._step]
-        median = scale.median()
+        median, level = scale.median(), scale.level()
         fields: dict[str, object] = {
             "state": change.state,
             "threshold": change.limit,
             "duration": change.duration,
             "score": score,
             "signal": "level" if scale.energy < 1.0 else "shape",
-            "side": "above" if not value < median else "below",
+            "side": "above" if not level < median else "below",
             "match": scale.match,
             "baseline": median if math.isfinite(median) else None,
             "scale": self._step,
@@ -179,16 +191,17 @@ class AdaptiveDetector:
         is accepted for the detector protocol and not used."""
         if not math.isfinite(value):
             return 0.0
+        value = min(max(value, -LARGEST), LARGEST)
         self._readings += 1
-        rule = rule_step(self._readings)
-        step = max(s for s in STEPS if s <= max(STEPS[0], rule))
+        running = ladder(self._readings)
+        step = running[0]
         if step != self._step:
             for finer in [s for s in self._scales if s < step]:
                 del self._scales[finer]  # superseded: its blocks are too short from now on
             self._step = step
-        coarser = [s for s in STEPS if s > step]
-        if rule >= step and coarser and coarser[0] not in self._scales:
-            self._scales[coarser[0]] = _time_scale(coarser[0])  # learns while this one reports
+        for coarser in running[1:]:
+            if coarser not in self._scales:
+                self._scales[coarser] = _time_scale(coarser)  # learns while this one reports
         score = 0.0
         for s, scale in self._scales.items():
             out = scale.update(value)
@@ -228,11 +241,11 @@ class AdaptiveDetector:
             raise ValueError(f"invalid adaptive detector state: {exc}") from exc
         if isinstance(readings, bool) or not isinstance(readings, int) or readings < 0:
             raise ValueError(f"invalid adaptive detector state: readings {readings!r}")
-        steps = [s.step for s in scales]
-        if step not in STEPS or step not in steps or not set(steps) <= set(STEPS):
-            raise ValueError("invalid adaptive detector state: time scales do not fit")
-        if len(set(steps)) != len(steps) or len(steps) > 2 or not 0.0 <= score <= 1.0:
-            raise ValueError("invalid adaptive detector state: time scales do not fit")
+        running = ladder(readings)
+        if step != running[0] or sorted(s.step for s in scales) != list(running):
+            raise ValueError(f"invalid adaptive detector state: not the time scales {running}")
+        if not 0.0 <= score <= 1.0:
+            raise ValueError(f"invalid adaptive detector state: score {score}")
         self._readings, self._step, self._score = readings, step, score
         self._scales = {s.step: s for s in sorted(scales, key=lambda s: s.step)}
         # the alarm is about this run's clock: it stays as it is

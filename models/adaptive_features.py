@@ -50,6 +50,10 @@ class MedianRing:
         half = n // 2
         return float(ordered[half] if n % 2 else 0.5 * (ordered[half - 1] + ordered[half]))
 
+    def newest(self) -> float:
+        """The value added last; NaN when empty."""
+        return float(self._ring[self._next - 1]) if self._count else math.nan
+
     def values(self) -> list[float]:
         """Oldest first."""
         n = self._count

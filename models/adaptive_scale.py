@@ -105,6 +105,10 @@ class TimeScale:
     def median(self) -> float:
         return self._median.median()
 
+    def level(self) -> float:
+        """The last block's value, at its level (before any snap to the median)."""
+        return self._median.newest()
+
     def _downsampled(self, block: list[float]) -> float:
         mean = sum(block) / len(block)
         top, bottom = max(block), min(block)
@@ -265,8 +269,9 @@ class TimeScale:
         scale._median.restore(_floats(state["median"], MEDIAN_SIZE))
         scale._window.extend(_floats(state["window"], WINDOW, exactly=True))
         learning = state["learning"]
-        if not isinstance(learning, list) or len(learning) >= TREND:
-            raise ValueError("a learning period of the wrong size")
+        blocks = scale.patterns if scale.patterns < TREND else 0  # the fit empties it
+        if not isinstance(learning, list) or len(learning) != blocks:
+            raise ValueError(f"a learning period of {blocks} blocks expected")  # or the fit fails
         scale._learning = [
             None if p is None else (_floats(p[0], WINDOW, True), _floats(p[1], WINDOW, True))
             for p in learning

@@ -20,6 +20,7 @@ from edge.runtime.watcher import Watcher
 from edge.sim.hardware import SimulatedHardware
 from edge.sim.scenario import parse_scenario
 from models import AdaptiveDetector
+from models.adaptive import THRESHOLD
 
 CONFIG = """
 [device]
@@ -38,10 +39,9 @@ interval = 1.0
 [[detectors]]
 sensor = "temp"
 type = "adaptive"
-learn = 50
 
 [simulation.signals.temp]
-points = [[0, 20.0], [100000, 20.0]]
+points = [[0, 20.0], [400, 20.0], [400, 30.0], [402, 30.0], [402, 20.0], [100000, 20.0]]
 noise = 0.2
 """
 
@@ -123,8 +123,8 @@ def test_the_detector_resumes_where_it_stopped(tmp_path: Path, runs: Any) -> Non
 
     second = runs()
     assert second.detector.readings == 301  # restored as it was built
-    second.run_until(100.0)
-    assert second.detector.readings == 402
+    second.run_until(600.0)  # the clock and the signal start again: its spike is at 400 s
+    assert second.detector.readings == 902
 
     # An uninterrupted detector fed the same readings is in the very same state, and gave
     # the same score for every reading after the restart.
@@ -137,6 +137,7 @@ def test_the_detector_resumes_where_it_stopped(tmp_path: Path, runs: Any) -> Non
         expected.append(whole.anomaly_score)
     scores_after = [*second.seen.scores_before[1:], second.detector.anomaly_score]
     assert scores_after == expected[301:]
+    assert max(scores_after[400:403]) >= THRESHOLD  # the spike, reported by the resumed one
     assert whole.snapshot() == second.detector.snapshot()
 
 
