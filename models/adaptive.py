@@ -32,7 +32,7 @@ types from the fields of the params classes.
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from models.alarm import Alarm, Limits, Side
 from models.detection import Detection
@@ -76,6 +76,12 @@ class AdaptiveParams:
     severity: Literal["warning", "critical"] = field(
         default="warning", metadata={"doc": "severity of the alarm (a clear is always info)"}
     )
+
+    # Settings of the detector's earlier design, and why a config that has them is refused.
+    RETIRED: ClassVar[Mapping[str, str]] = {
+        key: "the adaptive detector learns and rests by its own rules now; remove it"
+        for key in ("learn", "rest", "baseline", "horizon")
+    }
 
     def __post_init__(self) -> None:
         check_fields(self)

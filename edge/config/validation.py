@@ -273,6 +273,10 @@ def build(
     for key, value in table.items():
         if key in skip:
             continue
+        retired = getattr(cls, "RETIRED", {})
+        if key in retired and key not in fields:
+            problems.add(join(path, key), f"no longer a setting: {retired[key]}")
+            continue
         if key not in fields or key in supplied:
             unknown_key(problems, path, key, [*(k for k in fields if k not in supplied), *skip])
             continue

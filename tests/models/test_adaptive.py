@@ -87,14 +87,18 @@ threshold = 0.5
 """
 
 
-def test_a_config_with_the_settings_of_the_old_detector_names_each_as_unknown() -> None:
-    text = CONFIG + "rest = 50\nlearn = 200\nbaseline = 1000\nhorizon = 3\n"
+def test_a_config_with_the_settings_of_the_old_detector_says_they_are_retired() -> None:
+    text = CONFIG + "rest = 50\nlearn = 200\nbaseline = 1000\nhorizon = 3\nrests = 1\n"
     with pytest.raises(ConfigError) as info:
         parse(text, "edge.toml")
     known = "(known keys: hysteresis, id, inputs, min_duration, quantity, sensor, severity, "
+    retired = "no longer a setting: the adaptive detector learns and rests by its own rules now"
     assert info.value.problems == [
-        f"edge.toml: detectors[0].{key}: unknown key {known}threshold, type)"
-        for key in ("rest", "learn", "baseline", "horizon")
+        *(
+            f"edge.toml: detectors[0].{key}: {retired}; remove it"
+            for key in ("rest", "learn", "baseline", "horizon")
+        ),
+        f"edge.toml: detectors[0].rests: unknown key {known}threshold, type)",
     ]
     detector = parse(CONFIG, "edge.toml").detectors[0]
     assert detector.params == AdaptiveParams(threshold=0.5)
