@@ -14,11 +14,11 @@ next one starts learning when the previous one takes over, so at most two run at
 the coarser one is ready when the rule reaches it.
 
 Events come from an :class:`~models.alarm.Alarm` on the score, with ``threshold``,
-``hysteresis`` and ``min_duration`` as for a ``threshold`` detector; a report is one
+and ``hysteresis`` as for a ``threshold`` detector; a report is one
 reading, so an alarm is active for that reading and clears on the next.
 
 Memory is fixed whatever the run length (per time scale: 128 categories of 32 weights,
-1,024 recent levels, 104 + 53 matches), all allocated up front;
+1,024 recent levels, 53 + 105 matches), all allocated up front;
 :meth:`AdaptiveDetector.snapshot` and :meth:`~AdaptiveDetector.restore` carry it as
 JSON-serialisable data, so a restart resumes exactly where the detector was. Counts are in
 readings, not seconds: the detector expects a sensor read at a steady rate, and the times
@@ -62,16 +62,12 @@ class AdaptiveParams:
         metadata={
             "min": 0.0,
             "max": 1.0,
-            "doc": "alarm when an anomaly report scores this or more",
+            "doc": "alarm when an anomaly report scores above this",
         },
     )
     hysteresis: float = field(
         default=0.0,
         metadata={"min": 0.0, "doc": "how far below threshold the score must come to clear"},
-    )
-    min_duration: float = field(
-        default=0.0,
-        metadata={"min": 0.0, "doc": "seconds the score must stay above threshold to fire"},
     )
     severity: Literal["warning", "critical"] = field(
         default="warning", metadata={"doc": "severity of the alarm (a clear is always info)"}
@@ -79,8 +75,11 @@ class AdaptiveParams:
 
     # Settings of the detector's earlier design, and why a config that has them is refused.
     RETIRED: ClassVar[Mapping[str, str]] = {
-        key: "the adaptive detector learns and rests by its own rules now; remove it"
-        for key in ("learn", "rest", "baseline", "horizon")
+        **{
+            key: "the adaptive detector learns and rests by its own rules now; remove it"
+            for key in ("learn", "rest", "baseline", "horizon")
+        },
+        "min_duration": "an adaptive report lasts one reading, so nothing could last; remove it",
     }
 
     def __post_init__(self) -> None:
@@ -131,7 +130,7 @@ class AdaptiveDetector:
 
     def __init__(self, params: AdaptiveParams | None = None) -> None:
         self.params = params = params or AdaptiveParams()
-        self._alarm = Alarm(Limits(params.threshold, None, params.hysteresis), params.min_duration)
+        self._alarm = Alarm(Limits(params.threshold, None, params.hysteresis))
         self._readings = 0
         self._step = STEPS[0]
         self._scales = {s: _time_scale(s) for s in STEPS[:2]}

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 Array = npt.NDArray[np.float64]
+_ROUNDING = 1e-9
 
 
 class Categories:
@@ -120,8 +121,10 @@ class Categories:
             raise ValueError(f"categories of {weights.shape[-1]} values, expected {2 * self.dim}")
         if n > self.size or used.shape != (n,):
             raise ValueError("category table of the wrong size")
-        if not (np.isfinite(weights).all() and np.isfinite(used).all()):
-            raise ValueError("non-finite category weights")
+        # boxes lie in [0, 1] (re-expressed ones within rounding of it)
+        inside = (weights >= -_ROUNDING) & (weights <= 1 + _ROUNDING)
+        if not np.isfinite(used).all() or (n and not inside.all()):
+            raise ValueError("category weights outside [0, 1]")
         self.count = n
         if n:
             self.weights[:n] = weights

@@ -75,8 +75,7 @@ def _unit(values: list[float]) -> list[float]:
     span = max(values) - low
     if span == 0:
         return [0.0] * len(values)
-    scale = 1.0 / span
-    return [(v - low) * scale for v in values]
+    return [(v - low) / span for v in values]  # a division: 1 / a subnormal span is inf
 
 
 def shape(window: list[float]) -> list[float]:

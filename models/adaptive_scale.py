@@ -149,7 +149,8 @@ class TimeScale:
             values = x[WINDOW:DIM]
             values[:] = pattern[1]
             values -= low
-            values *= 1.0 / span if span > 0 else 1.0
+            if span > 0:
+                values /= span  # a division: 1 / a subnormal span would be infinite
             np.clip(values, 0.0, 1.0, out=values)
         np.subtract(1.0, x[:DIM], out=x[DIM:])
         return x
@@ -257,9 +258,13 @@ class TimeScale:
         scale = cls(_count(state["step"], 1))
         for k in cls._SCALARS:
             v = state[k.lstrip("_")]
-            setattr(scale, k, math.nan if v is None else _finite(v))
-        if math.isnan(scale.low) or math.isnan(scale.high):
-            scale.low, scale.high = math.inf, -math.inf
+            if not (v is None and k in ("low", "high")):  # null: the range is not set yet
+                setattr(scale, k, _finite(v))
+        unset = state["low"] is None
+        if unset != (state["high"] is None) or (not unset and scale.low > scale.high):
+            raise ValueError("a range that is not one")
+        if unset and (scale.patterns or state["block"]):
+            raise ValueError("readings without a range")
         for k in cls._COUNTS:
             setattr(scale, k, _count(state[k.lstrip("_")]))
         if not isinstance(state["masked"], bool):

@@ -62,7 +62,6 @@ def test_it_is_registered_and_persistent() -> None:
         ({"threshold": math.nan}, "threshold must be a finite number"),
         ({"hysteresis": -0.1}, "hysteresis must be at least 0.0"),
         ({"threshold": 0.6, "hysteresis": 0.6}, "hysteresis (0.6) must be less than threshold"),
-        ({"min_duration": -1.0}, "min_duration must be at least 0.0"),
     ],
 )
 def test_bad_params_are_refused_with_the_reason(settings: dict[str, float], message: str) -> None:
@@ -88,16 +87,19 @@ threshold = 0.5
 
 
 def test_a_config_with_the_settings_of_the_old_detector_says_they_are_retired() -> None:
-    text = CONFIG + "rest = 50\nlearn = 200\nbaseline = 1000\nhorizon = 3\nrests = 1\n"
+    text = CONFIG + "rest = 50\nlearn = 200\nbaseline = 1000\nhorizon = 3\nmin_duration = 5\n"
+    text += "rests = 1\n"
     with pytest.raises(ConfigError) as info:
         parse(text, "edge.toml")
-    known = "(known keys: hysteresis, id, inputs, min_duration, quantity, sensor, severity, "
+    known = "(known keys: hysteresis, id, inputs, quantity, sensor, severity, "
     retired = "no longer a setting: the adaptive detector learns and rests by its own rules now"
     assert info.value.problems == [
         *(
             f"edge.toml: detectors[0].{key}: {retired}; remove it"
             for key in ("rest", "learn", "baseline", "horizon")
         ),
+        "edge.toml: detectors[0].min_duration: no longer a setting: an adaptive report lasts "
+        "one reading, so nothing could last; remove it",
         f"edge.toml: detectors[0].rests: unknown key {known}threshold, type)",
     ]
     detector = parse(CONFIG, "edge.toml").detectors[0]
@@ -348,6 +350,10 @@ def changed(path: tuple[str | int, ...], value: object) -> dict[str, Any]:
         pytest.param("learning", id="a-learning-period-longer-than-its-count"),
         pytest.param("masked", id="masked-not-a-boolean"),
         pytest.param("ladder", id="readings-the-ladder-has-moved-past"),
+        pytest.param("vigilance", id="a-vigilance-of-null"),
+        pytest.param("box", id="a-box-outside-the-unit-cube"),
+        pytest.param("range", id="half-a-range"),
+        pytest.param("inverted", id="a-range-upside-down"),
     ],
 )
 def test_a_state_that_does_not_fit_is_refused_and_changes_nothing(state: object) -> None:
@@ -364,6 +370,10 @@ def test_a_state_that_does_not_fit_is_refused_and_changes_nothing(state: object)
         "learning": changed(("scales", 1, "learning"), [*learning, *learning]),
         "masked": changed(("scales", 0, "masked"), 1),
         "ladder": changed(("readings",), 10_000),
+        "vigilance": changed(("scales", 0, "rho_ub"), None),  # null is only an unset range's
+        "box": changed(("scales", 0, "categories", "weights", 0, 0), 1e308),
+        "range": changed(("scales", 0, "low"), None),
+        "inverted": changed(("scales", 0, "low"), good["scales"][0]["high"] + 1.0),
     }
     refused_and_unchanged(bad.get(state, state) if isinstance(state, str) else state)
 
