@@ -132,8 +132,8 @@ class AdaptiveDetector:
         self.params = params = params or AdaptiveParams()
         self._alarm = Alarm(Limits(params.threshold, None, params.hysteresis))
         self._readings = 0
-        self._step = STEPS[0]
-        self._scales = {s: _time_scale(s) for s in STEPS[:2]}
+        # the time scales running, by block length; the shortest reports
+        self._scales = {s: _time_scale(s) for s in ladder(0)}
         self._score = 0.0
 
     @property
@@ -149,7 +149,7 @@ class AdaptiveDetector:
     @property
     def step(self) -> int:
         """Readings per block of the time scale that reports."""
-        return self._step
+        return min(self._scales)
 
     def observe(self, t: float, value: float) -> Detection | None:
         if not math.isfinite(value):
@@ -158,7 +158,8 @@ class AdaptiveDetector:
         change = self._alarm.update(t, score)
         if change is None:
             return None
-        scale = self._scales[self._step]
+        step = self.step
+        scale = self._scales[step]
         median, level = scale.median(), scale.level()
         fields: dict[str, object] = {
             "state": change.state,
@@ -169,7 +170,7 @@ class AdaptiveDetector:
             "side": "above" if not level < median else "below",
             "match": scale.match,
             "baseline": median if math.isfinite(median) else None,
-            "scale": self._step,
+            "scale": step,
         }
         severity = self.params.severity if change.state == "active" else "info"
         return Detection(kind="anomaly", severity=severity, value=value, fields=fields)
@@ -198,15 +199,12 @@ class AdaptiveDetector:
             return 0.0
         value = min(max(value, -LARGEST), LARGEST)
         self._readings += 1
-        running = ladder(self._readings)
-        step = running[0]
-        if step != self._step:
-            for finer in [s for s in self._scales if s < step]:
-                del self._scales[finer]  # superseded: its blocks are too short from now on
-            self._step = step
-        for coarser in running[1:]:
-            if coarser not in self._scales:
-                self._scales[coarser] = _time_scale(coarser)  # learns while this one reports
+        if len(self._scales) > 1:  # one left: the longest blocks, for good
+            running = ladder(self._readings)
+            if running != tuple(self._scales):  # the rule moved on: scales retire and start
+                # the shorter one is superseded; the longer one learns while this one reports
+                self._scales = {s: self._scales.get(s) or _time_scale(s) for s in running}
+        step = min(self._scales)
         score = 0.0
         for s, scale in self._scales.items():
             out = scale.update(value)
@@ -223,7 +221,6 @@ class AdaptiveDetector:
             "type": "adaptive",
             "version": STATE_VERSION,
             "readings": self._readings,
-            "step": self._step,
             "scales": [scale.snapshot() for scale in self._scales.values()],
             "score": self._score,
         }
@@ -235,7 +232,6 @@ class AdaptiveDetector:
             raise ValueError("not a snapshot of an adaptive detector (or of another version)")
         try:
             readings = state["readings"]
-            step = state["step"]
             from models.adaptive_scale import TimeScale
 
             scales = [TimeScale.restored(s) for s in state["scales"]]
@@ -247,10 +243,10 @@ class AdaptiveDetector:
         if isinstance(readings, bool) or not isinstance(readings, int) or readings < 0:
             raise ValueError(f"invalid adaptive detector state: readings {readings!r}")
         running = ladder(readings)
-        if step != running[0] or sorted(s.step for s in scales) != list(running):
+        if sorted(s.step for s in scales) != list(running):
             raise ValueError(f"invalid adaptive detector state: not the time scales {running}")
         if not 0.0 <= score <= 1.0:
             raise ValueError(f"invalid adaptive detector state: score {score}")
-        self._readings, self._step, self._score = readings, step, score
+        self._readings, self._score = readings, score
         self._scales = {s.step: s for s in sorted(scales, key=lambda s: s.step)}
         # the alarm is about this run's clock: it stays as it is

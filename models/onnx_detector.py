@@ -249,7 +249,6 @@ class OnnxDetector:
             Limits(self._active.threshold, None, params.hysteresis), params.min_duration
         )
         self._score: float | None = None
-        self._latest = -math.inf  # the latest reading's time
         self._candidate: BoundModel | None = None
         self._tally = Tally()
         # Health detections waiting for an observe call to return them (see _notify).
@@ -301,10 +300,8 @@ class OnnxDetector:
 
     def observe(self, t: float, value: float | Sequence[float]) -> Detection | None:
         reading = self._reading(value)
-        if reading is not None:
-            if t < self._latest:  # a window is in time order: time stepped back, fill anew
-                self._window.reset()
-            self._latest = t
+        if reading is not None and self._window.count and t < self._window.last_time:
+            self._window.reset()  # a window is in time order: time stepped back, fill it anew
         window = None if reading is None else self._window.push(t, reading)
         found = None if window is None else self._judge(window, self._window.times)
         if found is None and self._notices:
@@ -332,8 +329,6 @@ class OnnxDetector:
         found: list[Detection] = list(self._notices)
         self._notices.clear()
         batch = self._window.push_block(t, x)
-        if len(t):
-            self._latest = float(t[-1])
         for values, stamps in zip(batch.values, batch.times, strict=True):
             detection = self._judge(values, stamps)
             if detection is not None:

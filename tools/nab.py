@@ -331,19 +331,6 @@ def run_detector(detector: str, file: CorpusFile, settings: Mapping[str, str]) -
     return np.asarray(score_series(detector, settings, file.times, file.values), dtype=np.float64)
 
 
-def score_detector(
-    files: Sequence[CorpusFile], detector: str, settings: Mapping[str, str]
-) -> tuple[list[FloatArray], float]:
-    """Scores of every file and the mean cost per reading in seconds."""
-    scores = []
-    started = time.perf_counter()
-    for file in files:
-        scores.append(run_detector(detector, file, settings))
-    elapsed = time.perf_counter() - started
-    readings = sum(len(f.values) for f in files)
-    return scores, elapsed / max(readings, 1)
-
-
 def report(results: Sequence[ProfileResult], detector: str, cost: float) -> str:
     lines = [f"detector {detector}: {cost * 1e6:.1f} us per reading (wall time / readings)"]
     lines.append("")
@@ -379,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--jobs", type=int, help="processes (default: one per CPU)")
     parser.add_argument("--rows", type=int, help="only the first ROWS rows of each file")
-    parser.add_argument("--per-category", type=int, help="only the first N files of each")
+    parser.add_argument("--per-category", type=int, help="only the first N files of each category")
     args = parser.parse_args(argv)
     from tools import nab_cv  # it imports this module
 

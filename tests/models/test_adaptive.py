@@ -361,7 +361,7 @@ def test_a_state_that_does_not_fit_is_refused_and_changes_nothing(state: object)
     learning = good["scales"][1]["learning"]
     bad = {
         "readings": changed(("readings",), -1),
-        "step": changed(("step",), 4),
+        "step": changed(("scales", 0, "step"), 4),
         "scales": changed(("scales",), [*good["scales"], good["scales"][0]]),
         "score": changed(("score",), 1.5),
         "median": changed(("scales", 0, "median", 3), math.nan),
